@@ -1,0 +1,208 @@
+//! Output for people: aligned tables, short durations, exits in words, colour on a
+//! terminal only (never with `NO_COLOR`).
+
+use protocol::{describe_exit, Event, Job, JobState};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// Whether to colour stdout.
+pub fn colour_enabled() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        && std::io::stdout().is_terminal()
+}
+
+/// `2m13s`, `1h4m`, `3d2h`, `850ms`.
+pub fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+fn paint(state: JobState, text: &str, colour: bool) -> String {
+    if !colour {
+        return text.to_owned();
+    }
+    let code = match state {
+        JobState::Running => "32",
+        JobState::Starting | JobState::Stopping => "33",
+        JobState::Backoff | JobState::Fatal => "31",
+        JobState::Exited | JobState::Stopped => "2",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// What the last column says: uptime while alive, the exit otherwise.
+pub fn uptime_or_exit(job: &Job) -> String {
+    if job.alive {
+        return job.uptime_ms.map_or_else(
+            || "-".into(),
+            |ms| format!("up {}", short_duration(Duration::from_millis(ms))),
+        );
+    }
+    if let Some(err) = &job.spawn_error {
+        return err.clone();
+    }
+    match job.exitcode {
+        Some(code) => describe_exit(code),
+        None => "-".into(),
+    }
+}
+
+/// The status table: NAME GROUP STATE PID UPTIME/EXIT.
+pub fn table(jobs: &[Job], colour: bool) -> String {
+    let rows: Vec<[String; 5]> = jobs
+        .iter()
+        .map(|j| {
+            let mut name = j.name.clone();
+            if j.daemon {
+                name.push_str(" (daemon)");
+            }
+            [
+                name,
+                j.group.clone(),
+                j.state.to_string(),
+                j.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+                uptime_or_exit(j),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "GROUP", "STATE", "PID", "UPTIME/EXIT"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: [&str; 5], state: Option<JobState>| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let padded = if i == 4 {
+                (*cell).to_owned()
+            } else {
+                format!("{cell:<w$}  ", w = widths[i])
+            };
+            match (i, state) {
+                (2, Some(st)) => s.push_str(&paint(st, &padded, colour)),
+                _ => s.push_str(&padded),
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    out.push_str(&line(header, None));
+    out.push('\n');
+    for (row, job) in rows.iter().zip(jobs) {
+        let cells = [
+            row[0].as_str(),
+            row[1].as_str(),
+            row[2].as_str(),
+            row[3].as_str(),
+            row[4].as_str(),
+        ];
+        out.push_str(&line(cells, Some(job.state)));
+        out.push('\n');
+    }
+    out
+}
+
+/// One line for a job that ended: `File2: stopped, killed by SIGTERM (-15)`.
+pub fn ended(job: &Job) -> String {
+    let mut s = format!("{}: {}", job.name, job.state);
+    if let Some(code) = job.exitcode {
+        s.push_str(", ");
+        s.push_str(&describe_exit(code));
+    }
+    if let Some(err) = &job.spawn_error {
+        s.push_str(": ");
+        s.push_str(err);
+    }
+    match job.success {
+        Some(true) => s.push_str(" (success)"),
+        Some(false) => s.push_str(" (failure)"),
+        None => {}
+    }
+    s
+}
+
+/// One line for an event: `12:00:01.250 File1 starting -> running pid 4242`.
+pub fn event(e: &Event) -> String {
+    let time = e.at.get(11..23).unwrap_or(&e.at);
+    let mut s = format!("{time} {} {} -> {}", e.name, e.from, e.to);
+    if let Some(pid) = e.pid {
+        s.push_str(&format!(" pid {pid}"));
+    }
+    if let Some(code) = e.exitcode {
+        s.push_str(&format!(" ({})", describe_exit(code)));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, state: JobState, exitcode: Option<i32>) -> Job {
+        Job {
+            name: name.into(),
+            group: "g".into(),
+            state,
+            alive: state.is_alive(),
+            pid: state.is_alive().then_some(42),
+            exitcode,
+            signal: None,
+            success: exitcode.map(|c| c == 0),
+            daemon: false,
+            restarts: 0,
+            started_at: None,
+            ended_at: None,
+            uptime_ms: state.is_alive().then_some(133_000),
+            spawn_error: None,
+            output_error: None,
+        }
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(short_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(short_duration(Duration::from_secs(133)), "2m13s");
+        assert_eq!(short_duration(Duration::from_secs(3_840)), "1h4m");
+        assert_eq!(short_duration(Duration::from_secs(180_000)), "2d2h");
+    }
+
+    #[test]
+    fn table_is_aligned_and_plain_without_colour() {
+        let t = table(
+            &[
+                job("File1", JobState::Running, None),
+                job("File2-long", JobState::Stopped, Some(-15)),
+            ],
+            false,
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "NAME        GROUP  STATE    PID  UPTIME/EXIT");
+        assert_eq!(lines[1], "File1       g      running  42   up 2m13s");
+        assert_eq!(
+            lines[2],
+            "File2-long  g      stopped  -    killed by SIGTERM (-15)"
+        );
+        assert!(!t.contains('\x1b'));
+    }
+
+    #[test]
+    fn ended_lines() {
+        assert_eq!(
+            ended(&job("File2", JobState::Stopped, Some(-15))),
+            "File2: stopped, killed by SIGTERM (-15) (failure)"
+        );
+        assert_eq!(
+            ended(&job("File1", JobState::Exited, Some(0))),
+            "File1: exited, exit 0 (success)"
+        );
+    }
+}

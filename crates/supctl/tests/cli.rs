@@ -1,0 +1,59 @@
+//! supctl's own exit codes that need no daemon: usage errors (2) and an unreachable
+//! socket (3, naming the path). Everything else is tested end to end in `tests/`.
+
+use std::process::Command;
+
+fn supctl(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_supctl"))
+        .args(args)
+        .env_remove("SUPERVISORD_SOCKET")
+        .output()
+        .expect("run supctl")
+}
+
+#[test]
+fn unreachable_daemon_exits_3_and_names_the_socket() {
+    let out = supctl(&["--socket", "/nonexistent/supervisord.sock", "status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/supervisord.sock"), "{stderr}");
+}
+
+#[test]
+fn socket_comes_from_the_environment_then_the_job_file() {
+    let out = Command::new(env!("CARGO_BIN_EXE_supctl"))
+        .args(["ping"])
+        .env("SUPERVISORD_SOCKET", "/nonexistent/from-env.sock")
+        .output()
+        .expect("run supctl");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/from-env.sock"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(&file, "[supervisor]\nsocket = \"run/x.sock\"\n").expect("write");
+    let out = supctl(&["--config", file.to_str().expect("utf-8"), "ping"]);
+    assert_eq!(out.status.code(), Some(3));
+    let want = dir.path().join("run/x.sock");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(want.to_str().expect("utf-8")));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["start"][..],
+        &["kill", "x"][..],
+        &["terminate", "--signal", "SIGNOPE", "x"][..],
+        &["wait", "--timeout", "soon"][..],
+        &["add", "x"][..],
+    ] {
+        let out = supctl(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,889 @@
+//! The job file: TOML in, validated [`Config`] out, or a [`ConfigError`] that names the
+//! file, line and column.
+//!
+//! Parsing is two steps. serde reads the document into `Raw*` structs whose leaf types
+//! ([`Dur`], [`Size`], [`CommandLine`], [`Signal`]) validate themselves while they are
+//! read, so the `toml` crate attaches the offending value's span to their errors. Checks
+//! that need the whole job (names, empty commands) run after, with spans kept by
+//! [`Spanned`]. Then `[defaults]` is merged under each job and every path is resolved
+//! against the file's folder.
+
+use indexmap::IndexMap;
+use protocol::Signal;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The longest a backoff delay grows.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A job file that could not be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {message}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS's reason.
+        message: String,
+    },
+    /// The file was read but is not a valid job file.
+    #[error("{}:{line}:{column}: {message}", file.display())]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// One line saying what is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// `{file, line, column}` for error 1003's `data`.
+    pub fn position(&self) -> serde_json::Value {
+        match self {
+            ConfigError::Read { path, .. } => {
+                serde_json::json!({ "file": path, "line": null, "column": null })
+            }
+            ConfigError::Invalid {
+                file, line, column, ..
+            } => serde_json::json!({ "file": file, "line": line, "column": column }),
+        }
+    }
+
+    /// The reason alone, without the position.
+    pub fn reason(&self) -> &str {
+        match self {
+            ConfigError::Read { message, .. } | ConfigError::Invalid { message, .. } => message,
+        }
+    }
+}
+
+/// The validated job file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from (absolute).
+    pub path: PathBuf,
+    /// `[supervisor] socket`, resolved against the file's folder.
+    pub socket: Option<PathBuf>,
+    /// `[supervisor] log_dir`, resolved; default `logs` beside the file.
+    pub log_dir: PathBuf,
+    /// `[supervisor] exit_when_done`.
+    pub exit_when_done: bool,
+    /// The `[defaults]` table, kept to fill in jobs added over the socket.
+    defaults: RawJob,
+    /// The jobs, in file order.
+    pub jobs: Vec<JobSpec>,
+}
+
+/// When a job is started again after it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never.
+    #[default]
+    Never,
+    /// When its exit status is not in `exit_codes` (or it died by a signal).
+    OnFailure,
+    /// Whenever it ends on its own.
+    Always,
+}
+
+impl RestartPolicy {
+    /// The job-file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+/// Where one output stream of a job goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Captured into this log file (rotated), readable with `supctl logs`.
+    Log(PathBuf),
+    /// Written to supervisord's own stdout, each line prefixed with `name | `.
+    Inherit,
+    /// Discarded.
+    Null,
+    /// Appended to this file by the job itself (no capture, no rotation).
+    File(PathBuf),
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Log(p) => write!(f, "log {}", p.display()),
+            Output::Inherit => f.write_str("inherit"),
+            Output::Null => f.write_str("null"),
+            Output::File(p) => write!(f, "file {}", p.display()),
+        }
+    }
+}
+
+/// One job, with every key resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    /// The job's name.
+    pub name: String,
+    /// Its group.
+    pub group: String,
+    /// argv; `command[0]` is looked up in `PATH` when it has no slash.
+    pub command: Vec<String>,
+    /// Not waited for; terminated when the run ends.
+    pub daemon: bool,
+    /// Start when the daemon starts or the job is added.
+    pub autostart: bool,
+    /// When to start it again.
+    pub restart: RestartPolicy,
+    /// Exit statuses that count as success.
+    pub exit_codes: Vec<i32>,
+    /// How long a run must last to count as started.
+    pub start_secs: Duration,
+    /// Failed starts in a row allowed before `fatal`.
+    pub max_restarts: u32,
+    /// The first restart delay; doubles per failure up to [`MAX_BACKOFF`].
+    pub backoff: Duration,
+    /// The signal a stop sends.
+    pub stop_signal: Signal,
+    /// How long a stop waits before SIGKILL.
+    pub stop_timeout: Duration,
+    /// Signals go to the whole process group.
+    pub kill_group: bool,
+    /// The working folder.
+    pub cwd: PathBuf,
+    /// Variables set over supervisord's environment.
+    pub env: BTreeMap<String, String>,
+    /// Where stdout goes.
+    pub stdout: Output,
+    /// Where stderr goes.
+    pub stderr: Output,
+    /// Prefix captured lines with their arrival time.
+    pub log_timestamps: bool,
+    /// Rotate a captured log past this size (0: never).
+    pub log_max_bytes: u64,
+    /// Rotated files kept.
+    pub log_backups: u32,
+}
+
+impl JobSpec {
+    /// Whether an exit status counts as success.
+    pub fn is_success(&self, exitcode: i32) -> bool {
+        exitcode >= 0 && self.exit_codes.contains(&exitcode)
+    }
+
+    /// The backoff delay before restart number `failures` (1-based), doubled per failure
+    /// and capped at [`MAX_BACKOFF`].
+    pub fn backoff_delay(&self, failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(16);
+        self.backoff
+            .checked_mul(1u32 << shift)
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF)
+    }
+}
+
+// ---- the raw document -----------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    supervisor: RawSupervisor,
+    #[serde(default)]
+    defaults: RawJob,
+    #[serde(default)]
+    job: IndexMap<Spanned<String>, Spanned<RawJob>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSupervisor {
+    socket: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+    exit_when_done: Option<bool>,
+}
+
+/// A job table as written: every key optional, so `[defaults]` can fill the gaps.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    command: Option<Spanned<CommandLine>>,
+    group: Option<Spanned<String>>,
+    daemon: Option<bool>,
+    autostart: Option<bool>,
+    restart: Option<RestartPolicy>,
+    exit_codes: Option<Vec<i32>>,
+    start_secs: Option<Dur>,
+    max_restarts: Option<u32>,
+    backoff: Option<Dur>,
+    stop_signal: Option<Signal>,
+    stop_timeout: Option<Dur>,
+    kill_group: Option<bool>,
+    cwd: Option<PathBuf>,
+    env: Option<BTreeMap<String, String>>,
+    stdout: Option<OutputKey>,
+    stderr: Option<OutputKey>,
+    log_timestamps: Option<bool>,
+    log_max_bytes: Option<Size>,
+    log_backups: Option<u32>,
+}
+
+impl RawJob {
+    /// This job's keys, with `defaults` filling the ones it leaves out (`env` merges key by
+    /// key, the job's winning).
+    fn over(self, defaults: &RawJob) -> RawJob {
+        let d = defaults.clone();
+        let env = match (d.env, self.env) {
+            (Some(mut base), Some(mine)) => {
+                base.extend(mine);
+                Some(base)
+            }
+            (base, mine) => mine.or(base),
+        };
+        RawJob {
+            command: self.command.or(d.command),
+            group: self.group.or(d.group),
+            daemon: self.daemon.or(d.daemon),
+            autostart: self.autostart.or(d.autostart),
+            restart: self.restart.or(d.restart),
+            exit_codes: self.exit_codes.or(d.exit_codes),
+            start_secs: self.start_secs.or(d.start_secs),
+            max_restarts: self.max_restarts.or(d.max_restarts),
+            backoff: self.backoff.or(d.backoff),
+            stop_signal: self.stop_signal.or(d.stop_signal),
+            stop_timeout: self.stop_timeout.or(d.stop_timeout),
+            kill_group: self.kill_group.or(d.kill_group),
+            cwd: self.cwd.or(d.cwd),
+            env,
+            stdout: self.stdout.or(d.stdout),
+            stderr: self.stderr.or(d.stderr),
+            log_timestamps: self.log_timestamps.or(d.log_timestamps),
+            log_max_bytes: self.log_max_bytes.or(d.log_max_bytes),
+            log_backups: self.log_backups.or(d.log_backups),
+        }
+    }
+}
+
+/// A duration: `"250ms"`, `"10s"`, `"2m"`, or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"250ms\", \"10s\", \"2m\", or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+                parse_duration(v).map(Dur).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
+                u64::try_from(v)
+                    .map(|s| Dur(Duration::from_secs(s)))
+                    .map_err(|_| E::custom(format!("a duration cannot be negative: {v}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
+                Ok(Dur(Duration::from_secs(v)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
+                Duration::try_from_secs_f64(v)
+                    .map(Dur)
+                    .map_err(|_| E::custom(format!("not a valid number of seconds: {v}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parse `"250ms"`, `"10s"`, `"1m30s"`, `"2h"`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("not a valid number of seconds: {s:?}"));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("bad duration {s:?}: {e} (expected e.g. \"250ms\", \"10s\", \"2m\")"))
+}
+
+/// A byte count: a number, or a string such as `"50MiB"`, `"10KB"`, `"1G"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Size(u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size: a number of bytes or a string such as \"50MiB\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
+                parse_size(v).map(Size).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("a size cannot be negative: {v}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parse `"50MiB"`, `"10 KB"`, `"1G"`, `"4096"`. `K`, `M`, `G` alone mean the binary units.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (expected e.g. \"50MiB\" or a number of bytes)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1_000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "bad size unit in {s:?} (expected B, KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// `command`: an argv list, or a string split the way a shell splits words.
+#[derive(Debug, Clone, PartialEq)]
+struct CommandLine(Vec<String>);
+
+impl<'de> Deserialize<'de> for CommandLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CommandLine;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command: a list of strings, or a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CommandLine, E> {
+                shlex::split(v).map(CommandLine).ok_or_else(|| {
+                    E::custom(format!(
+                        "cannot split command {v:?} into words (unbalanced quote?)"
+                    ))
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CommandLine, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(arg) = seq.next_element::<String>()? {
+                    argv.push(arg);
+                }
+                Ok(CommandLine(argv))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `stdout`/`stderr` as written: a keyword or a path.
+#[derive(Debug, Clone, PartialEq)]
+enum OutputKey {
+    Log,
+    Inherit,
+    Null,
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for OutputKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "log" => OutputKey::Log,
+            "inherit" => OutputKey::Inherit,
+            "null" => OutputKey::Null,
+            "" => {
+                return Err(serde::de::Error::custom(
+                    "output must be \"log\", \"inherit\", \"null\" or a file path",
+                ))
+            }
+            _ => OutputKey::File(PathBuf::from(s)),
+        })
+    }
+}
+
+// ---- validation and resolution --------------------------------------------------------
+
+/// Whether `name` is a valid job or group name: 1–64 of letters, digits, `-`, `_`, `.`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn name_problem(what: &str, name: &str) -> String {
+    format!("invalid {what} {name:?}: use 1-64 letters, digits, '-', '_' or '.'")
+}
+
+/// What positions are measured against: the file's path and text.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+        let offset = span.map_or(0, |s| s.start).min(self.text.len());
+        let before = &self.text[..floor_char_boundary(self.text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        ConfigError::Invalid {
+            file: self.path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Read and validate a job file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+        path: path.clone(),
+        message: format!("cannot read job file: {e}"),
+    })?;
+    parse(&path, &text)
+}
+
+/// Validate a job file's text; `path` names it in errors and anchors relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let src = Source { path, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().replace('\n', " ");
+        src.error(e.span(), message)
+    })?;
+    let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let defaults = raw.defaults;
+    if let Some(cmd) = &defaults.command {
+        return Err(src.error(
+            Some(cmd.span()),
+            "`command` cannot be set in [defaults]; give each job its own",
+        ));
+    }
+    let log_dir = base.join(raw.supervisor.log_dir.unwrap_or_else(|| "logs".into()));
+    let mut jobs = Vec::with_capacity(raw.job.len());
+    for (name, job) in raw.job {
+        let span = job.span();
+        let spec = resolve(
+            &src,
+            &name,
+            Some(span),
+            job.into_inner().over(&defaults),
+            &base,
+            &log_dir,
+        )?;
+        jobs.push(spec);
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        socket: raw.supervisor.socket.map(|s| base.join(s)),
+        log_dir,
+        exit_when_done: raw.supervisor.exit_when_done.unwrap_or(false),
+        defaults,
+        jobs,
+    })
+}
+
+fn resolve(
+    src: &Source,
+    name: &Spanned<String>,
+    table: Option<Range<usize>>,
+    raw: RawJob,
+    base: &Path,
+    log_dir: &Path,
+) -> Result<JobSpec, ConfigError> {
+    let n = name.get_ref();
+    if !valid_name(n) {
+        return Err(src.error(Some(name.span()), name_problem("job name", n)));
+    }
+    let Some(command) = raw.command else {
+        return Err(src.error(table, format!("job {n:?} has no `command`")));
+    };
+    let cmd_span = command.span();
+    let argv = command.into_inner().0;
+    if argv.first().is_none_or(|a| a.is_empty()) {
+        return Err(src.error(Some(cmd_span), format!("job {n:?}: `command` is empty")));
+    }
+    let group = match raw.group {
+        Some(g) if !valid_name(g.get_ref()) => {
+            return Err(src.error(Some(g.span()), name_problem("group name", g.get_ref())))
+        }
+        Some(g) => g.into_inner(),
+        None => n.clone(),
+    };
+    let output = |key: Option<OutputKey>, stream: &str| match key.unwrap_or(OutputKey::Log) {
+        OutputKey::Log => Output::Log(log_dir.join(format!("{n}.{stream}.log"))),
+        OutputKey::Inherit => Output::Inherit,
+        OutputKey::Null => Output::Null,
+        OutputKey::File(p) => Output::File(base.join(p)),
+    };
+    Ok(JobSpec {
+        name: n.clone(),
+        group,
+        command: argv,
+        daemon: raw.daemon.unwrap_or(false),
+        autostart: raw.autostart.unwrap_or(true),
+        restart: raw.restart.unwrap_or_default(),
+        exit_codes: raw.exit_codes.unwrap_or_else(|| vec![0]),
+        start_secs: raw.start_secs.map_or(Duration::from_secs(1), |d| d.0),
+        max_restarts: raw.max_restarts.unwrap_or(3),
+        backoff: raw.backoff.map_or(Duration::from_secs(1), |d| d.0),
+        stop_signal: raw.stop_signal.unwrap_or(Signal::Term),
+        stop_timeout: raw.stop_timeout.map_or(Duration::from_secs(10), |d| d.0),
+        kill_group: raw.kill_group.unwrap_or(true),
+        cwd: raw.cwd.map_or_else(|| base.to_path_buf(), |c| base.join(c)),
+        env: raw.env.unwrap_or_default(),
+        stdout: output(raw.stdout, "stdout"),
+        stderr: output(raw.stderr, "stderr"),
+        log_timestamps: raw.log_timestamps.unwrap_or(false),
+        log_max_bytes: raw.log_max_bytes.map_or(50 << 20, |s| s.0),
+        log_backups: raw.log_backups.unwrap_or(5),
+    })
+}
+
+impl Config {
+    /// A job added over the socket: `job` holds the job-file keys as JSON; this file's
+    /// `[defaults]` fill the gaps and its folder anchors relative paths. The error's
+    /// message names the job; its position is meaningless and should not be shown.
+    pub fn job_from_json(&self, name: &str, job: &serde_json::Value) -> Result<JobSpec, String> {
+        if !valid_name(name) {
+            return Err(name_problem("job name", name));
+        }
+        let table: toml::Value =
+            serde_json::from_value(job.clone()).map_err(|e| format!("job {name:?}: {e}"))?;
+        if !table.is_table() {
+            return Err(format!("job {name:?}: `job` must be an object of job keys"));
+        }
+        let mut doc = toml::Table::new();
+        let mut jobs = toml::Table::new();
+        jobs.insert(name.to_owned(), table);
+        doc.insert("job".into(), toml::Value::Table(jobs));
+        let text = toml::to_string(&doc).map_err(|e| format!("job {name:?}: {e}"))?;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct JobsOnly {
+            job: IndexMap<Spanned<String>, Spanned<RawJob>>,
+        }
+        let src = Source {
+            path: Path::new("<add>"),
+            text: &text,
+        };
+        let parsed: JobsOnly = toml::from_str(&text)
+            .map_err(|e| format!("job {name:?}: {}", e.message().trim().replace('\n', " ")))?;
+        let base = self.path.parent().unwrap_or(Path::new("/"));
+        let (key, raw) = parsed
+            .job
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("job {name:?}: no job keys"))?;
+        let span = raw.span();
+        resolve(
+            &src,
+            &key,
+            Some(span),
+            raw.into_inner().over(&self.defaults),
+            base,
+            &self.log_dir,
+        )
+        .map_err(|e| e.reason().to_owned())
+    }
+
+    /// An empty configuration anchored at `path` (used when no jobs are defined yet).
+    #[cfg(test)]
+    pub fn empty(path: &Path) -> Config {
+        Config {
+            path: path.to_path_buf(),
+            socket: None,
+            log_dir: path.parent().unwrap_or(Path::new("/")).join("logs"),
+            exit_when_done: false,
+            defaults: RawJob::default(),
+            jobs: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/srv/jobs/supervisord.toml"), text)
+    }
+
+    fn err(text: &str) -> (usize, usize, String) {
+        match parse_str(text).expect_err("should be rejected") {
+            ConfigError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            } => (line, column, message),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_example_resolves() {
+        let c = parse_str(
+            r#"
+[supervisor]
+socket = "run/s.sock"
+log_dir = "logs"
+exit_when_done = true
+
+[defaults]
+restart = "on-failure"
+env = { A = "1", B = "2" }
+
+[job.File1]
+command = ["sh", "workers/download.sh", "File1"]
+group = "downloads"
+daemon = false
+exit_codes = [0, 2]
+start_secs = "250ms"
+max_restarts = 5
+backoff = 2
+stop_signal = "INT"
+stop_timeout = "1m"
+kill_group = false
+cwd = "work"
+env = { B = "3" }
+stdout = "inherit"
+stderr = "out/err.txt"
+log_timestamps = true
+log_max_bytes = "1MiB"
+log_backups = 2
+
+[job.helper]
+command = "python3 -c 'print(1)'"
+daemon = true
+"#,
+        )
+        .expect("valid");
+        assert_eq!(c.socket, Some(PathBuf::from("/srv/jobs/run/s.sock")));
+        assert!(c.exit_when_done);
+        let f = &c.jobs[0];
+        assert_eq!(f.name, "File1");
+        assert_eq!(f.group, "downloads");
+        assert_eq!(f.restart, RestartPolicy::OnFailure);
+        assert_eq!(f.exit_codes, vec![0, 2]);
+        assert_eq!(f.start_secs, Duration::from_millis(250));
+        assert_eq!(f.backoff, Duration::from_secs(2));
+        assert_eq!(f.stop_signal, Signal::Int);
+        assert_eq!(f.stop_timeout, Duration::from_secs(60));
+        assert!(!f.kill_group);
+        assert_eq!(f.cwd, PathBuf::from("/srv/jobs/work"));
+        assert_eq!(f.env.get("A").map(String::as_str), Some("1"));
+        assert_eq!(f.env.get("B").map(String::as_str), Some("3"));
+        assert_eq!(f.stdout, Output::Inherit);
+        assert_eq!(f.stderr, Output::File("/srv/jobs/out/err.txt".into()));
+        assert_eq!(f.log_max_bytes, 1 << 20);
+        let h = &c.jobs[1];
+        assert_eq!(h.command, vec!["python3", "-c", "print(1)"]);
+        assert_eq!(h.group, "helper");
+        assert!(h.daemon);
+        assert_eq!(h.cwd, PathBuf::from("/srv/jobs"));
+        assert_eq!(
+            h.stdout,
+            Output::Log("/srv/jobs/logs/helper.stdout.log".into())
+        );
+        assert_eq!(h.restart, RestartPolicy::OnFailure);
+    }
+
+    #[test]
+    fn defaults_when_keys_are_left_out() {
+        let c = parse_str("[job.a]\ncommand = [\"true\"]\n").expect("valid");
+        let a = &c.jobs[0];
+        assert!(a.autostart && a.kill_group && !a.daemon);
+        assert_eq!(a.restart, RestartPolicy::Never);
+        assert_eq!(a.exit_codes, vec![0]);
+        assert_eq!(a.stop_signal, Signal::Term);
+        assert_eq!(a.stop_timeout, Duration::from_secs(10));
+        assert_eq!(a.log_max_bytes, 50 << 20);
+        assert_eq!(a.log_backups, 5);
+        assert_eq!(c.log_dir, PathBuf::from("/srv/jobs/logs"));
+    }
+
+    #[test]
+    fn jobs_keep_file_order() {
+        let c =
+            parse_str("[job.z]\ncommand=\"a\"\n[job.a]\ncommand=\"a\"\n[job.m]\ncommand=\"a\"\n")
+                .expect("valid");
+        let names: Vec<_> = c.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["z", "a", "m"]);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let (line, col, msg) = err("[job.a]\ncommand = [\"x\"]\n  colour = 1\n");
+        assert_eq!((line, col), (3, 3));
+        assert!(msg.contains("unknown field `colour`"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type() {
+        let (line, _, msg) = err("[job.a]\ncommand = [\"x\"]\ndaemon = \"yes\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_and_signal() {
+        let (line, col, msg) = err("[job.a]\ncommand = [\"x\"]\nstop_timeout = \"10 parsecs\"\n");
+        assert_eq!((line, col), (3, 16));
+        assert!(msg.contains("bad duration"), "{msg}");
+        let (line, _, msg) = err("[job.a]\ncommand = [\"x\"]\nstop_signal = \"SIGNOPE\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("unknown signal"), "{msg}");
+        let (_, _, msg) = err("[job.a]\ncommand = [\"x\"]\nbackoff = -1\n");
+        assert!(msg.contains("negative"), "{msg}");
+    }
+
+    #[test]
+    fn bad_restart_policy() {
+        let (line, _, msg) = err("[job.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("unknown variant"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_names() {
+        let (line, col, msg) = err("[job.\"bad name\"]\ncommand = [\"x\"]\n");
+        assert_eq!((line, col), (1, 6));
+        assert!(msg.contains("invalid job name"), "{msg}");
+        let long = "x".repeat(65);
+        let (_, _, msg) = err(&format!("[job.{long}]\ncommand = [\"x\"]\n"));
+        assert!(msg.contains("invalid job name"), "{msg}");
+        let (line, _, msg) = err("[job.a]\ncommand = [\"x\"]\ngroup = \"a/b\"\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("invalid group name"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_job_is_rejected() {
+        let (line, _, msg) = err("[job.a]\ncommand = [\"x\"]\n[job.a]\ncommand = [\"y\"]\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("duplicate"), "{msg}");
+    }
+
+    #[test]
+    fn empty_and_missing_commands() {
+        let (line, col, msg) = err("[job.a]\ncommand = []\n");
+        assert_eq!((line, col), (2, 11));
+        assert!(msg.contains("empty"), "{msg}");
+        let (_, _, msg) = err("[job.a]\ncommand = \"   \"\n");
+        assert!(msg.contains("empty"), "{msg}");
+        let (line, _, msg) = err("\n[job.a]\ngroup = \"g\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("no `command`"), "{msg}");
+        let (_, _, msg) = err("[job.a]\ncommand = \"sh -c 'oops\"\n");
+        assert!(msg.contains("unbalanced"), "{msg}");
+        let (line, _, msg) = err("[defaults]\ncommand = [\"x\"]\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("[defaults]"), "{msg}");
+    }
+
+    #[test]
+    fn toml_syntax_error_has_position() {
+        let (line, _, _) = err("[job.a]\ncommand = [\"x\"\n");
+        assert!(line >= 2);
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("50MiB"), Ok(50 << 20));
+        assert_eq!(parse_size("10KB"), Ok(10_000));
+        assert_eq!(parse_size("1 G"), Ok(1 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("10 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let c = parse_str("[job.a]\ncommand=\"x\"\nbackoff=\"1s\"\n").expect("valid");
+        let j = &c.jobs[0];
+        let secs: Vec<u64> = (1..=8).map(|n| j.backoff_delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(j.backoff_delay(1000).as_secs(), 60);
+    }
+
+    #[test]
+    fn added_job_uses_defaults_and_reports_bad_keys() {
+        let c = parse_str("[defaults]\nrestart = \"always\"\n").expect("valid");
+        let spec = c
+            .job_from_json(
+                "dyn",
+                &serde_json::json!({"command": ["sleep", "1"], "group": "g"}),
+            )
+            .expect("valid job");
+        assert_eq!(spec.restart, RestartPolicy::Always);
+        assert_eq!(spec.group, "g");
+        let e = c
+            .job_from_json("dyn", &serde_json::json!({"command": ["x"], "colour": 1}))
+            .expect_err("unknown key");
+        assert!(e.contains("colour") && e.contains("dyn"), "{e}");
+        let e = c
+            .job_from_json("bad name", &serde_json::json!({"command": ["x"]}))
+            .expect_err("bad name");
+        assert!(e.contains("invalid job name"), "{e}");
+        let e = c
+            .job_from_json("x", &serde_json::json!({"command": []}))
+            .expect_err("empty");
+        assert!(e.contains("empty"), "{e}");
+        let e = c
+            .job_from_json(
+                "x",
+                &serde_json::json!({"stop_timeout": "forever", "command": "a"}),
+            )
+            .expect_err("bad duration");
+        assert!(e.contains("bad duration"), "{e}");
+    }
+}

@@ -1,0 +1,135 @@
+//! The daemon's life, top to bottom: bind, serve and supervise, then shut down in order.
+
+use crate::config::{self, Config};
+use crate::guard::Guard;
+use crate::logs::{self, LogWriter};
+use crate::server::{self, Context, Limits, Socket};
+use crate::supervisor::{Supervisor, SupervisorHandle};
+use protocol::{Request, ShutdownParams};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for connection and output tasks once every job has ended.
+const DRAIN_TASKS: Duration = Duration::from_secs(2);
+
+/// What the daemon runs with.
+pub struct Options {
+    /// The validated job file.
+    pub config: Config,
+    /// The socket path.
+    pub socket: PathBuf,
+    /// Exit once every non-daemon job has settled.
+    pub batch: bool,
+    /// Connection limits.
+    pub limits: Limits,
+}
+
+/// What is left to finish once the runtime is gone: both need blocking waits.
+pub struct Leftovers {
+    /// The log writer thread, to join once every log handle is dropped.
+    pub writer: LogWriter,
+    /// The guard process, to release and reap.
+    pub guard: Option<Guard>,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The socket.
+    #[error(transparent)]
+    Bind(#[from] server::BindError),
+    /// The log writer thread.
+    #[error("cannot start the log writer: {0}")]
+    Logs(std::io::Error),
+}
+
+/// Run until shut down. Returns the exit code and what must be finished outside the
+/// runtime.
+pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers), StartError> {
+    // 1. The socket first: a second daemon must refuse before it starts any job.
+    let socket = Socket::bind(&opts.socket).await?;
+    let (logs, writer) = logs::start().map_err(StartError::Logs)?;
+    let tracker = TaskTracker::new();
+    let config_path = opts.config.path.clone();
+    let (supervisor, handle) = Supervisor::new(
+        opts.config,
+        opts.batch,
+        logs.clone(),
+        guard,
+        tracker.clone(),
+    );
+    tracing::info!(socket = %socket.path().display(), pid = std::process::id(), "supervisord started");
+
+    // 2. Serve and supervise until the supervisor has stopped every job.
+    let shutdown = CancellationToken::new();
+    let ctx = Context {
+        supervisor: handle.clone(),
+        logs,
+        config_path: config_path.clone(),
+        limits: opts.limits,
+    };
+    let (code, guard) = tokio::select! {
+        out = supervisor.run() => out,
+        () = server::serve(&socket, ctx, shutdown.clone(), tracker.clone()) => {
+            unreachable_serve()
+        }
+        () = handle_signals(handle, config_path) => unreachable_serve(),
+    };
+
+    // 3. Stop accepting, end connections, give output readers a moment to finish.
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TASKS, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connection or output tasks did not finish; leaving them");
+    }
+    // 4. Remove the socket.
+    drop(socket);
+    tracing::info!(exit_code = code, "supervisord stopped");
+    Ok((code, Leftovers { writer, guard }))
+}
+
+/// `serve` and `handle_signals` only return once shut down, and the supervisor's loop
+/// ends first; reaching here would be a bug, and the safe answer is to stop.
+fn unreachable_serve() -> (u8, Option<Guard>) {
+    tracing::error!("the server stopped before the supervisor");
+    (1, None)
+}
+
+/// SIGTERM/SIGINT: shut down (a second one kills every job at once). SIGHUP: reload.
+async fn handle_signals(handle: SupervisorHandle, config_path: PathBuf) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; use `supctl shutdown` to stop");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => shutdown(&handle, "SIGTERM").await,
+            _ = int.recv() => shutdown(&handle, "SIGINT").await,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", config_path.display());
+                let path = config_path.clone();
+                match tokio::task::spawn_blocking(move || config::load(&path)).await {
+                    Ok(config) => handle.reload_quietly(config).await,
+                    Err(e) => tracing::error!(error = %e, "reading the job file failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown(handle: &SupervisorHandle, why: &str) {
+    tracing::info!("{why}: shutting down");
+    let _ = handle
+        .rpc(Request::Shutdown(ShutdownParams { drain: Some(false) }))
+        .await;
+}

@@ -1,0 +1,28 @@
+//! supervisord: a process supervisor that runs named jobs from a TOML job file and takes
+//! orders over a Unix socket.
+//!
+//! # Theory of operation
+//!
+//! * [`config`] turns the job file into validated [`config::JobSpec`]s.
+//! * [`supervisor`] is the single owner of the process table: an actor task that feeds
+//!   requests, exits and timers through each job's [`lifecycle`] state machine and
+//!   publishes one event per state change.
+//! * [`process`] spawns each run as a process-group leader and watches it in a task of its
+//!   own; [`os`] holds the system calls (and the one `unsafe` pre-exec hook); [`guard`]
+//!   kills every job's group if supervisord itself dies.
+//! * [`logs`] owns captured output on a writer thread; [`server`] owns the socket.
+//!
+//! [`daemon::run`] wires them together and is what `main` calls; it runs on a
+//! current-thread runtime, so every child is forked from the main thread (which is what
+//! `PR_SET_PDEATHSIG` needs to be reliable).
+#![warn(clippy::unwrap_used)]
+
+pub mod config;
+pub mod daemon;
+pub mod guard;
+pub mod lifecycle;
+pub mod logs;
+pub mod os;
+pub mod process;
+pub mod server;
+pub mod supervisor;

@@ -1,0 +1,539 @@
+//! One job's state machine, as a plain function of (state, input) → (transitions, effects).
+//!
+//! Nothing here touches a process, a clock or a channel: the supervisor feeds inputs
+//! (a request, a spawn result, an exit, a timer) and carries out the [`Effect`]s it gets
+//! back. That keeps every rule of SPEC §3 (and the restart policy) unit-testable.
+//!
+//! Timers are identified by the job's `epoch`, which changes on every state change, so a
+//! timer set in one state can never act in a later one.
+
+use crate::config::{JobSpec, RestartPolicy};
+use protocol::{JobState, Signal};
+use std::time::{Duration, SystemTime};
+
+/// Something that happened to a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A `start` request.
+    Start,
+    /// A `restart` request: stop (if alive), then start.
+    Restart,
+    /// A stop request, with the signal to send (the job's `stop_signal` unless overridden).
+    Stop(Signal),
+    /// The spawn the supervisor attempted worked.
+    Spawned {
+        /// The new process.
+        pid: u32,
+    },
+    /// The spawn failed.
+    SpawnFailed(String),
+    /// The process ended: exit status `>= 0` or `-signal`.
+    Exited(i32),
+    /// A timer set by an [`Effect::Timer`] fired (already checked against the epoch).
+    Timer(TimerKind),
+}
+
+/// Which timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    /// `start_secs` passed since the spawn.
+    StartSecs,
+    /// `stop_timeout` passed since the stop signal.
+    StopTimeout,
+    /// The backoff delay passed.
+    Backoff,
+}
+
+/// What the supervisor must do for the job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Spawn the job's process, then feed back `Spawned` or `SpawnFailed`.
+    Spawn,
+    /// Send this signal to the live process (or its group).
+    Signal(Signal),
+    /// Feed back `Timer(kind)` after this delay, unless the epoch has moved on.
+    Timer(TimerKind, Duration),
+}
+
+/// A state change, which the supervisor publishes as an `Event`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The state left.
+    pub from: JobState,
+    /// The state entered.
+    pub to: JobState,
+    /// The pid concerned.
+    pub pid: Option<u32>,
+    /// The exit, when the change is one.
+    pub exitcode: Option<i32>,
+}
+
+/// The outcome of one input.
+#[derive(Debug, Default, PartialEq)]
+pub struct Step {
+    /// State changes, in order.
+    pub transitions: Vec<Transition>,
+    /// Work for the supervisor, in order.
+    pub effects: Vec<Effect>,
+}
+
+/// A job's runtime state.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    /// The current state.
+    pub state: JobState,
+    /// Changes on every state change; timers carry it.
+    pub epoch: u64,
+    /// The live process.
+    pub pid: Option<u32>,
+    /// The last run's exit.
+    pub exitcode: Option<i32>,
+    /// Whether the last run's exit counts as success.
+    pub success: Option<bool>,
+    /// Restarts so far (by policy or by request).
+    pub restarts: u32,
+    /// Failed starts in a row.
+    pub failures: u32,
+    /// When the current or last run started.
+    pub started_at: Option<SystemTime>,
+    /// When the last run ended.
+    pub ended_at: Option<SystemTime>,
+    /// Why the last spawn failed.
+    pub spawn_error: Option<String>,
+    /// Start again once the stop in progress completes.
+    restart_after_stop: bool,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle::new()
+    }
+}
+
+impl Lifecycle {
+    /// A job that has not run.
+    pub fn new() -> Self {
+        Lifecycle {
+            state: JobState::Stopped,
+            epoch: 0,
+            pid: None,
+            exitcode: None,
+            success: None,
+            restarts: 0,
+            failures: 0,
+            started_at: None,
+            ended_at: None,
+            spawn_error: None,
+            restart_after_stop: false,
+        }
+    }
+
+    /// Whether a restart waits for the stop in progress.
+    pub fn restart_pending(&self) -> bool {
+        self.restart_after_stop
+    }
+
+    /// Feed one input.
+    pub fn step(&mut self, spec: &JobSpec, input: Input, now: SystemTime) -> Step {
+        let mut step = Step::default();
+        use JobState::*;
+        match (self.state, input) {
+            (Starting | Running, Input::Start) => {}
+            (Stopping, Input::Start | Input::Restart) => self.restart_after_stop = true,
+            (Backoff | Stopped | Exited | Fatal, Input::Start) => {
+                if self.state == Fatal {
+                    self.restarts = 0;
+                }
+                self.failures = 0;
+                step.effects.push(Effect::Spawn);
+            }
+            (Starting | Running, Input::Restart) => {
+                self.restart_after_stop = true;
+                self.stop(spec.stop_signal, spec, &mut step);
+            }
+            (Backoff | Stopped | Exited | Fatal, Input::Restart) => {
+                if self.started_at.is_some() || self.state == Backoff {
+                    self.restarts += 1;
+                }
+                self.failures = 0;
+                step.effects.push(Effect::Spawn);
+            }
+            (Starting | Running, Input::Stop(sig)) => {
+                self.restart_after_stop = false;
+                self.stop(sig, spec, &mut step);
+            }
+            (Stopping, Input::Stop(_)) => self.restart_after_stop = false,
+            (Backoff, Input::Stop(_)) => self.transition(Stopped, None, None, &mut step),
+            (Stopped | Exited | Fatal, Input::Stop(_)) => {}
+            (_, Input::Spawned { pid }) => {
+                self.pid = Some(pid);
+                self.exitcode = None;
+                self.success = None;
+                self.spawn_error = None;
+                self.started_at = Some(now);
+                self.ended_at = None;
+                self.transition(Starting, Some(pid), None, &mut step);
+                if spec.start_secs.is_zero() {
+                    self.failures = 0;
+                    self.transition(Running, Some(pid), None, &mut step);
+                } else {
+                    step.effects
+                        .push(Effect::Timer(TimerKind::StartSecs, spec.start_secs));
+                }
+            }
+            (_, Input::SpawnFailed(error)) => {
+                self.pid = None;
+                self.spawn_error = Some(error);
+                self.ended_at = Some(now);
+                self.failures += 1;
+                if spec.restart == RestartPolicy::Never || self.failures > spec.max_restarts {
+                    self.transition(Fatal, None, None, &mut step);
+                } else {
+                    self.backoff(spec, &mut step);
+                }
+            }
+            (Starting, Input::Timer(TimerKind::StartSecs)) => {
+                self.failures = 0;
+                self.transition(Running, self.pid, None, &mut step);
+            }
+            (Stopping, Input::Timer(TimerKind::StopTimeout)) => {
+                step.effects.push(Effect::Signal(Signal::Kill));
+            }
+            (Backoff, Input::Timer(TimerKind::Backoff)) => {
+                self.restarts += 1;
+                step.effects.push(Effect::Spawn);
+            }
+            (_, Input::Timer(_)) => {}
+            (Stopping, Input::Exited(code)) => {
+                let pid = self.ended(spec, code, now);
+                self.transition(Stopped, pid, Some(code), &mut step);
+                if std::mem::take(&mut self.restart_after_stop) {
+                    self.restarts += 1;
+                    self.failures = 0;
+                    step.effects.push(Effect::Spawn);
+                }
+            }
+            (Starting | Running, Input::Exited(code)) => {
+                let failed_start = self.state == Starting;
+                let pid = self.ended(spec, code, now);
+                let again = match spec.restart {
+                    RestartPolicy::Never => false,
+                    RestartPolicy::OnFailure => self.success != Some(true),
+                    RestartPolicy::Always => true,
+                };
+                if !again {
+                    self.transition(Exited, pid, Some(code), &mut step);
+                } else if failed_start {
+                    self.failures += 1;
+                    if self.failures > spec.max_restarts {
+                        self.transition(Fatal, pid, Some(code), &mut step);
+                    } else {
+                        self.transition(Backoff, pid, Some(code), &mut step);
+                        step.effects.push(Effect::Timer(
+                            TimerKind::Backoff,
+                            spec.backoff_delay(self.failures),
+                        ));
+                    }
+                } else {
+                    self.transition(Exited, pid, Some(code), &mut step);
+                    self.restarts += 1;
+                    step.effects.push(Effect::Spawn);
+                }
+            }
+            // An exit for a job with no live process cannot come from its current run.
+            (Stopped | Exited | Fatal | Backoff, Input::Exited(_)) => {}
+        }
+        step
+    }
+
+    fn stop(&mut self, sig: Signal, spec: &JobSpec, step: &mut Step) {
+        self.transition(JobState::Stopping, self.pid, None, step);
+        step.effects.push(Effect::Signal(sig));
+        step.effects
+            .push(Effect::Timer(TimerKind::StopTimeout, spec.stop_timeout));
+    }
+
+    fn backoff(&mut self, spec: &JobSpec, step: &mut Step) {
+        self.transition(JobState::Backoff, None, None, step);
+        step.effects.push(Effect::Timer(
+            TimerKind::Backoff,
+            spec.backoff_delay(self.failures),
+        ));
+    }
+
+    /// Record an exit; returns the pid that ended.
+    fn ended(&mut self, spec: &JobSpec, code: i32, now: SystemTime) -> Option<u32> {
+        self.exitcode = Some(code);
+        self.success = Some(spec.is_success(code));
+        self.ended_at = Some(now);
+        self.pid.take()
+    }
+
+    fn transition(
+        &mut self,
+        to: JobState,
+        pid: Option<u32>,
+        exitcode: Option<i32>,
+        step: &mut Step,
+    ) {
+        let from = self.state;
+        self.state = to;
+        self.epoch += 1;
+        step.transitions.push(Transition {
+            from,
+            to,
+            pid,
+            exitcode,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::path::Path;
+
+    fn spec(extra: &str) -> JobSpec {
+        let text = format!("[job.j]\ncommand = [\"x\"]\n{extra}\n");
+        config::parse(Path::new("/t/jobs.toml"), &text)
+            .expect("valid")
+            .jobs
+            .remove(0)
+    }
+
+    fn states(step: &Step) -> Vec<(JobState, JobState)> {
+        step.transitions.iter().map(|t| (t.from, t.to)).collect()
+    }
+
+    const T0: SystemTime = SystemTime::UNIX_EPOCH;
+    use JobState::*;
+
+    fn started(spec: &JobSpec, l: &mut Lifecycle) {
+        assert_eq!(l.step(spec, Input::Start, T0).effects, vec![Effect::Spawn]);
+        l.step(spec, Input::Spawned { pid: 7 }, T0);
+    }
+
+    #[test]
+    fn start_runs_after_start_secs() {
+        let s = spec("start_secs = \"1s\"");
+        let mut l = Lifecycle::new();
+        assert_eq!(l.step(&s, Input::Start, T0).effects, vec![Effect::Spawn]);
+        let step = l.step(&s, Input::Spawned { pid: 7 }, T0);
+        assert_eq!(states(&step), vec![(Stopped, Starting)]);
+        assert_eq!(
+            step.effects,
+            vec![Effect::Timer(TimerKind::StartSecs, Duration::from_secs(1))]
+        );
+        assert!(l.state.is_alive());
+        let step = l.step(&s, Input::Timer(TimerKind::StartSecs), T0);
+        assert_eq!(states(&step), vec![(Starting, Running)]);
+        assert_eq!(l.pid, Some(7));
+    }
+
+    #[test]
+    fn zero_start_secs_is_running_at_once() {
+        let s = spec("start_secs = 0");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let step = l.step(&s, Input::Spawned { pid: 7 }, T0);
+        assert_eq!(
+            states(&step),
+            vec![(Stopped, Starting), (Starting, Running)]
+        );
+    }
+
+    #[test]
+    fn exit_with_restart_never_is_exited() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Exited(3), T0);
+        assert_eq!(states(&step), vec![(Starting, Exited)]);
+        assert!(step.effects.is_empty());
+        assert_eq!((l.exitcode, l.success, l.pid), (Some(3), Some(false), None));
+    }
+
+    #[test]
+    fn stop_sends_signal_then_kill_after_timeout() {
+        let s = spec("stop_timeout = \"2s\"\nstop_signal = \"INT\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Stop(Signal::Int), T0);
+        assert_eq!(states(&step), vec![(Starting, Stopping)]);
+        assert_eq!(
+            step.effects,
+            vec![
+                Effect::Signal(Signal::Int),
+                Effect::Timer(TimerKind::StopTimeout, Duration::from_secs(2))
+            ]
+        );
+        let step = l.step(&s, Input::Timer(TimerKind::StopTimeout), T0);
+        assert_eq!(step.effects, vec![Effect::Signal(Signal::Kill)]);
+        let step = l.step(&s, Input::Exited(-9), T0);
+        assert_eq!(states(&step), vec![(Stopping, Stopped)]);
+        assert_eq!(step.transitions[0].exitcode, Some(-9));
+        assert_eq!(l.success, Some(false));
+    }
+
+    #[test]
+    fn stopped_job_is_never_restarted() {
+        let s = spec("restart = \"always\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        let step = l.step(&s, Input::Exited(-15), T0);
+        assert_eq!(states(&step), vec![(Stopping, Stopped)]);
+        assert!(step.effects.is_empty());
+    }
+
+    #[test]
+    fn on_failure_backs_off_doubling_then_fatal() {
+        let s = spec("restart = \"on-failure\"\nmax_restarts = 2\nbackoff = \"1s\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Exited(1), T0);
+        assert_eq!(states(&step), vec![(Starting, Backoff)]);
+        assert_eq!(
+            step.effects,
+            vec![Effect::Timer(TimerKind::Backoff, Duration::from_secs(1))]
+        );
+        assert_eq!(
+            l.step(&s, Input::Timer(TimerKind::Backoff), T0).effects,
+            vec![Effect::Spawn]
+        );
+        assert_eq!(l.restarts, 1);
+        l.step(&s, Input::Spawned { pid: 8 }, T0);
+        let step = l.step(&s, Input::Exited(1), T0);
+        assert_eq!(
+            step.effects,
+            vec![Effect::Timer(TimerKind::Backoff, Duration::from_secs(2))]
+        );
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        l.step(&s, Input::Spawned { pid: 9 }, T0);
+        let step = l.step(&s, Input::Exited(1), T0);
+        assert_eq!(states(&step), vec![(Starting, Fatal)]);
+        assert!(step.effects.is_empty());
+        assert_eq!(l.restarts, 2);
+        assert!(l.state.is_settled());
+    }
+
+    #[test]
+    fn on_failure_success_is_not_restarted() {
+        let s = spec("restart = \"on-failure\"\nexit_codes = [0, 2]");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Exited(2), T0);
+        assert_eq!(states(&step), vec![(Starting, Exited)]);
+        assert_eq!(l.success, Some(true));
+    }
+
+    #[test]
+    fn always_restarts_a_run_that_lasted_at_once() {
+        let s = spec("restart = \"always\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Timer(TimerKind::StartSecs), T0);
+        let step = l.step(&s, Input::Exited(0), T0);
+        assert_eq!(states(&step), vec![(Running, Exited)]);
+        assert_eq!(step.effects, vec![Effect::Spawn]);
+        assert_eq!(l.restarts, 1);
+    }
+
+    #[test]
+    fn a_run_that_lasts_resets_the_backoff() {
+        let s = spec("restart = \"always\"\nmax_restarts = 1");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Exited(1), T0);
+        assert_eq!(l.failures, 1);
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        l.step(&s, Input::Spawned { pid: 8 }, T0);
+        l.step(&s, Input::Timer(TimerKind::StartSecs), T0);
+        assert_eq!(l.failures, 0);
+        // Fails quickly again: one failure, not fatal.
+        l.step(&s, Input::Exited(1), T0);
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        l.step(&s, Input::Spawned { pid: 9 }, T0);
+        let step = l.step(&s, Input::Exited(1), T0);
+        assert_eq!(states(&step), vec![(Starting, Backoff)]);
+    }
+
+    #[test]
+    fn spawn_error_with_never_is_fatal() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let step = l.step(&s, Input::SpawnFailed("no such file".into()), T0);
+        assert_eq!(states(&step), vec![(Stopped, Fatal)]);
+        assert_eq!(l.spawn_error.as_deref(), Some("no such file"));
+    }
+
+    #[test]
+    fn spawn_error_with_policy_backs_off_then_fatal() {
+        let s = spec("restart = \"always\"\nmax_restarts = 1");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let step = l.step(&s, Input::SpawnFailed("e".into()), T0);
+        assert_eq!(states(&step), vec![(Stopped, Backoff)]);
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        let step = l.step(&s, Input::SpawnFailed("e".into()), T0);
+        assert_eq!(states(&step), vec![(Backoff, Fatal)]);
+    }
+
+    #[test]
+    fn start_of_fatal_resets_counters() {
+        let s = spec("restart = \"always\"\nmax_restarts = 0");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        l.step(&s, Input::SpawnFailed("e".into()), T0);
+        assert_eq!(l.state, Fatal);
+        assert_eq!(l.step(&s, Input::Start, T0).effects, vec![Effect::Spawn]);
+        assert_eq!((l.failures, l.restarts), (0, 0));
+    }
+
+    #[test]
+    fn stop_during_backoff_cancels_the_restart() {
+        let s = spec("restart = \"always\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Exited(1), T0);
+        let epoch = l.epoch;
+        let step = l.step(&s, Input::Stop(Signal::Term), T0);
+        assert_eq!(states(&step), vec![(Backoff, Stopped)]);
+        assert_ne!(l.epoch, epoch, "the backoff timer must be invalidated");
+    }
+
+    #[test]
+    fn restart_stops_then_spawns() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Restart, T0);
+        assert_eq!(states(&step), vec![(Starting, Stopping)]);
+        assert!(l.restart_pending());
+        let step = l.step(&s, Input::Exited(-15), T0);
+        assert_eq!(states(&step), vec![(Stopping, Stopped)]);
+        assert_eq!(step.effects, vec![Effect::Spawn]);
+        assert_eq!(l.restarts, 1);
+        // Restart of an ended job is a start that counts.
+        l.step(&s, Input::Spawned { pid: 9 }, T0);
+        l.step(&s, Input::Exited(0), T0);
+        assert_eq!(l.step(&s, Input::Restart, T0).effects, vec![Effect::Spawn]);
+        assert_eq!(l.restarts, 2);
+    }
+
+    #[test]
+    fn stale_inputs_do_nothing() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        assert_eq!(l.step(&s, Input::Exited(0), T0), Step::default());
+        assert_eq!(
+            l.step(&s, Input::Timer(TimerKind::StopTimeout), T0),
+            Step::default()
+        );
+        assert_eq!(l.step(&s, Input::Stop(Signal::Term), T0), Step::default());
+        started(&s, &mut l);
+        assert_eq!(l.step(&s, Input::Start, T0), Step::default());
+    }
+}

@@ -1,0 +1,687 @@
+//! Output capture: one writer thread owns every log file and supervisord's stdout.
+//!
+//! # Theory of operation
+//!
+//! Each captured stream of a running job has a reader task on the runtime that reads the
+//! pipe and hands chunks to the writer thread over a bounded channel ([`LogHub`]). When
+//! the disk is slower than the job, the channel fills, the reader stops reading, the pipe
+//! fills and the job blocks in `write(2)`: back-pressure, never truncation. File writes
+//! and renames happen only on the writer thread, so nothing blocks the runtime.
+//!
+//! A sink is a (job, stream) pair and outlives a single run: restarts append to the same
+//! file. Rotation happens between lines, so no line is ever split across two files (a line
+//! longer than [`MAX_LINE`] is cut into pieces of that size first). `inherit` output is
+//! written to supervisord's stdout one whole line at a time with the `name | ` prefix, so
+//! lines of several jobs never interleave mid-line.
+//!
+//! Tail and follow are answered on the writer thread too, so a `logs -f` snapshot and the
+//! start of its stream are taken at the same point: no line is missed or repeated.
+
+use protocol::Stream;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The longest piece written without a newline: longer lines are cut at this size.
+pub const MAX_LINE: usize = 64 * 1024;
+/// How many chunks may wait for the writer thread before readers are held back.
+const QUEUE: usize = 64;
+/// How much a reader takes from a pipe at once.
+const READ_CHUNK: usize = 128 * 1024;
+/// How many follow chunks a slow follower may fall behind before it skips.
+const FOLLOW_BACKLOG: usize = 1024;
+
+/// A captured stream: which job, which stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SinkKey {
+    /// The job.
+    pub name: String,
+    /// The stream.
+    pub stream: Stream,
+}
+
+/// Where a sink's bytes go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A rotated log file.
+    File {
+        /// The current file; rotated files are `path.1` … `path.N`.
+        path: PathBuf,
+        /// Rotate past this size (0: never).
+        max_bytes: u64,
+        /// Rotated files to keep.
+        backups: u32,
+    },
+    /// supervisord's own stdout, each line prefixed with `name | `.
+    Stdout,
+}
+
+/// A chunk of followed output: whole lines, lossily decoded.
+pub type FollowChunk = Arc<str>;
+
+/// The answer to a tail request.
+pub struct Tail {
+    /// The last lines, oldest first, without their newlines.
+    pub lines: Vec<String>,
+    /// New output from the moment the lines were read, when asked to follow.
+    pub follow: Option<broadcast::Receiver<FollowChunk>>,
+}
+
+enum Msg {
+    Open {
+        key: SinkKey,
+        target: Target,
+        timestamps: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Data {
+        key: SinkKey,
+        bytes: Vec<u8>,
+    },
+    Close {
+        key: SinkKey,
+        ack: oneshot::Sender<()>,
+    },
+    Tail {
+        key: SinkKey,
+        path: PathBuf,
+        lines: usize,
+        follow: bool,
+        reply: oneshot::Sender<Result<Tail, String>>,
+    },
+    Print(String),
+}
+
+/// The handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct LogHub {
+    tx: mpsc::Sender<Msg>,
+}
+
+/// Owns the writer thread; dropping every [`LogHub`] and then calling [`LogWriter::join`]
+/// flushes and stops it.
+pub struct LogWriter {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LogWriter {
+    /// Wait for the writer thread to write everything queued and end. Every [`LogHub`]
+    /// must be dropped first.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Start the writer thread.
+pub fn start() -> io::Result<(LogHub, LogWriter)> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || Writer::default().run(rx))?;
+    Ok((
+        LogHub { tx },
+        LogWriter {
+            thread: Some(thread),
+        },
+    ))
+}
+
+impl LogHub {
+    /// Open a sink (or take another reference to it); an `Err` says why output will be
+    /// discarded.
+    pub async fn open(&self, key: SinkKey, target: Target, timestamps: bool) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Open {
+            key,
+            target,
+            timestamps,
+            reply,
+        })
+        .await;
+        rx.await
+            .unwrap_or_else(|_| Err("the log writer has stopped".into()))
+    }
+
+    /// Copy a pipe into a sink until end of file, then close the sink once everything read
+    /// is written. Returns once the bytes are in the file.
+    pub async fn capture(&self, key: SinkKey, mut pipe: impl tokio::io::AsyncRead + Unpin) {
+        loop {
+            let mut buf = Vec::with_capacity(READ_CHUNK);
+            match pipe.read_buf(&mut buf).await {
+                Ok(0) => break,
+                Ok(_) => {
+                    self.send(Msg::Data {
+                        key: key.clone(),
+                        bytes: buf,
+                    })
+                    .await
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(job = %key.name, stream = key.stream.as_str(), error = %e, "reading job output failed");
+                    break;
+                }
+            }
+        }
+        let (ack, done) = oneshot::channel();
+        self.send(Msg::Close { key, ack }).await;
+        let _ = done.await;
+    }
+
+    /// The last `lines` lines of a log file (across rotated files), and, when `follow`,
+    /// a stream of what is written after them.
+    pub async fn tail(
+        &self,
+        key: SinkKey,
+        path: PathBuf,
+        lines: usize,
+        follow: bool,
+    ) -> Result<Tail, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Tail {
+            key,
+            path,
+            lines,
+            follow,
+            reply,
+        })
+        .await;
+        rx.await
+            .unwrap_or_else(|_| Err("the log writer has stopped".into()))
+    }
+
+    /// Print one line on supervisord's stdout, never inside another job's line.
+    pub async fn print(&self, line: String) {
+        self.send(Msg::Print(line)).await;
+    }
+
+    async fn send(&self, msg: Msg) {
+        // The writer thread only stops once every hub is dropped, so this cannot fail
+        // while `self` exists; if it somehow did, the message has nowhere to go.
+        let _ = self.tx.send(msg).await;
+    }
+}
+
+#[derive(Default)]
+struct Writer {
+    sinks: HashMap<SinkKey, Sink>,
+    followers: HashMap<SinkKey, broadcast::Sender<FollowChunk>>,
+}
+
+struct Sink {
+    refs: usize,
+    target: Target,
+    timestamps: bool,
+    file: Option<File>,
+    size: u64,
+    /// Bytes after the last newline, held back in line mode.
+    partial: Vec<u8>,
+    /// Bytes after the last newline, held back for followers.
+    follow_partial: Vec<u8>,
+}
+
+impl Sink {
+    /// Whether bytes must be cut into lines before writing.
+    fn line_mode(&self) -> bool {
+        match &self.target {
+            Target::Stdout => true,
+            Target::File { max_bytes, .. } => self.timestamps || *max_bytes > 0,
+        }
+    }
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Open {
+                    key,
+                    target,
+                    timestamps,
+                    reply,
+                } => {
+                    let _ = reply.send(self.open(key, target, timestamps));
+                }
+                Msg::Data { key, bytes } => self.data(&key, &bytes),
+                Msg::Close { key, ack } => {
+                    self.close(&key);
+                    let _ = ack.send(());
+                }
+                Msg::Tail {
+                    key,
+                    path,
+                    lines,
+                    follow,
+                    reply,
+                } => {
+                    let result = tail_files(&path, lines).map(|lines| Tail {
+                        lines,
+                        follow: follow.then(|| {
+                            self.followers
+                                .entry(key)
+                                .or_insert_with(|| broadcast::channel(FOLLOW_BACKLOG).0)
+                                .subscribe()
+                        }),
+                    });
+                    let _ = reply.send(result.map_err(|e| format!("{}: {e}", path.display())));
+                }
+                Msg::Print(line) => {
+                    let mut out = io::stdout().lock();
+                    let _ = out.write_all(line.as_bytes());
+                    let _ = out.write_all(b"\n");
+                    let _ = out.flush();
+                }
+            }
+        }
+        let keys: Vec<SinkKey> = self.sinks.keys().cloned().collect();
+        for key in keys {
+            self.flush_partial(&key);
+        }
+    }
+
+    fn open(&mut self, key: SinkKey, target: Target, timestamps: bool) -> Result<(), String> {
+        if let Some(sink) = self.sinks.get_mut(&key) {
+            if sink.target == target {
+                sink.refs += 1;
+                sink.timestamps = timestamps;
+                return if sink.file.is_none() && matches!(target, Target::File { .. }) {
+                    Err("log file could not be opened earlier; output is discarded".into())
+                } else {
+                    Ok(())
+                };
+            }
+            // The job's spec changed (reload): the old run's readers write on to the
+            // old target; this run starts a fresh sink.
+            self.flush_partial(&key);
+        }
+        let (file, size, result) = match &target {
+            Target::Stdout => (None, 0, Ok(())),
+            Target::File { path, .. } => match open_log(path) {
+                Ok((f, size)) => (Some(f), size, Ok(())),
+                Err(e) => {
+                    let msg = format!("cannot open log file {}: {e}", path.display());
+                    tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %msg, "output capture failed; discarding output");
+                    (None, 0, Err(msg))
+                }
+            },
+        };
+        let refs = self.sinks.get(&key).map_or(0, |s| s.refs) + 1;
+        self.sinks.insert(
+            key,
+            Sink {
+                refs,
+                target,
+                timestamps,
+                file,
+                size,
+                partial: Vec::new(),
+                follow_partial: Vec::new(),
+            },
+        );
+        result
+    }
+
+    fn close(&mut self, key: &SinkKey) {
+        let Some(sink) = self.sinks.get_mut(key) else {
+            return;
+        };
+        sink.refs = sink.refs.saturating_sub(1);
+        if sink.refs == 0 {
+            self.flush_partial(key);
+            self.sinks.remove(key);
+        }
+    }
+
+    /// Write out a held-back partial line (the stream ended without a newline).
+    fn flush_partial(&mut self, key: &SinkKey) {
+        let Some(sink) = self.sinks.get_mut(key) else {
+            return;
+        };
+        let partial = std::mem::take(&mut sink.partial);
+        if !partial.is_empty() {
+            write_lines(key, sink, &[&partial]);
+        }
+        let rest = std::mem::take(&mut sink.follow_partial);
+        if !rest.is_empty() {
+            if let Some(tx) = self.followers.get(key) {
+                let _ = tx.send(Arc::from(String::from_utf8_lossy(&rest).as_ref()));
+            }
+        }
+    }
+
+    fn data(&mut self, key: &SinkKey, bytes: &[u8]) {
+        let Some(sink) = self.sinks.get_mut(key) else {
+            return;
+        };
+        if let Some(tx) = self.followers.get(key) {
+            if tx.receiver_count() == 0 {
+                self.followers.remove(key);
+            } else if let Some(text) = take_lines(&mut sink.follow_partial, bytes) {
+                let _ = tx.send(Arc::from(String::from_utf8_lossy(&text).as_ref()));
+            }
+        }
+        if !sink.line_mode() {
+            write_raw(key, sink, bytes);
+            return;
+        }
+        let Some(complete) = take_lines(&mut sink.partial, bytes) else {
+            return;
+        };
+        let lines: Vec<&[u8]> = split_lines(&complete).collect();
+        write_lines(key, sink, &lines);
+    }
+}
+
+/// Append `bytes` to `partial` and take everything up to its last newline (or all of it,
+/// once it is longer than [`MAX_LINE`] without one).
+fn take_lines(partial: &mut Vec<u8>, bytes: &[u8]) -> Option<Vec<u8>> {
+    partial.extend_from_slice(bytes);
+    match partial.iter().rposition(|&b| b == b'\n') {
+        Some(i) => {
+            let rest = partial.split_off(i + 1);
+            Some(std::mem::replace(partial, rest))
+        }
+        None if partial.len() >= MAX_LINE => Some(std::mem::take(partial)),
+        None => None,
+    }
+}
+
+/// Lines with their newlines; lines longer than [`MAX_LINE`] cut into pieces.
+fn split_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .flat_map(|line| line.chunks(MAX_LINE))
+}
+
+fn open_log(path: &Path) -> io::Result<(File, u64)> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let size = file.metadata()?.len();
+    Ok((file, size))
+}
+
+fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8]) {
+    if let Some(file) = sink.file.as_mut() {
+        match file.write_all(bytes) {
+            Ok(()) => sink.size += bytes.len() as u64,
+            Err(e) => {
+                tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %e, "writing log failed")
+            }
+        }
+    }
+}
+
+/// Write whole lines, rotating between them so no line spans two files.
+fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]]) {
+    let stamp = sink.timestamps.then(|| {
+        format!(
+            "{} ",
+            humantime::format_rfc3339_millis(std::time::SystemTime::now())
+        )
+    });
+    let prefix: Vec<u8> = match (&sink.target, &stamp) {
+        (Target::Stdout, Some(s)) => format!("{} | {s}", key.name).into_bytes(),
+        (Target::Stdout, None) => format!("{} | ", key.name).into_bytes(),
+        (Target::File { .. }, Some(s)) => s.clone().into_bytes(),
+        (Target::File { .. }, None) => Vec::new(),
+    };
+    let mut batch: Vec<u8> = Vec::new();
+    for line in lines {
+        let mut rendered = Vec::with_capacity(prefix.len() + line.len() + 1);
+        rendered.extend_from_slice(&prefix);
+        rendered.extend_from_slice(line);
+        if matches!(sink.target, Target::Stdout) && !line.ends_with(b"\n") {
+            rendered.push(b'\n');
+        }
+        if let Target::File {
+            path,
+            max_bytes,
+            backups,
+        } = &sink.target
+        {
+            let pending = sink.size + batch.len() as u64;
+            if *max_bytes > 0 && pending > 0 && pending + rendered.len() as u64 > *max_bytes {
+                let (path, backups) = (path.clone(), *backups);
+                write_raw(key, sink, &batch);
+                batch.clear();
+                rotate(key, sink, &path, backups);
+            }
+        }
+        batch.extend_from_slice(&rendered);
+    }
+    match sink.target {
+        Target::Stdout => {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(&batch);
+            let _ = out.flush();
+        }
+        Target::File { .. } => write_raw(key, sink, &batch),
+    }
+}
+
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+fn rotate(key: &SinkKey, sink: &mut Sink, path: &Path, backups: u32) {
+    let result = (|| -> io::Result<()> {
+        if backups == 0 {
+            std::fs::remove_file(path)?;
+        } else {
+            for n in (1..backups).rev() {
+                let from = rotated(path, n);
+                if from.exists() {
+                    std::fs::rename(&from, rotated(path, n + 1))?;
+                }
+            }
+            std::fs::rename(path, rotated(path, 1))?;
+        }
+        let (file, size) = open_log(path)?;
+        sink.file = Some(file);
+        sink.size = size;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::error!(job = %key.name, path = %path.display(), error = %e, "log rotation failed; writing on to the current file");
+    }
+}
+
+/// The last `n` lines across `path`, `path.1`, `path.2`, … oldest first.
+fn tail_files(path: &Path, n: usize) -> io::Result<Vec<String>> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut k = 0;
+    while lines.len() < n {
+        let p = if k == 0 {
+            path.to_path_buf()
+        } else {
+            rotated(path, k)
+        };
+        let mut older = match tail_file(&p, n - lines.len()) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        };
+        older.append(&mut lines);
+        lines = older;
+        k += 1;
+    }
+    Ok(lines)
+}
+
+/// The last `n` lines of one file, reading backwards from its end.
+fn tail_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
+    let mut file = File::open(path)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let len = file.metadata()?.len();
+    let mut pos = len;
+    let mut buf: Vec<u8> = Vec::new();
+    const BLOCK: u64 = 64 * 1024;
+    loop {
+        // Lines end at newlines; a trailing newline does not start another line.
+        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let newlines = body.iter().filter(|&&b| b == b'\n').count();
+        if newlines >= n || pos == 0 {
+            break;
+        }
+        let step = BLOCK.min(pos);
+        pos -= step;
+        file.seek(SeekFrom::Start(pos))?;
+        let mut block = vec![0; step as usize];
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&buf);
+        buf = block;
+    }
+    let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+    if body.is_empty() && buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    let skip = all.len().saturating_sub(n);
+    Ok(all[skip..]
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SinkKey {
+        SinkKey {
+            name: "j".into(),
+            stream: Stream::Stdout,
+        }
+    }
+
+    fn file_sink(path: &Path, max_bytes: u64, backups: u32) -> Writer {
+        let mut w = Writer::default();
+        w.open(
+            key(),
+            Target::File {
+                path: path.to_path_buf(),
+                max_bytes,
+                backups,
+            },
+            false,
+        )
+        .expect("open");
+        w
+    }
+
+    #[test]
+    fn raw_mode_is_byte_exact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.stdout.log");
+        let mut w = file_sink(&path, 0, 5);
+        let data: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        for chunk in data.chunks(7777) {
+            w.data(&key(), chunk);
+        }
+        w.close(&key());
+        assert_eq!(std::fs::read(&path).expect("read"), data);
+    }
+
+    #[test]
+    fn rotation_keeps_whole_lines_and_backups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.stdout.log");
+        let mut w = file_sink(&path, 100, 2);
+        let mut all = String::new();
+        for i in 0..60 {
+            let line = format!("line {i:03}\n");
+            all.push_str(&line);
+            // Feed in awkward pieces so lines arrive split.
+            let (a, b) = line.split_at(3);
+            w.data(&key(), a.as_bytes());
+            w.data(&key(), b.as_bytes());
+        }
+        w.close(&key());
+        let cur = std::fs::read_to_string(&path).expect("current");
+        let one = std::fs::read_to_string(rotated(&path, 1)).expect(".1");
+        let two = std::fs::read_to_string(rotated(&path, 2)).expect(".2");
+        assert!(!rotated(&path, 3).exists(), "only 2 backups");
+        for f in [&cur, &one, &two] {
+            assert!(f.len() <= 100, "{} bytes", f.len());
+            assert!(f.ends_with('\n'));
+            assert!(f.lines().all(|l| l.len() == 8), "{f}");
+        }
+        let kept = format!("{two}{one}{cur}");
+        assert!(all.ends_with(&kept), "the newest lines, in order");
+    }
+
+    #[test]
+    fn tail_reads_across_rotated_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.stdout.log");
+        let mut w = file_sink(&path, 50, 3);
+        for i in 0..20 {
+            w.data(&key(), format!("l{i:02}\n").as_bytes());
+        }
+        let got = tail_files(&path, 15).expect("tail");
+        let want: Vec<String> = (5..20).map(|i| format!("l{i:02}")).collect();
+        assert_eq!(got, want);
+        assert_eq!(tail_files(&path, 0).expect("tail"), Vec::<String>::new());
+        assert_eq!(tail_files(&path, 2).expect("tail"), vec!["l18", "l19"]);
+    }
+
+    #[test]
+    fn tail_counts_a_last_line_without_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, "a\nb\nc").expect("write");
+        assert_eq!(tail_file(&path, 2).expect("tail"), vec!["b", "c"]);
+        std::fs::write(&path, "").expect("write");
+        assert!(tail_file(&path, 2).expect("tail").is_empty());
+        let big: String = (0..50_000).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&path, &big).expect("write");
+        assert_eq!(
+            tail_file(&path, 3).expect("tail"),
+            vec!["49997", "49998", "49999"]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_not_lost() {
+        let mut partial = Vec::new();
+        let big = vec![b'x'; MAX_LINE + 10];
+        let taken = take_lines(&mut partial, &big).expect("cut");
+        assert_eq!(taken.len(), MAX_LINE + 10);
+        assert!(partial.is_empty());
+        assert_eq!(take_lines(&mut partial, b"ab"), None);
+        assert_eq!(take_lines(&mut partial, b"c\nd"), Some(b"abc\n".to_vec()));
+        assert_eq!(partial, b"d");
+    }
+
+    #[test]
+    fn unwritable_folder_reports_and_discards() {
+        let mut w = Writer::default();
+        let e = w
+            .open(
+                key(),
+                Target::File {
+                    path: "/proc/definitely/not/here.log".into(),
+                    max_bytes: 0,
+                    backups: 1,
+                },
+                false,
+            )
+            .expect_err("cannot open");
+        assert!(e.contains("/proc/definitely/not/here.log"), "{e}");
+        w.data(&key(), b"dropped\n");
+        w.close(&key());
+    }
+}

@@ -1,0 +1,220 @@
+//! supervisord's command line: parse arguments, set up logging, find and check the job
+//! file, then hand over to [`supervisord::daemon::run`] on a current-thread runtime.
+
+use clap::{Parser, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use supervisord::config::{self, Config, JobSpec};
+use supervisord::daemon::{self, Options};
+use supervisord::guard::{self, Guard};
+use supervisord::server::Limits;
+
+/// Runs named jobs from a TOML job file and takes orders over a Unix socket.
+#[derive(Debug, Parser)]
+#[command(name = "supervisord", version, about, long_about = None)]
+struct Args {
+    /// The job file [default: ./supervisord.toml, then
+    /// $XDG_CONFIG_HOME/supervisord/supervisord.toml, then /etc/supervisord.toml]
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The control socket [default: the job file's `socket`, else
+    /// $XDG_RUNTIME_DIR/supervisord.sock, else /tmp/supervisord-UID/supervisord.sock]
+    #[arg(short, long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Batch mode: exit once every non-daemon job has ended (0 if all succeeded, else 1)
+    #[arg(long)]
+    exit_when_done: bool,
+    /// Only validate the job file and print the resolved jobs
+    #[arg(long)]
+    check: bool,
+    /// How the daemon's own log lines (on stderr) look
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// The daemon's log level (error, warn, info, debug, trace); overrides RUST_LOG
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == guard::GUARD_ARG)
+    {
+        guard::run();
+    }
+    let args = Args::parse();
+    if let Err(e) = init_logging(args.log_format, args.log_level.as_deref()) {
+        eprintln!("supervisord: {e}");
+        return ExitCode::from(2);
+    }
+    let path = match args.config.clone().or_else(find_config) {
+        Some(p) => p,
+        None => {
+            eprintln!(
+                "supervisord: no job file: pass --config FILE, or create ./supervisord.toml, \
+                 $XDG_CONFIG_HOME/supervisord/supervisord.toml or /etc/supervisord.toml"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let config = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("supervisord: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let socket = args
+        .socket
+        .clone()
+        .map(|s| std::path::absolute(&s).unwrap_or(s))
+        .or_else(|| config.socket.clone())
+        .unwrap_or_else(default_socket);
+    if args.check {
+        print_check(&config, &socket);
+        return ExitCode::SUCCESS;
+    }
+    let batch = args.exit_when_done || config.exit_when_done;
+
+    supervisord::os::become_subreaper();
+    let fd_limit = supervisord::os::raise_fd_limit();
+    tracing::debug!(fd_limit, "open-files limit");
+    let guard = match Guard::spawn() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the guard process; jobs may outlive a crash of supervisord");
+            None
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("supervisord: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = Options {
+        config,
+        socket,
+        batch,
+        limits: Limits::default(),
+    };
+    let outcome = runtime.block_on(daemon::run(opts, guard));
+    // Dropping the runtime drops every task, and with them the last log handles.
+    drop(runtime);
+    match outcome {
+        Ok((code, leftovers)) => {
+            leftovers.writer.join();
+            if let Some(g) = leftovers.guard {
+                g.finish();
+            }
+            ExitCode::from(code)
+        }
+        Err(e) => {
+            eprintln!("supervisord: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).map_err(|e| format!("bad --log-level {l:?}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    // Under systemd the journal stamps every line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false);
+    match (format, journald) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
+    Ok(())
+}
+
+fn find_config() -> Option<PathBuf> {
+    let mut candidates = vec![PathBuf::from("supervisord.toml")];
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")));
+    if let Some(x) = xdg {
+        candidates.push(x.join("supervisord/supervisord.toml"));
+    }
+    candidates.push(PathBuf::from("/etc/supervisord.toml"));
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+fn default_socket() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => Path::new(&dir).join("supervisord.sock"),
+        _ => PathBuf::from(format!(
+            "/tmp/supervisord-{}/supervisord.sock",
+            nix::unistd::geteuid()
+        )),
+    }
+}
+
+fn print_check(config: &Config, socket: &Path) {
+    println!(
+        "{}: ok, {} job{}",
+        config.path.display(),
+        config.jobs.len(),
+        if config.jobs.len() == 1 { "" } else { "s" }
+    );
+    println!("  socket          {}", socket.display());
+    println!("  log_dir         {}", config.log_dir.display());
+    println!("  exit_when_done  {}", config.exit_when_done);
+    for job in &config.jobs {
+        print_job(job);
+    }
+}
+
+fn print_job(j: &JobSpec) {
+    let human = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    println!();
+    println!("[job.{}]", j.name);
+    println!(
+        "  command         {}",
+        shlex::try_join(j.command.iter().map(String::as_str))
+            .unwrap_or_else(|_| format!("{:?}", j.command))
+    );
+    println!("  group           {}", j.group);
+    println!("  daemon          {}", j.daemon);
+    println!("  autostart       {}", j.autostart);
+    println!("  restart         {}", j.restart.as_str());
+    println!("  exit_codes      {:?}", j.exit_codes);
+    println!("  start_secs      {}", human(j.start_secs));
+    println!("  max_restarts    {}", j.max_restarts);
+    println!("  backoff         {}", human(j.backoff));
+    println!("  stop_signal     {}", j.stop_signal);
+    println!("  stop_timeout    {}", human(j.stop_timeout));
+    println!("  kill_group      {}", j.kill_group);
+    println!("  cwd             {}", j.cwd.display());
+    for (k, v) in &j.env {
+        println!("  env             {k}={v}");
+    }
+    println!("  stdout          {}", j.stdout);
+    println!("  stderr          {}", j.stderr);
+    if matches!(j.stdout, config::Output::Log(_)) || matches!(j.stderr, config::Output::Log(_)) {
+        println!("  log_max_bytes   {}", j.log_max_bytes);
+        println!("  log_backups     {}", j.log_backups);
+        println!("  log_timestamps  {}", j.log_timestamps);
+    }
+}

@@ -1,0 +1,224 @@
+//! One child's life: spawn it as a process-group leader, carry signals to it, reap it, and
+//! report its exit once its output is on disk.
+//!
+//! The supervisor decides; the task here carries out. Signals go through the task because
+//! only the task knows whether the child has been reaped: signalling a reaped pid could hit
+//! an unrelated process that reused the number.
+
+use crate::config::{JobSpec, Output};
+use crate::logs::{LogHub, SinkKey, Target};
+use crate::os;
+use protocol::{Signal, Stream};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::AsyncRead;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+/// How long an exit report waits for the job's output pipes to reach end of file. A
+/// grandchild that keeps the pipe open does not hold the report back longer than this;
+/// its output is still captured afterwards.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
+/// What a child task reports to the supervisor.
+#[derive(Debug)]
+pub enum Report {
+    /// The run ended.
+    Exited {
+        /// The job.
+        name: String,
+        /// Which run.
+        run: u64,
+        /// Exit status, or `-signal`.
+        exitcode: i32,
+    },
+    /// Output capture for the job failed; the job runs on.
+    OutputError {
+        /// The job.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// The supervisor's handle on a live run.
+#[derive(Debug)]
+pub struct Run {
+    /// Unique across the daemon's life.
+    pub id: u64,
+    /// The process (and process-group) id.
+    pub pid: u32,
+    control: mpsc::Sender<Signal>,
+}
+
+impl Run {
+    /// Ask the child task to send a signal. Never waits: the task drains its queue
+    /// promptly, and a full queue already holds signals enough.
+    pub fn signal(&self, sig: Signal) {
+        if self.control.try_send(sig).is_err() {
+            tracing::debug!(pid = self.pid, signal = %sig, "signal queue full or run ended");
+        }
+    }
+}
+
+/// Exit status as the contract numbers it: the status, or `-N` for death by signal N.
+pub fn exitcode(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => -sig,
+        (None, None) => -1,
+    }
+}
+
+/// Spawn `spec` as a new process group and start its task. On error, the message is for
+/// `spawn_error`.
+pub fn spawn(
+    spec: &JobSpec,
+    run: u64,
+    logs: &LogHub,
+    reports: &mpsc::UnboundedSender<Report>,
+    tracker: &TaskTracker,
+) -> Result<Run, String> {
+    let mut cmd = Command::new(&spec.command[0]);
+    cmd.args(&spec.command[1..])
+        .current_dir(&spec.cwd)
+        .envs(&spec.env)
+        .env("SUPERVISOR_JOB", &spec.name)
+        .env("SUPERVISOR_GROUP", &spec.group)
+        .stdin(Stdio::null())
+        .stdout(stdio(&spec.stdout)?)
+        .stderr(stdio(&spec.stderr)?)
+        .process_group(0)
+        .kill_on_drop(false);
+    os::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| spawn_problem(spec, &e))?;
+    let Some(pid) = child.id() else {
+        return Err("the process ended before its pid could be read".into());
+    };
+
+    let mut readers = Vec::new();
+    let stdout = child.stdout.take().map(|p| os::enlarge_pipe(p).boxed());
+    let stderr = child.stderr.take().map(|p| os::enlarge_pipe(p).boxed());
+    for (stream, output, pipe) in [
+        (Stream::Stdout, &spec.stdout, stdout),
+        (Stream::Stderr, &spec.stderr, stderr),
+    ] {
+        let Some(pipe) = pipe else { continue };
+        let target = match output {
+            Output::Log(path) => Target::File {
+                path: path.clone(),
+                max_bytes: spec.log_max_bytes,
+                backups: spec.log_backups,
+            },
+            _ => Target::Stdout,
+        };
+        let key = SinkKey {
+            name: spec.name.clone(),
+            stream,
+        };
+        let (logs, reports, timestamps) = (logs.clone(), reports.clone(), spec.log_timestamps);
+        readers.push(tracker.spawn(async move {
+            if let Err(message) = logs.open(key.clone(), target, timestamps).await {
+                let _ = reports.send(Report::OutputError {
+                    name: key.name.clone(),
+                    message,
+                });
+            }
+            logs.capture(key, pipe).await;
+        }));
+    }
+
+    let (control, rx) = mpsc::channel(8);
+    let name = spec.name.clone();
+    let kill_group = spec.kill_group;
+    let reports = reports.clone();
+    tracker.spawn(async move {
+        let exitcode = watch(&mut child, pid, kill_group, rx).await;
+        // Output written just before the exit is in the file before the exit is known.
+        let _ = tokio::time::timeout(OUTPUT_GRACE, async {
+            for r in readers {
+                let _ = r.await;
+            }
+        })
+        .await;
+        let _ = reports.send(Report::Exited {
+            name,
+            run,
+            exitcode,
+        });
+    });
+    Ok(Run {
+        id: run,
+        pid,
+        control,
+    })
+}
+
+/// Wait for the child, carrying out signal requests until it is reaped.
+async fn watch(
+    child: &mut Child,
+    pid: u32,
+    kill_group: bool,
+    mut control: mpsc::Receiver<Signal>,
+) -> i32 {
+    let mut control_open = true;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                return match status {
+                    Ok(status) => exitcode(status),
+                    Err(e) => {
+                        tracing::error!(pid, error = %e, "waiting for a job failed");
+                        -1
+                    }
+                };
+            }
+            sig = control.recv(), if control_open => match sig {
+                // Not reaped yet, so `pid` is still ours (alive or a zombie).
+                Some(sig) => os::send_signal(pid, kill_group, sig),
+                None => control_open = false,
+            },
+        }
+    }
+}
+
+/// A pipe end as a boxed reader, so stdout and stderr fit one loop.
+trait Boxed {
+    fn boxed(self) -> Box<dyn AsyncRead + Unpin + Send>;
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> Boxed for T {
+    fn boxed(self) -> Box<dyn AsyncRead + Unpin + Send> {
+        Box::new(self)
+    }
+}
+
+fn stdio(output: &Output) -> Result<Stdio, String> {
+    Ok(match output {
+        Output::Log(_) | Output::Inherit => Stdio::piped(),
+        Output::Null => Stdio::null(),
+        Output::File(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .map_err(|e| format!("cannot open output file {}: {e}", path.display()))?,
+    })
+}
+
+/// A spawn error in words that say which part was wrong.
+fn spawn_problem(spec: &JobSpec, e: &std::io::Error) -> String {
+    if !spec.cwd.is_dir() {
+        return format!("working folder {} does not exist", spec.cwd.display());
+    }
+    let program = &spec.command[0];
+    match e.kind() {
+        std::io::ErrorKind::NotFound => format!("cannot run {program:?}: no such program"),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("cannot run {program:?}: permission denied (not executable?)")
+        }
+        _ => format!("cannot run {program:?}: {e}"),
+    }
+}

@@ -1,0 +1,599 @@
+//! The control socket: bind it safely, accept, check the peer, frame lines, and dispatch
+//! each request to the supervisor.
+//!
+//! Each connection has a reader (framing, at most [`MAX_LINE_BYTES`] a line), a writer
+//! task fed by a bounded queue, and one task per request in flight, so a long `wait`
+//! never holds back a `status` sent after it. A client that stops reading fills its own
+//! queue and then its own in-flight limit; it costs nobody else anything.
+
+use crate::config;
+use crate::logs::{LogHub, SinkKey};
+use crate::supervisor::SupervisorHandle;
+use protocol::{code, Notification, Request, Response, RpcError, MAX_LINE_BYTES};
+use serde_json::{json, Value};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The limits one connection, and all of them together, can reach.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; one more gets error 1007 and is closed.
+    pub connections: usize,
+    /// Requests in flight on one connection; past it the connection is not read.
+    pub in_flight: usize,
+    /// Lines queued for one connection's writer.
+    pub out_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: 2048,
+            in_flight: 64,
+            out_queue: 256,
+        }
+    }
+}
+
+/// A bound control socket, removed on drop if it is still ours.
+pub struct Socket {
+    listener: UnixListener,
+    path: PathBuf,
+    inode: u64,
+}
+
+/// Why the socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The path is over the kernel's limit for socket addresses.
+    #[error("socket path {} is {len} bytes; Unix sockets allow at most 107", path.display())]
+    TooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
+    /// Another supervisord answers on it.
+    #[error("socket {} is already served by supervisord pid {pid}", path.display())]
+    InUse {
+        /// The path.
+        path: PathBuf,
+        /// The pid that answered `ping`.
+        pid: String,
+    },
+    /// Some OS call failed.
+    #[error("socket {}: {what}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// The OS's reason.
+        source: io::Error,
+    },
+}
+
+impl Socket {
+    /// Bind `path` with mode 0600, creating its folder (0700) if missing. A live daemon on
+    /// the path is an error naming its pid; a stale socket file is replaced.
+    pub async fn bind(path: &Path) -> Result<Socket, BindError> {
+        let io_err = |what| {
+            move |source| BindError::Io {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
+        };
+        let len = path.as_os_str().len();
+        if len > 107 {
+            return Err(BindError::TooLong {
+                path: path.to_path_buf(),
+                len,
+            });
+        }
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(io_err("cannot create its folder"))?;
+            }
+        }
+        if path.exists() {
+            match UnixStream::connect(path).await {
+                Ok(stream) => {
+                    let pid = ping_pid(stream).await.unwrap_or_else(|| "unknown".into());
+                    return Err(BindError::InUse {
+                        path: path.to_path_buf(),
+                        pid,
+                    });
+                }
+                Err(_) => {
+                    tracing::info!(path = %path.display(), "replacing a stale socket");
+                    std::fs::remove_file(path).map_err(io_err("cannot remove the stale socket"))?;
+                }
+            }
+        }
+        // Bind under a temporary name, restrict it, then move it into place: the socket
+        // is never reachable with looser permissions.
+        let tmp = path.with_file_name(format!(
+            ".{}.{}.tmp",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("supervisord.sock"),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&tmp);
+        let tmp_for_bind = if tmp.as_os_str().len() > 107 {
+            path
+        } else {
+            &tmp
+        };
+        let listener = UnixListener::bind(tmp_for_bind).map_err(io_err("cannot bind"))?;
+        std::fs::set_permissions(tmp_for_bind, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err("cannot set its mode to 0600"))?;
+        if tmp_for_bind != path {
+            std::fs::rename(tmp_for_bind, path).map_err(io_err("cannot move it into place"))?;
+        }
+        let inode = std::fs::metadata(path)
+            .map_err(io_err("cannot stat it"))?
+            .ino();
+        Ok(Socket {
+            listener,
+            path: path.to_path_buf(),
+            inode,
+        })
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // Only remove the file if it is still the one we bound.
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+async fn ping_pid(stream: UnixStream) -> Option<String> {
+    let (rd, mut wr) = stream.into_split();
+    let ask = async {
+        wr.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"ping\"}\n")
+            .await
+            .ok()?;
+        let mut line = String::new();
+        BufReader::new(rd).read_line(&mut line).await.ok()?;
+        let v: Value = serde_json::from_str(&line).ok()?;
+        Some(v["result"]["pid"].to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// What every connection needs.
+#[derive(Clone)]
+pub struct Context {
+    /// The supervisor.
+    pub supervisor: SupervisorHandle,
+    /// The log writer.
+    pub logs: LogHub,
+    /// The job file, for `reload`.
+    pub config_path: PathBuf,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// Accept connections until `shutdown` fires. Connection tasks go on `tracker`.
+pub async fn serve(
+    socket: &Socket,
+    ctx: Context,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(ctx.limits.connections));
+    let me = nix::unistd::geteuid().as_raw();
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            a = socket.listener.accept() => a,
+            () = shutdown.cancelled() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(10);
+                stream
+            }
+            Err(e) => {
+                // Out of descriptors, most likely: say so, give connections a moment to
+                // close, and go on. The daemon does not fall over.
+                tracing::error!(error = %e, "accept failed");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let uid = stream.peer_cred().map(|c| c.uid());
+        match uid {
+            Ok(uid) if uid == me || uid == 0 => {}
+            Ok(uid) => {
+                tracing::warn!(peer_uid = uid, "refused a connection from another user");
+                tracker.spawn(refuse(
+                    stream,
+                    RpcError::new(
+                        code::PERMISSION_DENIED,
+                        format!("permission denied: uid {uid} may not use this socket (only uid {me} and root)"),
+                    ),
+                ));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read peer credentials; refusing");
+                continue;
+            }
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(limit = ctx.limits.connections, "connection limit reached");
+            tracker.spawn(refuse(
+                stream,
+                RpcError::new(
+                    code::BUSY,
+                    format!(
+                        "too many connections (limit {}); try again later",
+                        ctx.limits.connections
+                    ),
+                ),
+            ));
+            continue;
+        };
+        let (ctx, token, inner) = (ctx.clone(), shutdown.child_token(), tracker.clone());
+        tracker.spawn(async move {
+            connection(stream, ctx, token, inner).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn refuse(mut stream: UnixStream, error: RpcError) {
+    let line = to_line(&Response::err(Value::Null, error));
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(line.as_bytes())).await;
+}
+
+fn to_line<T: serde::Serialize>(msg: &T) -> String {
+    let mut s = serde_json::to_string(msg).unwrap_or_else(|e| {
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{{\"code\":-32603,\"message\":\"cannot encode the answer: {e}\"}}}}"
+        )
+    });
+    s.push('\n');
+    s
+}
+
+/// One line from the client.
+enum Frame {
+    Line(Vec<u8>),
+    TooLong,
+    Eof,
+}
+
+/// Read one `\n`-terminated line of at most `max` bytes. A last line without a newline
+/// still counts.
+async fn read_frame(rd: &mut BufReader<OwnedReadHalf>, max: usize) -> io::Result<Frame> {
+    let mut line = Vec::new();
+    loop {
+        let buf = rd.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() {
+                Frame::Eof
+            } else {
+                Frame::Line(line)
+            });
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let fits = line.len() + i <= max;
+                if fits {
+                    line.extend_from_slice(&buf[..i]);
+                }
+                rd.consume(i + 1);
+                return Ok(if fits {
+                    Frame::Line(line)
+                } else {
+                    Frame::TooLong
+                });
+            }
+            None => {
+                let n = buf.len();
+                if line.len() + n > max {
+                    return Ok(Frame::TooLong);
+                }
+                line.extend_from_slice(buf);
+                rd.consume(n);
+            }
+        }
+    }
+}
+
+async fn connection(
+    stream: UnixStream,
+    ctx: Context,
+    token: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let (rd, wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let (out, out_rx) = mpsc::channel::<String>(ctx.limits.out_queue);
+    let writer = tracker.spawn(write_lines(wr, out_rx, token.clone()));
+    let in_flight = Arc::new(Semaphore::new(ctx.limits.in_flight));
+    let mut answers: JoinSet<()> = JoinSet::new();
+    let mut streams: JoinSet<()> = JoinSet::new();
+    loop {
+        let frame = tokio::select! {
+            f = read_frame(&mut rd, MAX_LINE_BYTES) => f,
+            () = token.cancelled() => break,
+            Some(_) = answers.join_next(), if !answers.is_empty() => continue,
+            Some(_) = streams.join_next(), if !streams.is_empty() => continue,
+        };
+        let line = match frame {
+            Ok(Frame::Line(line)) => line,
+            Ok(Frame::Eof) | Err(_) => break,
+            Ok(Frame::TooLong) => {
+                let e = RpcError::new(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "request line longer than {MAX_LINE_BYTES} bytes; closing the connection"
+                    ),
+                );
+                let _ = out.send(to_line(&Response::err(Value::Null, e))).await;
+                answers.abort_all();
+                streams.abort_all();
+                drop(out);
+                let _ = writer.await;
+                return;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let (id, request) = match Request::decode(&line) {
+            Ok(decoded) => decoded,
+            Err((id, e)) => {
+                if out.send(to_line(&Response::err(id, e))).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let permit = tokio::select! {
+            p = in_flight.clone().acquire_owned() => p,
+            () = token.cancelled() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let streaming = matches!(&request, Request::Subscribe)
+            || matches!(&request, Request::Logs(p) if p.follow == Some(true));
+        let (ctx, out) = (ctx.clone(), out.clone());
+        let task = async move {
+            handle(request, id, ctx, out).await;
+            drop(permit);
+        };
+        if streaming {
+            streams.spawn(task);
+        } else {
+            answers.spawn(task);
+        }
+    }
+    // The client is done sending: finish the answers it is owed, end the streams.
+    streams.abort_all();
+    tokio::select! {
+        _ = async { while answers.join_next().await.is_some() {} } => {}
+        () = token.cancelled() => answers.abort_all(),
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+async fn write_lines(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<String>,
+    token: CancellationToken,
+) {
+    loop {
+        let line = tokio::select! {
+            l = rx.recv() => l,
+            () = token.cancelled() => None,
+        };
+        let Some(line) = line else { break };
+        if wr.write_all(line.as_bytes()).await.is_err() {
+            // The client is gone: stop the whole connection.
+            token.cancel();
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Answer one request (and, for a stream, keep sending until the client goes).
+async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Sender<String>) {
+    let reply = |result: Result<Value, RpcError>| {
+        id.clone().map(|id| match result {
+            Ok(v) => to_line(&Response::ok(id, v)),
+            Err(e) => to_line(&Response::err(id, e)),
+        })
+    };
+    let send = |line: Option<String>| {
+        let out = out.clone();
+        async move {
+            match line {
+                Some(l) => out.send(l).await.is_ok(),
+                None => true,
+            }
+        }
+    };
+    match request {
+        Request::Subscribe => {
+            let (jobs, mut events) = match ctx.supervisor.subscribe().await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    send(reply(Err(e))).await;
+                    return;
+                }
+            };
+            if !send(reply(Ok(json!({ "jobs": jobs })))).await {
+                return;
+            }
+            loop {
+                let msg = match events.recv().await {
+                    Ok(event) => Notification::new("event", &event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        Notification::new("lagged", json!({ "missed": missed }))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if out.send(to_line(&msg)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Request::Logs(p) => {
+            let path = match ctx.supervisor.log_source(p.name.clone(), p.stream).await {
+                Ok(path) => path,
+                Err(e) => {
+                    send(reply(Err(e))).await;
+                    return;
+                }
+            };
+            let key = SinkKey {
+                name: p.name.clone(),
+                stream: p.stream,
+            };
+            let follow = p.follow.unwrap_or(false);
+            let tail = ctx
+                .logs
+                .tail(key, path, p.lines.unwrap_or(10), follow)
+                .await;
+            let tail = match tail {
+                Ok(t) => t,
+                Err(e) => {
+                    send(reply(Err(RpcError::new(
+                        code::INTERNAL_ERROR,
+                        format!("cannot read log: {e}"),
+                    ))))
+                    .await;
+                    return;
+                }
+            };
+            if !send(reply(Ok(json!({ "lines": tail.lines })))).await {
+                return;
+            }
+            let Some(mut rx) = tail.follow else { return };
+            loop {
+                let msg = match rx.recv().await {
+                    Ok(data) => Notification::new(
+                        "log",
+                        json!({ "name": p.name, "stream": p.stream, "data": &*data }),
+                    ),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => Notification::new(
+                        "lagged",
+                        json!({ "name": p.name, "stream": p.stream, "missed": missed }),
+                    ),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if out.send(to_line(&msg)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Request::Reload => {
+            let path = ctx.config_path.clone();
+            let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+            let result = match loaded {
+                Ok(config) => ctx.supervisor.reload(config).await,
+                Err(e) => Err(RpcError::new(
+                    code::INTERNAL_ERROR,
+                    format!("reading the job file failed: {e}"),
+                )),
+            };
+            send(reply(result)).await;
+        }
+        Request::Wait(p) => {
+            let timeout = p.timeout_ms.map(Duration::from_millis);
+            let wait = ctx.supervisor.rpc(Request::Wait(p));
+            let result = match timeout {
+                None => wait.await,
+                Some(t) => tokio::time::timeout(t, wait).await.unwrap_or_else(|_| {
+                    Err(RpcError::new(
+                        code::TIMED_OUT,
+                        format!("timed out after {}", humantime::format_duration(t)),
+                    ))
+                }),
+            };
+            send(reply(result)).await;
+        }
+        other => {
+            let result = ctx.supervisor.rpc(other).await;
+            send(reply(result)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn frames(input: &[u8], max: usize) -> Vec<String> {
+        let (a, mut b) = UnixStream::pair().expect("pair");
+        b.write_all(input).await.expect("write");
+        drop(b);
+        let (rd, _wr) = a.into_split();
+        let mut rd = BufReader::with_capacity(16, rd);
+        let mut out = Vec::new();
+        loop {
+            match read_frame(&mut rd, max).await.expect("read") {
+                Frame::Line(l) => out.push(String::from_utf8_lossy(&l).into_owned()),
+                Frame::TooLong => {
+                    out.push("<too long>".into());
+                    break;
+                }
+                Frame::Eof => break,
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn frames_split_on_newlines_across_reads() {
+        let got = frames(b"{\"a\":1}\n\n0123456789012345678901234567890\nlast", 100).await;
+        assert_eq!(
+            got,
+            ["{\"a\":1}", "", "0123456789012345678901234567890", "last"]
+        );
+    }
+
+    #[tokio::test]
+    async fn frames_over_the_limit_are_refused() {
+        let got = frames(b"short\n0123456789abcdef-too-long\nnext\n", 10).await;
+        assert_eq!(got, ["short", "<too long>"]);
+        let got = frames(b"0123456789\n", 10).await;
+        assert_eq!(got, ["0123456789"], "exactly the limit fits");
+    }
+}

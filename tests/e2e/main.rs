@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `supervisord` and `supctl` binaries, real processes, a real
+//! socket in a temp folder per test. One binary (one compile), shared helpers in
+//! `support.rs`, one module per area of the contract.
+
+mod support;
+
+mod seeds;
