@@ -337,20 +337,30 @@ async fn read_frame(rd: &mut BufReader<OwnedReadHalf>, max: usize) -> io::Result
 async fn connection(
     stream: UnixStream,
     ctx: Context,
-    token: CancellationToken,
+    shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out, out_rx) = mpsc::channel::<String>(ctx.limits.out_queue);
-    let writer = tracker.spawn(write_lines(wr, out_rx, token.clone()));
+    // Fired by the writer when the client has gone; fired by the daemon on shutdown.
+    let gone = CancellationToken::new();
+    let token = gone.clone();
+    let writer = tracker.spawn(write_lines(wr, out_rx, gone.clone()));
+    let stop = async {
+        tokio::select! {
+            () = gone.cancelled() => {}
+            () = shutdown.cancelled() => {}
+        }
+    };
+    tokio::pin!(stop);
     let in_flight = Arc::new(Semaphore::new(ctx.limits.in_flight));
     let mut answers: JoinSet<()> = JoinSet::new();
     let mut streams: JoinSet<()> = JoinSet::new();
     loop {
         let frame = tokio::select! {
             f = read_frame(&mut rd, MAX_LINE_BYTES) => f,
-            () = token.cancelled() => break,
+            () = &mut stop => break,
             Some(_) = answers.join_next(), if !answers.is_empty() => continue,
             Some(_) = streams.join_next(), if !streams.is_empty() => continue,
         };
@@ -386,7 +396,7 @@ async fn connection(
         };
         let permit = tokio::select! {
             p = in_flight.clone().acquire_owned() => p,
-            () = token.cancelled() => break,
+            () = &mut stop => break,
         };
         let Ok(permit) = permit else { break };
         let streaming = matches!(&request, Request::Subscribe)
@@ -402,7 +412,9 @@ async fn connection(
             answers.spawn(task);
         }
     }
-    // The client is done sending: finish the answers it is owed, end the streams.
+    // The client is done sending, or the daemon is shutting down: finish the answers it
+    // is owed (a `shutdown` answer among them), end the streams. Only a client that has
+    // gone gets nothing more.
     streams.abort_all();
     tokio::select! {
         _ = async { while answers.join_next().await.is_some() {} } => {}
