@@ -3,6 +3,7 @@
 use crate::config::{self, Config};
 use crate::guard::Guard;
 use crate::logs::{self, LogWriter};
+use crate::notify::{self, Notifier};
 use crate::server::{self, Context, Limits, Socket};
 use crate::supervisor::{Supervisor, SupervisorHandle};
 use protocol::{Request, ShutdownParams};
@@ -25,6 +26,8 @@ pub struct Options {
     pub batch: bool,
     /// Connection limits.
     pub limits: Limits,
+    /// The service manager's notify socket (systemd `Type=notify`), if any.
+    pub notify: Notifier,
 }
 
 /// What is left to finish once the runtime is gone: both need blocking waits.
@@ -65,21 +68,32 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
 
     // 2. Serve and supervise until the supervisor has stopped every job.
     let shutdown = CancellationToken::new();
+    let notifier = opts.notify;
     let ctx = Context {
         supervisor: handle.clone(),
         logs,
         config_path: config_path.clone(),
         limits: opts.limits,
+        notify: notifier.clone(),
     };
+    if notifier.enabled() {
+        // READY=1 (once autostart jobs are spawned), STATUS= lines, watchdog pings.
+        tracker.spawn(notify::run(
+            notifier.clone(),
+            handle.clone(),
+            shutdown.clone(),
+        ));
+    }
     let (code, guard) = tokio::select! {
         out = supervisor.run() => out,
         () = server::serve(&socket, ctx, shutdown.clone(), tracker.clone()) => {
             unreachable_serve()
         }
-        () = handle_signals(handle, config_path) => unreachable_serve(),
+        () = handle_signals(handle, config_path, notifier.clone()) => unreachable_serve(),
     };
 
     // 3. Stop accepting, end connections, give output readers a moment to finish.
+    notifier.stopping(); // batch mode ends here; other ways of stopping sent it already
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(DRAIN_TASKS, tracker.wait())
@@ -102,7 +116,7 @@ fn unreachable_serve() -> (u8, Option<Guard>) {
 }
 
 /// SIGTERM/SIGINT: shut down (a second one kills every job at once). SIGHUP: reload.
-async fn handle_signals(handle: SupervisorHandle, config_path: PathBuf) {
+async fn handle_signals(handle: SupervisorHandle, config_path: PathBuf, notifier: Notifier) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -113,22 +127,28 @@ async fn handle_signals(handle: SupervisorHandle, config_path: PathBuf) {
     };
     loop {
         tokio::select! {
-            _ = term.recv() => shutdown(&handle, "SIGTERM").await,
-            _ = int.recv() => shutdown(&handle, "SIGINT").await,
+            _ = term.recv() => shutdown(&handle, "SIGTERM", &notifier).await,
+            _ = int.recv() => shutdown(&handle, "SIGINT", &notifier).await,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
+                notifier.reloading();
                 let path = config_path.clone();
                 match tokio::task::spawn_blocking(move || config::load(&path)).await {
-                    Ok(config) => handle.reload_quietly(config).await,
+                    Ok(config) => match handle.reload(config).await {
+                        Ok(v) => tracing::info!(result = %v, "reloaded on SIGHUP"),
+                        Err(e) => tracing::error!(error = %e.message, "reload on SIGHUP refused"),
+                    },
                     Err(e) => tracing::error!(error = %e, "reading the job file failed"),
                 }
+                notifier.reloaded();
             }
         }
     }
 }
 
-async fn shutdown(handle: &SupervisorHandle, why: &str) {
+async fn shutdown(handle: &SupervisorHandle, why: &str, notifier: &Notifier) {
     tracing::info!("{why}: shutting down");
+    notifier.stopping();
     let _ = handle
         .rpc(Request::Shutdown(ShutdownParams { drain: Some(false) }))
         .await;

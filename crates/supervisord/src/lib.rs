@@ -11,6 +11,8 @@
 //!   own; [`os`] holds the system calls (and the one `unsafe` pre-exec hook); [`guard`]
 //!   kills every job's group if supervisord itself dies.
 //! * [`logs`] owns captured output on a writer thread; [`server`] owns the socket.
+//! * [`notify`] speaks systemd's notify protocol (READY, RELOADING, STOPPING, STATUS,
+//!   WATCHDOG); [`import`] turns a Supervisor INI file into a job file.
 //!
 //! [`daemon::run`] wires them together and is what `main` calls; it runs on a
 //! current-thread runtime, so every child is forked from the main thread (which is what
@@ -20,8 +22,10 @@
 pub mod config;
 pub mod daemon;
 pub mod guard;
+pub mod import;
 pub mod lifecycle;
 pub mod logs;
+pub mod notify;
 pub mod os;
 pub mod process;
 pub mod server;

@@ -107,6 +107,7 @@ fn main() -> ExitCode {
         socket,
         batch,
         limits: Limits::default(),
+        notify: supervisord::notify::Notifier::from_env(),
     };
     let outcome = runtime.block_on(daemon::run(opts, guard));
     // Dropping the runtime drops every task, and with them the last log handles.

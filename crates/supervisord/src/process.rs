@@ -84,6 +84,10 @@ pub fn spawn(
     let mut cmd = Command::new(&spec.command[0]);
     cmd.args(&spec.command[1..])
         .current_dir(&spec.cwd)
+        // supervisord's own systemd notify socket is not the job's to use.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .envs(&spec.env)
         .env("SUPERVISOR_JOB", &spec.name)
         .env("SUPERVISOR_GROUP", &spec.group)

@@ -199,6 +199,8 @@ pub struct Context {
     pub config_path: PathBuf,
     /// Limits.
     pub limits: Limits,
+    /// The service manager, told about reloads and shutdown.
+    pub notify: crate::notify::Notifier,
 }
 
 /// Accept connections until `shutdown` fires. Connection tasks go on `tracker`.
@@ -536,6 +538,7 @@ async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Se
             }
         }
         Request::Reload => {
+            ctx.notify.reloading();
             let path = ctx.config_path.clone();
             let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
             let result = match loaded {
@@ -545,6 +548,7 @@ async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Se
                     format!("reading the job file failed: {e}"),
                 )),
             };
+            ctx.notify.reloaded();
             send(reply(result)).await;
         }
         Request::Wait(p) => {
@@ -562,6 +566,9 @@ async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Se
             send(reply(result)).await;
         }
         other => {
+            if matches!(other, Request::Shutdown(_)) {
+                ctx.notify.stopping();
+            }
             let result = ctx.supervisor.rpc(other).await;
             send(reply(result)).await;
         }

@@ -1,0 +1,1 @@
+//! Supervisor INI → job file.
