@@ -4,5 +4,6 @@
 
 mod support;
 
+mod import;
 mod seeds;
 mod systemd;

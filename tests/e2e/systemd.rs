@@ -43,7 +43,8 @@ impl Manager {
             .set_read_timeout(Some(Duration::from_millis(300)))
             .expect("read timeout");
         while let Ok(n) = self.socket.recv(&mut buf) {
-            self.seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            self.seen
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     }
 
@@ -150,8 +151,8 @@ fn watchdog_pings_at_half_the_period() {
 fn watchdog_for_another_pid_is_not_ours() {
     let d = Daemon::prepare(&jobs("[job.idle]\ncommand = [\"sleep\", \"60\"]\n"));
     let mut manager = Manager::bind(d.dir.path());
-    let mut d = with_notify_socket(d, &[("WATCHDOG_USEC", "100000"), ("WATCHDOG_PID", "1")])
-        .launch(&[]);
+    let mut d =
+        with_notify_socket(d, &[("WATCHDOG_USEC", "100000"), ("WATCHDOG_PID", "1")]).launch(&[]);
     manager.until("READY=1", |m| m.contains("READY=1"));
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait_exit(), 0);

@@ -1,1 +1,1100 @@
-//! Supervisor INI → job file.
+//! `supervisord import`: a Supervisor INI file (`supervisord.conf`, `conf.d/*.conf`) in,
+//! a job file out, and a list of what could not be carried over.
+//!
+//! The INI is read the way Supervisor reads it (Python's `configparser`: `key = value` or
+//! `key: value`, `;`/`#` comments, inline comments after whitespace, indented
+//! continuation lines), `%(name)s` expansions are applied (`program_name`,
+//! `process_num`, `group_name`, `host_node_name`, `here`, `ENV_X`), and each
+//! `[program:x]` becomes one job, or `numprocs` jobs. Keys are mapped where the meaning
+//! carries over; everything else becomes a [`Note`] with its line, so nothing is dropped
+//! silently. The output is TOML text written by hand (comments, key order) from values
+//! quoted by the `toml` crate.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Something in the input that was not carried over as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// 1-based line in the INI file.
+    pub line: usize,
+    /// What, and why.
+    pub message: String,
+}
+
+/// The outcome of an import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    /// The job file.
+    pub toml: String,
+    /// What could not be mapped, in file order.
+    pub notes: Vec<Note>,
+    /// How many jobs the job file has.
+    pub jobs: usize,
+}
+
+/// An INI file that cannot be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}: {message}")]
+pub struct ImportError {
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What `%(here)s`, `%(host_node_name)s` and `%(ENV_X)s` expand to.
+#[derive(Debug, Clone, Default)]
+pub struct Expansions {
+    /// The INI file's folder.
+    pub here: PathBuf,
+    /// This machine's host name.
+    pub host: String,
+    /// The environment.
+    pub env: HashMap<String, String>,
+}
+
+impl Expansions {
+    /// Expansions for a file at `path`, from this process's environment.
+    pub fn for_file(path: &Path) -> Expansions {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Expansions {
+            here: abs.parent().map(Path::to_path_buf).unwrap_or_default(),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+// ---- the INI ------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Value {
+    text: String,
+    line: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Section {
+    name: String,
+    line: usize,
+    keys: Vec<(String, Value)>,
+}
+
+impl Section {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.keys
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Split an INI file into sections, like Python's `configparser` with Supervisor's
+/// settings (inline comments `;`/`#` after whitespace; later keys win).
+fn parse_ini(text: &str) -> Result<Vec<Section>, ImportError> {
+    let mut sections: Vec<Section> = Vec::new();
+    let mut last_key: Option<(usize, usize)> = None; // (section, key) a continuation extends
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
+            if trimmed.is_empty() {
+                last_key = None;
+            }
+            continue;
+        }
+        let content = strip_inline_comment(raw);
+        if raw.starts_with([' ', '\t']) {
+            if let Some((s, k)) = last_key {
+                let v = &mut sections[s].keys[k].1.text;
+                if !v.is_empty() {
+                    v.push('\n');
+                }
+                v.push_str(content.trim());
+                continue;
+            }
+        }
+        let content = content.trim();
+        if let Some(rest) = content.strip_prefix('[') {
+            let Some(name) = rest.strip_suffix(']') else {
+                return Err(ImportError {
+                    line,
+                    message: format!("section header {content:?} has no closing `]`"),
+                });
+            };
+            sections.push(Section {
+                name: name.trim().to_owned(),
+                line,
+                keys: Vec::new(),
+            });
+            last_key = None;
+            continue;
+        }
+        let Some(at) = content.find(['=', ':']) else {
+            return Err(ImportError {
+                line,
+                message: format!("expected `key = value` or a [section], found {content:?}"),
+            });
+        };
+        let Some(s) = sections.len().checked_sub(1) else {
+            return Err(ImportError {
+                line,
+                message: "a key before any [section]".into(),
+            });
+        };
+        let key = content[..at].trim().to_ascii_lowercase();
+        let text = content[at + 1..].trim().to_owned();
+        sections[s].keys.push((key, Value { text, line }));
+        last_key = Some((s, sections[s].keys.len() - 1));
+    }
+    Ok(sections)
+}
+
+fn strip_inline_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if (*b == b';' || *b == b'#') && i > 0 && bytes[i - 1].is_ascii_whitespace() {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// Apply Python `%`-style expansions: `%(name)s`, `%(process_num)02d`, `%%`. Unknown
+/// names are kept as written and reported.
+fn expand(s: &str, vars: &HashMap<String, String>, unknown: &mut Vec<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("%%") {
+            out.push('%');
+            rest = after;
+            continue;
+        }
+        let parsed = tail.strip_prefix("%(").and_then(|t| {
+            let close = t.find(')')?;
+            let name = &t[..close];
+            let spec = &t[close + 1..];
+            let conv = spec.find(|c: char| c.is_ascii_alphabetic())?;
+            let (flags, kind) = (&spec[..conv], spec[conv..].chars().next()?);
+            if !flags
+                .chars()
+                .all(|c| c.is_ascii_digit() || "-+ #.".contains(c))
+            {
+                return None;
+            }
+            let len = 2 + close + 1 + conv + 1;
+            Some((name, flags, kind, len))
+        });
+        let Some((name, flags, kind, len)) = parsed else {
+            out.push('%');
+            rest = &tail[1..];
+            continue;
+        };
+        match vars.get(name) {
+            Some(v) => out.push_str(&format_value(v, flags, kind)),
+            None => {
+                unknown.push(name.to_owned());
+                out.push_str(&tail[..len]);
+            }
+        }
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `%02d` and friends, for the numbers Supervisor formats (`process_num`).
+fn format_value(v: &str, flags: &str, kind: char) -> String {
+    let zero = flags.starts_with('0');
+    let width: usize = flags.trim_start_matches(['0', '-']).parse().unwrap_or(0);
+    let left = flags.starts_with('-');
+    match (kind, v.parse::<i64>()) {
+        ('d' | 'i', Ok(n)) if zero => format!("{n:0width$}"),
+        _ if left => format!("{v:<width$}"),
+        _ => format!("{v:>width$}"),
+    }
+}
+
+// ---- value conversions --------------------------------------------------------------------
+
+fn boolean(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Supervisor's byte sizes: `50MB`, `1KB`, `1GB` (binary units), or bytes.
+fn byte_size(v: &str) -> Option<String> {
+    let t = v.trim().to_ascii_uppercase();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().ok()?;
+    Some(match unit.trim() {
+        "" => n.to_string(),
+        "KB" => format!("{n}KiB"),
+        "MB" => format!("{n}MiB"),
+        "GB" => format!("{n}GiB"),
+        _ => return None,
+    })
+}
+
+/// Supervisor's `KEY="val",KEY2=val` (values may be quoted with `"` or `'`).
+fn environment(v: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = v.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace() || *c == ',').is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        for c in chars.by_ref() {
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+        }
+        let key = key.trim().to_owned();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(format!("bad environment entry near {key:?}"));
+        }
+        let mut value = String::new();
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        match chars.peek().copied() {
+            Some(q @ ('"' | '\'')) => {
+                chars.next();
+                let mut closed = false;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' if q == '"' => {
+                            if let Some(n) = chars.next() {
+                                value.push(n);
+                            }
+                        }
+                        c if c == q => {
+                            closed = true;
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                if !closed {
+                    return Err(format!("unclosed quote in the value of {key}"));
+                }
+            }
+            _ => {
+                while let Some(c) = chars.next_if(|c| *c != ',') {
+                    value.push(c);
+                }
+                value = value.trim().to_owned();
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// A TOML key, quoted unless it is a bare key.
+fn key(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        s.to_owned()
+    } else {
+        quote(s)
+    }
+}
+
+/// A job name supervisord accepts: letters, digits, `-`, `_`, `.`, at most 64.
+fn job_name(s: &str) -> String {
+    let mut n: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if n.is_empty() {
+        n.push('_');
+    }
+    n
+}
+
+// ---- the mapping ------------------------------------------------------------------------
+
+/// One job to write: (key, TOML value) pairs in order.
+struct JobOut {
+    name: String,
+    priority: i64,
+    order: usize,
+    lines: Vec<(String, String)>,
+}
+
+/// Keys of `[program:x]` that mean nothing to supervisord, with why.
+fn unmappable(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "user" => "supervisord runs jobs as its own user; run it as that user, or wrap the command in `setpriv`/`runuser`",
+        "umask" => "no umask key; wrap the command (`sh -c 'umask 022; exec ...'`)",
+        "serverurl" => "jobs reach supervisord through $SUPERVISORD_SOCKET or --socket, not a URL",
+        "stdout_capture_maxbytes" | "stderr_capture_maxbytes" => "no capture mode",
+        "stdout_events_enabled" | "stderr_events_enabled" => "no log events; follow output with `supctl logs -f`",
+        "stdout_syslog" | "stderr_syslog" => "no syslog output; run supervisord under journald, or pipe the job's output",
+        _ => return None,
+    })
+}
+
+/// Convert Supervisor's INI text to a job file.
+pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
+    let sections = parse_ini(text)?;
+    let mut notes: Vec<Note> = Vec::new();
+    let note = |notes: &mut Vec<Note>, line: usize, message: String| {
+        notes.push(Note { line, message });
+    };
+
+    // Groups first: a program's group name is used in its expansions.
+    let mut group_of: HashMap<String, String> = HashMap::new();
+    for s in &sections {
+        if let Some(g) = s.name.strip_prefix("group:") {
+            match s.get("programs") {
+                Some(p) => {
+                    for prog in p.text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        group_of.insert(prog.to_owned(), g.trim().to_owned());
+                    }
+                }
+                None => note(
+                    &mut notes,
+                    s.line,
+                    format!("[{}] has no programs = ...; ignored", s.name),
+                ),
+            }
+            for (k, v) in &s.keys {
+                if k != "programs" {
+                    note(
+                        &mut notes,
+                        v.line,
+                        format!("[{}] {k}: not mapped (groups have no settings of their own; priority orders the jobs only)", s.name),
+                    );
+                }
+            }
+        }
+    }
+
+    let mut supervisor_keys: Vec<(String, String)> = Vec::new();
+    let mut socket_hint: Vec<String> = Vec::new();
+    let mut defaults_env: Vec<(String, String)> = Vec::new();
+    let mut jobs: Vec<JobOut> = Vec::new();
+    let mut order = 0;
+    let mut priorities = false;
+    for s in &sections {
+        let base_vars = || {
+            let mut v: HashMap<String, String> = exp
+                .env
+                .iter()
+                .map(|(k, v)| (format!("ENV_{k}"), v.clone()))
+                .collect();
+            v.insert("here".into(), exp.here.display().to_string());
+            v.insert("host_node_name".into(), exp.host.clone());
+            v
+        };
+        let section = s.name.as_str();
+        match section.split_once(':').map_or(section, |(kind, _)| kind) {
+            "program" => {
+                let program = section["program:".len()..].trim().to_owned();
+                let out =
+                    program_jobs(s, &program, group_of.get(&program), base_vars(), &mut notes);
+                priorities |= s.get("priority").is_some();
+                for mut j in out {
+                    j.order = order;
+                    order += 1;
+                    jobs.push(j);
+                }
+            }
+            "group" => {}
+            "supervisord" => {
+                for (k, v) in &s.keys {
+                    let mut unknown = Vec::new();
+                    let text = expand(&v.text, &base_vars(), &mut unknown);
+                    report_unknown(&mut notes, v.line, &unknown);
+                    match k.as_str() {
+                        "childlogdir" => supervisor_keys.push(("log_dir".into(), quote(&text))),
+                        "environment" => match environment(&text) {
+                            Ok(pairs) => defaults_env.extend(pairs),
+                            Err(e) => note(&mut notes, v.line, format!("[supervisord] environment: {e}; not mapped")),
+                        },
+                        "nodaemon" | "minfds" | "minprocs" | "pidfile" => {}
+                        "logfile" | "logfile_maxbytes" | "logfile_backups" | "loglevel" | "silent" => note(
+                            &mut notes,
+                            v.line,
+                            format!("[supervisord] {k}: not mapped (supervisord logs to stderr: use the journal, or --log-level / --log-format)"),
+                        ),
+                        _ => note(&mut notes, v.line, format!("[supervisord] {k}: not mapped")),
+                    }
+                }
+            }
+            "unix_http_server" => {
+                for (k, v) in &s.keys {
+                    let mut unknown = Vec::new();
+                    let text = expand(&v.text, &base_vars(), &mut unknown);
+                    report_unknown(&mut notes, v.line, &unknown);
+                    match k.as_str() {
+                        "file" => socket_hint.push(text),
+                        _ => note(
+                            &mut notes,
+                            v.line,
+                            format!("[unix_http_server] {k}: not mapped (the socket is mode 0600 and only its owner and root may use it)"),
+                        ),
+                    }
+                }
+            }
+            "supervisorctl" | "rpcinterface" => {}
+            "inet_http_server" => note(
+                &mut notes,
+                s.line,
+                format!("[{section}]: not mapped (supervisord listens on a Unix socket only)"),
+            ),
+            "include" => note(
+                &mut notes,
+                s.line,
+                format!(
+                    "[include] files = {}: not followed; import each file and merge the jobs",
+                    s.get("files").map_or("", |v| v.text.as_str())
+                ),
+            ),
+            "eventlistener" | "fcgi-program" => note(
+                &mut notes,
+                s.line,
+                format!("[{section}]: not mapped (no event listeners or FastCGI sockets)"),
+            ),
+            _ => note(
+                &mut notes,
+                s.line,
+                format!("[{section}]: unknown section, not mapped"),
+            ),
+        }
+    }
+    if priorities {
+        note(
+            &mut notes,
+            0,
+            "priority: jobs are written lowest priority first; supervisord starts them in file order but does not wait for one before the next".into(),
+        );
+    }
+
+    // Unique names (sanitizing can collide).
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for j in &mut jobs {
+        let n = seen.entry(j.name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            j.name = format!("{}-{}", j.name, n);
+        }
+    }
+    jobs.sort_by_key(|j| (j.priority, j.order));
+
+    let mut out = String::new();
+    out.push_str("# Imported from a Supervisor configuration by `supervisord import`.\n");
+    out.push_str("# Check it with `supervisord --check FILE`.\n");
+    if !supervisor_keys.is_empty() || !socket_hint.is_empty() {
+        out.push_str("\n[supervisor]\n");
+        for (k, v) in &supervisor_keys {
+            let _ = writeln!(out, "{k} = {v}");
+        }
+        for s in &socket_hint {
+            let _ = writeln!(
+                out,
+                "# Supervisor's socket was {s}; supervisord's socket is set here (or with --socket):\n# socket = {}",
+                quote(s)
+            );
+        }
+    }
+    if !defaults_env.is_empty() {
+        out.push_str("\n[defaults]\n");
+        let _ = writeln!(out, "env = {}", inline_table(&defaults_env));
+    }
+    for j in &jobs {
+        let _ = writeln!(out, "\n[job.{}]", key(&j.name));
+        for (k, v) in &j.lines {
+            let _ = writeln!(out, "{k} = {v}");
+        }
+    }
+    notes.sort_by_key(|n| n.line);
+    Ok(Imported {
+        toml: out,
+        notes,
+        jobs: jobs.len(),
+    })
+}
+
+fn inline_table(pairs: &[(String, String)]) -> String {
+    let map: BTreeMap<&str, &str> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{} = {}", key(k), quote(v)))
+        .collect();
+    format!("{{ {} }}", body.join(", "))
+}
+
+fn report_unknown(notes: &mut Vec<Note>, line: usize, unknown: &[String]) {
+    for u in unknown {
+        notes.push(Note {
+            line,
+            message: format!("%({u})s: unknown expansion, kept as written"),
+        });
+    }
+}
+
+/// The jobs of one `[program:x]` (one, or `numprocs`).
+fn program_jobs(
+    s: &Section,
+    program: &str,
+    group: Option<&String>,
+    mut vars: HashMap<String, String>,
+    notes: &mut Vec<Note>,
+) -> Vec<JobOut> {
+    let at = |k: &str| s.get(k);
+    let numprocs: u32 = match at("numprocs").map(|v| (v, v.text.parse::<u32>())) {
+        None => 1,
+        Some((_, Ok(n))) if n >= 1 => n,
+        Some((v, _)) => {
+            notes.push(Note {
+                line: v.line,
+                message: format!(
+                    "[program:{program}] numprocs = {:?}: not a positive number; using 1",
+                    v.text
+                ),
+            });
+            1
+        }
+    };
+    let start: u32 = at("numprocs_start")
+        .and_then(|v| v.text.parse().ok())
+        .unwrap_or(0);
+    let priority: i64 = at("priority")
+        .and_then(|v| v.text.parse().ok())
+        .unwrap_or(999);
+    let process_name = match at("process_name") {
+        Some(v) if numprocs == 1 || v.text.contains("%(process_num)") => v.text.clone(),
+        Some(v) => {
+            notes.push(Note {
+                line: v.line,
+                message: format!("[program:{program}] process_name = {:?} has no %(process_num)s but numprocs = {numprocs}; naming the jobs {program}_00, {program}_01, ...", v.text),
+            });
+            "%(program_name)s_%(process_num)02d".into()
+        }
+        None if numprocs > 1 => "%(program_name)s_%(process_num)02d".into(),
+        None => "%(program_name)s".into(),
+    };
+    vars.insert("program_name".into(), program.to_owned());
+    vars.insert(
+        "group_name".into(),
+        group.cloned().unwrap_or_else(|| program.to_owned()),
+    );
+
+    // Keys whose value is the same for every process: mapped once, notes once.
+    let mut jobs = Vec::new();
+    for n in start..start + numprocs {
+        vars.insert("process_num".into(), n.to_string());
+        let first = n == start;
+        let mut unknown_at: Vec<(usize, Vec<String>)> = Vec::new();
+        let mut unknown_name = Vec::new();
+        let name_raw = expand(&process_name, &vars, &mut unknown_name);
+        if !unknown_name.is_empty() {
+            unknown_at.push((at("process_name").map_or(s.line, |v| v.line), unknown_name));
+        }
+        let mut get = |k: &str| -> Option<(String, usize)> {
+            let v = s.get(k)?;
+            let mut unknown = Vec::new();
+            let text = expand(&v.text, &vars, &mut unknown);
+            if !unknown.is_empty() {
+                unknown_at.push((v.line, unknown));
+            }
+            Some((text, v.line))
+        };
+        let name = job_name(&name_raw);
+        let mut lines: Vec<(String, String)> = Vec::new();
+        let mut msgs: Vec<(usize, String)> = Vec::new();
+        if name != name_raw && first {
+            msgs.push((s.line, format!("[program:{program}] process name {name_raw:?} renamed {name:?} (job names are letters, digits, -, _ and .)")));
+        }
+        match get("command") {
+            Some((cmd, line)) => match shlex::split(&cmd) {
+                Some(argv) if !argv.is_empty() => {
+                    let list: Vec<String> = argv.iter().map(|a| quote(a)).collect();
+                    lines.push(("command".into(), format!("[{}]", list.join(", "))));
+                }
+                _ => {
+                    lines.push(("command".into(), quote(&cmd)));
+                    msgs.push((line, format!("[program:{program}] command {cmd:?} cannot be split into words; copied as a string")));
+                }
+            },
+            None => msgs.push((s.line, format!("[program:{program}] has no command; supervisord will reject this job until one is added"))),
+        }
+        if let Some(g) = group {
+            lines.push(("group".into(), quote(g)));
+        } else if numprocs > 1 {
+            lines.push(("group".into(), quote(program)));
+        }
+        for (k, v) in &s.keys {
+            if k == "process_name" {
+                continue;
+            }
+            let Some((text, line)) = get(k) else { continue };
+            let bad = |what: &str| {
+                (
+                    line,
+                    format!(
+                        "[program:{program}] {k} = {:?}: not {what}; not mapped",
+                        v.text
+                    ),
+                )
+            };
+            match k.as_str() {
+                "command" | "process_name" | "numprocs" | "numprocs_start" | "priority" => {}
+                "directory" => lines.push(("cwd".into(), quote(&text))),
+                "environment" => match environment(&text) {
+                    Ok(pairs) => lines.push(("env".into(), inline_table(&pairs))),
+                    Err(e) => msgs.push((
+                        line,
+                        format!("[program:{program}] environment: {e}; not mapped"),
+                    )),
+                },
+                "autostart" => match boolean(&text) {
+                    Some(b) => lines.push(("autostart".into(), b.to_string())),
+                    None => msgs.push(bad("true or false")),
+                },
+                "autorestart" => {
+                    let r = match text.trim().to_ascii_lowercase().as_str() {
+                        "unexpected" => Some("on-failure"),
+                        t => boolean(t).map(|b| if b { "always" } else { "never" }),
+                    };
+                    match r {
+                        Some(r) => lines.push(("restart".into(), quote(r))),
+                        None => msgs.push(bad("true, false or unexpected")),
+                    }
+                }
+                "startsecs" => match text.trim().parse::<u64>() {
+                    Ok(n) => lines.push(("start_secs".into(), quote(&format!("{n}s")))),
+                    Err(_) => msgs.push(bad("a number of seconds")),
+                },
+                "startretries" => match text.trim().parse::<u32>() {
+                    Ok(n) => lines.push(("max_restarts".into(), n.to_string())),
+                    Err(_) => msgs.push(bad("a number")),
+                },
+                "exitcodes" => {
+                    let codes: Result<Vec<i32>, _> =
+                        text.split(',').map(|c| c.trim().parse::<i32>()).collect();
+                    match codes {
+                        Ok(c) => lines.push((
+                            "exit_codes".into(),
+                            format!(
+                                "[{}]",
+                                c.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+                            ),
+                        )),
+                        Err(_) => msgs.push(bad("a list of numbers")),
+                    }
+                }
+                "stopsignal" => {
+                    let sig = text.trim().to_ascii_uppercase();
+                    let sig = sig.strip_prefix("SIG").unwrap_or(&sig).to_owned();
+                    if sig.parse::<protocol::Signal>().is_ok() {
+                        lines.push(("stop_signal".into(), quote(&sig)));
+                    } else {
+                        msgs.push(bad("a signal supervisord knows"));
+                    }
+                }
+                "stopwaitsecs" => match text.trim().parse::<u64>() {
+                    Ok(n) => lines.push(("stop_timeout".into(), quote(&format!("{n}s")))),
+                    Err(_) => msgs.push(bad("a number of seconds")),
+                },
+                "stopasgroup" | "killasgroup" => {}
+                "stdout_logfile" | "stderr_logfile" => {
+                    let ours = if k == "stdout_logfile" {
+                        "stdout"
+                    } else {
+                        "stderr"
+                    };
+                    let value = match text.trim() {
+                        t if t.eq_ignore_ascii_case("AUTO") => quote("log"),
+                        t if t.eq_ignore_ascii_case("NONE") => quote("null"),
+                        t if t.eq_ignore_ascii_case("syslog") => {
+                            msgs.push((line, format!("[program:{program}] {k} = syslog: not mapped (captured with `supctl logs` instead)")));
+                            quote("log")
+                        }
+                        "/dev/stdout" | "/dev/stderr" | "/dev/fd/1" | "/dev/fd/2" => {
+                            quote("inherit")
+                        }
+                        t => quote(t),
+                    };
+                    if ours == "stderr"
+                        && s.get("redirect_stderr").and_then(|v| boolean(&v.text)) == Some(true)
+                    {
+                        continue;
+                    }
+                    lines.push((ours.into(), value));
+                }
+                "redirect_stderr" => {}
+                "stdout_logfile_maxbytes" => match byte_size(&text) {
+                    Some(b) => {
+                        lines.push(("log_max_bytes".into(), quote(&b)));
+                        let path = s
+                            .get("stdout_logfile")
+                            .map(|v| v.text.trim().to_ascii_uppercase());
+                        if path.is_some_and(|p| !matches!(p.as_str(), "AUTO" | "NONE")) {
+                            msgs.push((line, format!("[program:{program}] {k}: supervisord rotates captured logs (stdout = \"log\") only; a file path is appended to without rotation (use logrotate's copytruncate, or stdout = \"log\")")));
+                        }
+                    }
+                    None => msgs.push(bad("a size such as 50MB")),
+                },
+                "stdout_logfile_backups" => match text.trim().parse::<u32>() {
+                    Ok(n) => lines.push(("log_backups".into(), n.to_string())),
+                    Err(_) => msgs.push(bad("a number")),
+                },
+                "stderr_logfile_maxbytes" | "stderr_logfile_backups" => {
+                    let same = s
+                        .get(&k.replace("stderr", "stdout"))
+                        .map(|v| v.text.trim().to_owned())
+                        == Some(text.trim().to_owned());
+                    if !same {
+                        msgs.push((line, format!("[program:{program}] {k}: not mapped (log_max_bytes and log_backups apply to both streams; taken from stdout_logfile_*)")));
+                    }
+                }
+                other => {
+                    let why = unmappable(other).unwrap_or("unknown key");
+                    msgs.push((
+                        line,
+                        format!(
+                            "[program:{program}] {other} = {}: not mapped ({why})",
+                            v.text
+                        ),
+                    ));
+                }
+            }
+        }
+        // stopasgroup implies killasgroup in Supervisor; either means the whole group.
+        let asgroup = ["stopasgroup", "killasgroup"]
+            .iter()
+            .filter_map(|k| s.get(k).map(|v| (*k, v)))
+            .collect::<Vec<_>>();
+        if !asgroup.is_empty() {
+            let stop = s
+                .get("stopasgroup")
+                .and_then(|v| boolean(&v.text))
+                .unwrap_or(false);
+            let kill = s
+                .get("killasgroup")
+                .and_then(|v| boolean(&v.text))
+                .unwrap_or(false);
+            lines.push(("kill_group".into(), (stop || kill).to_string()));
+            if kill && !stop {
+                msgs.push((asgroup[0].1.line, format!("[program:{program}] killasgroup without stopasgroup: supervisord sends both the stop signal and SIGKILL to the whole group")));
+            }
+        }
+        if let Some(v) = s
+            .get("redirect_stderr")
+            .filter(|v| boolean(&v.text) == Some(true))
+        {
+            let stdout = lines
+                .iter()
+                .find(|(k, _)| k == "stdout")
+                .map(|(_, v)| v.clone());
+            match stdout.as_deref() {
+                Some(f) if f != quote("log") && f != quote("null") && f != quote("inherit") => {
+                    lines.push(("stderr".into(), f.to_owned()));
+                }
+                Some(f) if f == quote("null") || f == quote("inherit") => {
+                    lines.push(("stderr".into(), f.to_owned()));
+                }
+                _ => {
+                    lines.push(("stderr".into(), quote("log")));
+                    msgs.push((v.line, format!("[program:{program}] redirect_stderr: stderr is captured in its own log ({name}.stderr.log, `supctl logs {name} --stderr`), not mixed into stdout's")));
+                }
+            }
+        }
+        if first {
+            for (line, u) in &unknown_at {
+                report_unknown(notes, *line, u);
+            }
+            notes.extend(
+                msgs.into_iter()
+                    .map(|(line, message)| Note { line, message }),
+            );
+        }
+        jobs.push(JobOut {
+            name,
+            priority,
+            order: 0,
+            lines,
+        });
+    }
+    jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp() -> Expansions {
+        Expansions {
+            here: PathBuf::from("/etc/supervisor"),
+            host: "box".into(),
+            env: HashMap::from([("APP_ROOT".to_owned(), "/var/www/shop".to_owned())]),
+        }
+    }
+
+    fn run(ini: &str) -> Imported {
+        import(ini, &exp()).expect("imports")
+    }
+
+    fn table(out: &Imported) -> toml::Table {
+        toml::from_str(&out.toml).unwrap_or_else(|e| panic!("not TOML: {e}\n{}", out.toml))
+    }
+
+    fn job<'a>(t: &'a toml::Table, name: &str) -> &'a toml::Table {
+        t["job"][name]
+            .as_table()
+            .unwrap_or_else(|| panic!("no job {name} in {t}"))
+    }
+
+    fn sample(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/import")
+            .join(name);
+        std::fs::read_to_string(&path).expect("sample file")
+    }
+
+    #[test]
+    fn every_mappable_program_key_is_mapped() {
+        let out = run(r#"
+[program:web]
+command=/usr/bin/gunicorn app:app --bind "127.0.0.1:8000"
+directory=/srv/app
+environment=A="x y",B=2,C='q,r'
+autostart=false
+autorestart=unexpected
+startsecs=5
+startretries=7
+exitcodes=0,2
+stopsignal=INT
+stopwaitsecs=30
+stopasgroup=true
+stdout_logfile=/var/log/web.out
+stderr_logfile=NONE
+stdout_logfile_maxbytes=1MB
+stdout_logfile_backups=3
+"#);
+        let t = table(&out);
+        let web = job(&t, "web");
+        assert_eq!(
+            web["command"],
+            toml::Value::try_from(["/usr/bin/gunicorn", "app:app", "--bind", "127.0.0.1:8000"])
+                .expect("argv")
+        );
+        assert_eq!(web["cwd"].as_str(), Some("/srv/app"));
+        assert_eq!(web["env"]["A"].as_str(), Some("x y"));
+        assert_eq!(web["env"]["B"].as_str(), Some("2"));
+        assert_eq!(web["env"]["C"].as_str(), Some("q,r"));
+        assert_eq!(web["autostart"].as_bool(), Some(false));
+        assert_eq!(web["restart"].as_str(), Some("on-failure"));
+        assert_eq!(web["start_secs"].as_str(), Some("5s"));
+        assert_eq!(web["max_restarts"].as_integer(), Some(7));
+        assert_eq!(web["exit_codes"].as_array().map(Vec::len), Some(2));
+        assert_eq!(web["stop_signal"].as_str(), Some("INT"));
+        assert_eq!(web["stop_timeout"].as_str(), Some("30s"));
+        assert_eq!(web["kill_group"].as_bool(), Some(true));
+        assert_eq!(web["stdout"].as_str(), Some("/var/log/web.out"));
+        assert_eq!(web["stderr"].as_str(), Some("null"));
+        assert_eq!(web["log_max_bytes"].as_str(), Some("1MiB"));
+        assert_eq!(web["log_backups"].as_integer(), Some(3));
+        assert!(
+            !web.contains_key("group"),
+            "a lone program keeps its own group"
+        );
+    }
+
+    #[test]
+    fn autorestart_values_map_to_restart_policies() {
+        for (theirs, ours) in [
+            ("true", "always"),
+            ("false", "never"),
+            ("unexpected", "on-failure"),
+        ] {
+            let out = run(&format!(
+                "[program:a]\ncommand=true\nautorestart={theirs}\n"
+            ));
+            assert_eq!(
+                job(&table(&out), "a")["restart"].as_str(),
+                Some(ours),
+                "{theirs}"
+            );
+        }
+    }
+
+    #[test]
+    fn numprocs_expands_process_num_and_program_name() {
+        let out = run("[program:w]\ncommand=worker --id %(process_num)s --name %(program_name)s\nnumprocs=3\n");
+        let t = table(&out);
+        let names: Vec<&String> = t["job"].as_table().expect("jobs").keys().collect();
+        assert_eq!(names, ["w_00", "w_01", "w_02"]);
+        let w1 = job(&t, "w_01");
+        assert_eq!(w1["command"][2].as_str(), Some("1"));
+        assert_eq!(w1["command"][4].as_str(), Some("w"));
+        assert_eq!(w1["group"].as_str(), Some("w"));
+    }
+
+    #[test]
+    fn process_name_and_numprocs_start_choose_the_names() {
+        let out = run("[program:q]\ncommand=run\nprocess_name=%(program_name)s-%(process_num)d\nnumprocs=2\nnumprocs_start=5\n");
+        let t = table(&out);
+        let names: Vec<&String> = t["job"].as_table().expect("jobs").keys().collect();
+        assert_eq!(names, ["q-5", "q-6"]);
+    }
+
+    #[test]
+    fn group_sections_set_the_group_and_priority_orders_jobs() {
+        let out = run("[program:b]\ncommand=b\npriority=20\n[program:a]\ncommand=a\npriority=10\n[group:pair]\nprograms=a,b\n");
+        let t = table(&out);
+        let names: Vec<&String> = t["job"].as_table().expect("jobs").keys().collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(job(&t, "b")["group"].as_str(), Some("pair"));
+        assert!(out.notes.iter().any(|n| n.message.starts_with("priority")));
+    }
+
+    #[test]
+    fn what_cannot_be_mapped_is_listed_with_its_line() {
+        let out = run(
+            "[program:a]\ncommand=a\nuser=www-data\nfrobnicate=1\n[inet_http_server]\nport=9001\n",
+        );
+        let lines: Vec<(usize, &str)> = out
+            .notes
+            .iter()
+            .map(|n| (n.line, n.message.as_str()))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 3 && m.contains("user = www-data: not mapped")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 4 && m.contains("frobnicate = 1: not mapped (unknown key)")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 5 && m.contains("[inet_http_server]")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn redirect_stderr_follows_stdout() {
+        let to_file = run("[program:a]\ncommand=a\nredirect_stderr=true\nstdout_logfile=/var/log/a.log\nstderr_logfile=/var/log/other.log\n");
+        assert_eq!(
+            job(&table(&to_file), "a")["stderr"].as_str(),
+            Some("/var/log/a.log")
+        );
+        let captured = run("[program:a]\ncommand=a\nredirect_stderr=true\n");
+        assert_eq!(job(&table(&captured), "a")["stderr"].as_str(), Some("log"));
+        assert!(captured
+            .notes
+            .iter()
+            .any(|n| n.message.contains("redirect_stderr")));
+    }
+
+    #[test]
+    fn supervisord_section_gives_log_dir_default_env_and_a_socket_hint() {
+        let out = run("[unix_http_server]\nfile=%(here)s/supervisor.sock\n[supervisord]\nchildlogdir=/var/log/supervisor\nenvironment=TZ=UTC\n[program:a]\ncommand=a\n");
+        let t = table(&out);
+        assert_eq!(
+            t["supervisor"]["log_dir"].as_str(),
+            Some("/var/log/supervisor")
+        );
+        assert_eq!(t["defaults"]["env"]["TZ"].as_str(), Some("UTC"));
+        assert!(
+            out.toml
+                .contains("# socket = \"/etc/supervisor/supervisor.sock\""),
+            "{}",
+            out.toml
+        );
+    }
+
+    #[test]
+    fn ini_syntax_follows_configparser() {
+        let out = run("; comment\n# comment\n[program:a]\ncommand: run --flag ; inline comment\n  --more\nautostart = yes\n");
+        let a = table(&out);
+        let a = job(&a, "a");
+        assert_eq!(a["command"].as_array().map(Vec::len), Some(3), "{a}");
+        assert_eq!(a["autostart"].as_bool(), Some(true));
+    }
+
+    #[test]
+    fn expansions_and_percent_escapes() {
+        let vars = HashMap::from([
+            ("process_num".to_owned(), "7".to_owned()),
+            ("x".to_owned(), "X".to_owned()),
+        ]);
+        let mut unknown = Vec::new();
+        assert_eq!(
+            expand("%(process_num)02d-%(x)s-%%-%(nope)s", &vars, &mut unknown),
+            "07-X-%-%(nope)s"
+        );
+        assert_eq!(unknown, ["nope"]);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = import("[program:a\ncommand=a\n", &exp()).expect_err("bad header");
+        assert_eq!(err.line, 1);
+        let err = import("[program:a]\njust words\n", &exp()).expect_err("no =");
+        assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn the_sample_files_import_to_valid_job_files() {
+        for (file, jobs) in [("supervisord.conf", 4), ("conf.d-queue.conf", 3)] {
+            let out = run(&sample(file));
+            assert_eq!(out.jobs, jobs, "{file}");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("jobs.toml");
+            std::fs::write(&path, &out.toml).expect("write");
+            let config =
+                crate::config::load(&path).unwrap_or_else(|e| panic!("{file}: {e}\n{}", out.toml));
+            assert_eq!(config.jobs.len(), jobs);
+        }
+        let queue = run(&sample("conf.d-queue.conf"));
+        let t = table(&queue);
+        let w = job(&t, "queue-worker_01");
+        assert_eq!(w["command"][1].as_str(), Some("/var/www/shop/artisan"));
+        assert_eq!(
+            w["command"].as_array().map(Vec::len),
+            Some(7),
+            "continuation lines join the command"
+        );
+        assert_eq!(w["stop_signal"].as_str(), Some("TERM"));
+        assert_eq!(w["env"]["QUEUE"].as_str(), Some("default,emails"));
+    }
+}

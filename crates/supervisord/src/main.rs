@@ -1,7 +1,12 @@
 //! supervisord's command line: parse arguments, set up logging, find and check the job
 //! file, then hand over to [`supervisord::daemon::run`] on a current-thread runtime.
+//! The subcommands (`import`, `completions`, `man`) are one-shot tools that never start
+//! the daemon.
+//!
+//! Exit codes: 0 ok; 1 a batch run had a failed job, or the daemon could not start;
+//! 2 a bad job file or usage.
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use supervisord::config::{self, Config, JobSpec};
@@ -11,8 +16,16 @@ use supervisord::server::Limits;
 
 /// Runs named jobs from a TOML job file and takes orders over a Unix socket.
 #[derive(Debug, Parser)]
-#[command(name = "supervisord", version, about, long_about = None)]
+#[command(
+    name = "supervisord",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Tool>,
     /// The job file [default: ./supervisord.toml, then
     /// $XDG_CONFIG_HOME/supervisord/supervisord.toml, then /etc/supervisord.toml]
     #[arg(short, long, value_name = "FILE")]
@@ -24,15 +37,34 @@ struct Args {
     /// Batch mode: exit once every non-daemon job has ended (0 if all succeeded, else 1)
     #[arg(long)]
     exit_when_done: bool,
-    /// Only validate the job file and print the resolved jobs
-    #[arg(long)]
-    check: bool,
+    /// Only validate the job file (this FILE, or --config's) and print the resolved jobs
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    check: Option<Option<PathBuf>>,
     /// How the daemon's own log lines (on stderr) look
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// The daemon's log level (error, warn, info, debug, trace); overrides RUST_LOG
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+}
+
+/// One-shot tools: they print to stdout and exit.
+#[derive(Debug, Subcommand)]
+enum Tool {
+    /// Convert a Supervisor INI file ([program:x] sections) to a job file on stdout; what
+    /// could not be mapped is listed on stderr
+    Import {
+        /// supervisord.conf, or a conf.d/*.conf file
+        #[arg(value_name = "SUPERVISOR_CONF")]
+        file: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) for supervisord(1)
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -49,11 +81,21 @@ fn main() -> ExitCode {
         guard::run();
     }
     let args = Args::parse();
+    if let Some(tool) = args.command {
+        return run_tool(tool);
+    }
     if let Err(e) = init_logging(args.log_format, args.log_level.as_deref()) {
         eprintln!("supervisord: {e}");
         return ExitCode::from(2);
     }
-    let path = match args.config.clone().or_else(find_config) {
+    let check = args.check.is_some();
+    let path = match args
+        .check
+        .clone()
+        .flatten()
+        .or_else(|| args.config.clone())
+        .or_else(find_config)
+    {
         Some(p) => p,
         None => {
             eprintln!(
@@ -76,7 +118,7 @@ fn main() -> ExitCode {
         .map(|s| std::path::absolute(&s).unwrap_or(s))
         .or_else(|| config.socket.clone())
         .unwrap_or_else(default_socket);
-    if args.check {
+    if check {
         print_check(&config, &socket);
         return ExitCode::SUCCESS;
     }
@@ -123,6 +165,62 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("supervisord: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_tool(tool: Tool) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = match tool {
+        Tool::Import { file } => return import(&file),
+        Tool::Completions { shell } => {
+            clap_complete::generate(shell, &mut Args::command(), "supervisord", &mut out);
+            Ok(())
+        }
+        Tool::Man => clap_mangen::Man::new(Args::command()).render(&mut out),
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("supervisord: writing to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `supervisord import FILE`: the job file on stdout, one line per unmapped thing on
+/// stderr (`FILE:LINE: what`). Exit 0 when a job file was written, 2 when the INI file
+/// cannot be read.
+fn import(file: &Path) -> ExitCode {
+    use supervisord::import::{import, Expansions};
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("supervisord: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match import(&text, &Expansions::for_file(file)) {
+        Ok(imported) => {
+            print!("{}", imported.toml);
+            for n in &imported.notes {
+                match n.line {
+                    0 => eprintln!("{}: {}", file.display(), n.message),
+                    l => eprintln!("{}:{l}: {}", file.display(), n.message),
+                }
+            }
+            if imported.jobs == 0 {
+                eprintln!(
+                    "{}: no [program:x] sections: the job file has no jobs",
+                    file.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("supervisord: {}:{e}", file.display());
+            ExitCode::from(2)
         }
     }
 }
