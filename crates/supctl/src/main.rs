@@ -6,7 +6,7 @@
 mod client;
 mod render;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError};
 use protocol::{
     AddParams, Job, KillParams, LogsParams, NamesParams, Request, Selection, ShutdownParams,
@@ -17,9 +17,25 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+const AFTER_HELP: &str = "\
+Exit status:
+  0  done
+  1  the request failed, or a waited job did not succeed (is-alive: the job is not alive)
+  2  usage error
+  3  the daemon could not be reached (the message names the socket path tried)
+
+Environment:
+  SUPERVISORD_SOCKET  the control socket, when --socket is not given
+  NO_COLOR            never colour the output (colour is used on a terminal only)
+  XDG_RUNTIME_DIR     where the default socket lives
+
+--json prints each method's result as one JSON document (the protocol's result,
+unchanged); `events --json` and `logs -f --json` print one JSON object per line.
+See docs/protocol.md.";
+
 /// Give orders to supervisord over its control socket.
 #[derive(Debug, Parser)]
-#[command(name = "supctl", version, about, long_about = None)]
+#[command(name = "supctl", version, about, long_about = None, after_long_help = AFTER_HELP)]
 struct Cli {
     /// The control socket [default: $SUPERVISORD_SOCKET, then the --config file's
     /// `socket`, then $XDG_RUNTIME_DIR/supervisord.sock or /tmp/supervisord-UID/supervisord.sock]
@@ -177,6 +193,13 @@ enum Cmd {
     },
     /// Check that supervisord answers
     Ping,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) for supctl(1)
+    Man,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -204,6 +227,9 @@ impl From<ClientError> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = offline(&cli.command) {
+        return code;
+    }
     let socket = match socket_path(&cli) {
         Ok(s) => s,
         Err(msg) => {
@@ -231,6 +257,27 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The commands that print something about supctl itself and need no daemon.
+fn offline(cmd: &Cmd) -> Option<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = match cmd {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "supctl", &mut out);
+            Ok(())
+        }
+        Cmd::Man => clap_mangen::Man::new(Cli::command()).render(&mut out),
+        _ => return None,
+    };
+    Some(match written.and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("supctl: writing to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 /// `--socket`, then `$SUPERVISORD_SOCKET`, then the `--config` file's socket, then the
@@ -365,6 +412,9 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             drain: drain.then_some(true),
         }),
         Cmd::Ping => Request::Ping,
+        Cmd::Completions { .. } | Cmd::Man => {
+            return Err(Failure::Usage("completions and man need no daemon".into()))
+        }
     };
 
     let mut client = Client::connect(socket)?;

@@ -57,3 +57,54 @@ fn usage_errors_exit_2() {
         );
     }
 }
+
+#[test]
+fn completions_for_each_shell_name_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = supctl(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for cmd in ["status", "terminate", "is-alive", "shutdown", "completions"] {
+            assert!(script.contains(cmd), "{shell} completion lacks {cmd}");
+        }
+    }
+    assert_eq!(supctl(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
+fn bash_accepts_the_completion_script() {
+    let Ok(out) = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source <({} completions bash) && complete -p supctl",
+            env!("CARGO_BIN_EXE_supctl")
+        ))
+        .output()
+    else {
+        eprintln!("no bash; skipped");
+        return;
+    };
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_supctl"));
+}
+
+#[test]
+fn man_page_is_roff_with_every_command_and_the_exit_codes() {
+    let out = supctl(&["man"]);
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH supctl 1"), "{page}");
+    for cmd in [
+        "is\\-alive",
+        "terminate",
+        "shutdown",
+        "SUPERVISORD_SOCKET",
+        "NO_COLOR",
+    ] {
+        assert!(page.contains(cmd), "man page lacks {cmd}");
+    }
+    assert!(
+        page.contains("could not be reached"),
+        "exit code 3 is documented"
+    );
+}

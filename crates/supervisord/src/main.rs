@@ -14,6 +14,23 @@ use supervisord::daemon::{self, Options};
 use supervisord::guard::{self, Guard};
 use supervisord::server::Limits;
 
+const AFTER_HELP: &str = "\
+Signals:
+  SIGTERM, SIGINT  stop every job (stop_signal, then SIGKILL after stop_timeout) and exit
+  SIGHUP           re-read the job file, like `supctl reload`
+
+Exit status:
+  0  shut down cleanly; in batch mode (--exit-when-done), every job succeeded
+  1  in batch mode, a job failed; or the daemon could not start (socket in use, ...)
+  2  a bad job file, or a usage error
+
+Environment:
+  RUST_LOG        log filter when --log-level is not given (e.g. info, supervisord=debug)
+  JOURNAL_STREAM  set by systemd: text log lines are written without timestamps
+  NOTIFY_SOCKET   set by systemd (Type=notify): READY=1, RELOADING=1, STOPPING=1, STATUS=
+  WATCHDOG_USEC   set by systemd (WatchdogSec=): WATCHDOG=1 pings at half the period
+  XDG_RUNTIME_DIR, XDG_CONFIG_HOME  where the default socket and job file are looked for";
+
 /// Runs named jobs from a TOML job file and takes orders over a Unix socket.
 #[derive(Debug, Parser)]
 #[command(
@@ -21,7 +38,8 @@ use supervisord::server::Limits;
     version,
     about,
     long_about = None,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_long_help = AFTER_HELP
 )]
 struct Args {
     #[command(subcommand)]

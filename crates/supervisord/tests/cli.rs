@@ -74,3 +74,29 @@ fn unknown_flags_are_usage_errors() {
     let out = supervisord(&["--frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn check_takes_the_file_as_its_value() {
+    let out = supervisord(&["--check", &example("downloads.toml")]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("downloads.toml: ok"));
+}
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = supervisord(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["log-format", "import", "check"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = supervisord(&["man"]);
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH supervisord 1"), "{page}");
+    for word in ["import", "NOTIFY_SOCKET", "JOURNAL_STREAM", "RUST_LOG"] {
+        assert!(page.contains(word), "man page lacks {word}");
+    }
+}
