@@ -4,6 +4,8 @@
 
 mod support;
 
+mod ctl_output;
+mod daemon_log;
 mod import;
 mod seeds;
 mod systemd;

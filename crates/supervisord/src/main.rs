@@ -250,7 +250,7 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     // Under systemd the journal stamps every line itself.
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let journald = stderr_is_journal();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
@@ -259,11 +259,31 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
         .with_ansi(ansi)
         .with_target(false);
     match (format, journald) {
-        (LogFormat::Json, _) => builder.json().flatten_event(true).init(),
+        (LogFormat::Json, true) => builder.json().flatten_event(true).without_time().init(),
+        (LogFormat::Json, false) => builder.json().flatten_event(true).init(),
         (LogFormat::Text, true) => builder.without_time().init(),
         (LogFormat::Text, false) => builder.init(),
     }
     Ok(())
+}
+
+/// Whether stderr is connected to the journal: systemd sets `JOURNAL_STREAM=DEV:INODE`
+/// for the stream it connected, and a redirected stderr inherits the variable but not
+/// the stream, so the two are compared (as sd_journal_stream_fd(3) advises).
+fn stderr_is_journal() -> bool {
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = var.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(std::io::stderr()) {
+        Ok(st) => st.st_dev == dev && st.st_ino == ino,
+        Err(_) => false,
+    }
 }
 
 fn find_config() -> Option<PathBuf> {
