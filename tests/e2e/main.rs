@@ -6,6 +6,7 @@ mod support;
 
 mod ctl_output;
 mod daemon_log;
+mod docs;
 mod import;
 mod seeds;
 mod systemd;

@@ -198,8 +198,12 @@ enum Cmd {
         /// The shell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) for supctl(1)
-    Man,
+    /// Print the man page (roff) for supctl(1), or write every page to a folder
+    Man {
+        /// Write supctl.1 and one supctl-COMMAND.1 per command into this folder
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -268,13 +272,14 @@ fn offline(cmd: &Cmd) -> Option<ExitCode> {
             clap_complete::generate(*shell, &mut Cli::command(), "supctl", &mut out);
             Ok(())
         }
-        Cmd::Man => clap_mangen::Man::new(Cli::command()).render(&mut out),
+        Cmd::Man { dir: Some(dir) } => clap_mangen::generate_to(Cli::command(), dir),
+        Cmd::Man { dir: None } => clap_mangen::Man::new(Cli::command()).render(&mut out),
         _ => return None,
     };
     Some(match written.and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("supctl: writing to stdout: {e}");
+            eprintln!("supctl: writing the output: {e}");
             ExitCode::FAILURE
         }
     })
@@ -412,7 +417,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             drain: drain.then_some(true),
         }),
         Cmd::Ping => Request::Ping,
-        Cmd::Completions { .. } | Cmd::Man => {
+        Cmd::Completions { .. } | Cmd::Man { .. } => {
             return Err(Failure::Usage("completions and man need no daemon".into()))
         }
     };

@@ -108,3 +108,21 @@ fn man_page_is_roff_with_every_command_and_the_exit_codes() {
         "exit code 3 is documented"
     );
 }
+
+#[test]
+fn man_dir_writes_a_page_per_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = supctl(&["man", "--dir", dir.path().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{out:?}");
+    for page in [
+        "supctl.1",
+        "supctl-status.1",
+        "supctl-is-alive.1",
+        "supctl-completions.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).expect(page);
+        assert!(text.starts_with(".ie"), "{page} is roff");
+    }
+    let out = supctl(&["man", "--dir", "/nonexistent/folder"]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -81,8 +81,12 @@ enum Tool {
         /// The shell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) for supervisord(1)
-    Man,
+    /// Print the man page (roff) for supervisord(1), or write every page to a folder
+    Man {
+        /// Write supervisord.1 and one supervisord-COMMAND.1 per subcommand into this folder
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -196,12 +200,13 @@ fn run_tool(tool: Tool) -> ExitCode {
             clap_complete::generate(shell, &mut Args::command(), "supervisord", &mut out);
             Ok(())
         }
-        Tool::Man => clap_mangen::Man::new(Args::command()).render(&mut out),
+        Tool::Man { dir: Some(dir) } => clap_mangen::generate_to(Args::command(), dir),
+        Tool::Man { dir: None } => clap_mangen::Man::new(Args::command()).render(&mut out),
     };
     match written.and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("supervisord: writing to stdout: {e}");
+            eprintln!("supervisord: writing the output: {e}");
             ExitCode::FAILURE
         }
     }
