@@ -262,3 +262,61 @@ fn the_readme_links_every_doc() {
         assert!(root().join(doc).is_file(), "{doc} exists");
     }
 }
+
+/// The lines of the README's console block that starts with `$ {command}`, up to the next
+/// prompt.
+fn readme_output(command: &str) -> Vec<String> {
+    let readme = read("README.md");
+    let start = readme
+        .find(&format!("$ {command}\n"))
+        .unwrap_or_else(|| panic!("README has no `$ {command}`"));
+    readme[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with('$') && !l.starts_with("```"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_readme_import_transcript_is_what_import_prints() {
+    let out = Command::new(bin("supervisord"))
+        .args(["import", "config/import/supervisord.conf"])
+        .current_dir(root())
+        .output()
+        .expect("run import");
+    assert!(out.status.success());
+    let stderr: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        stderr,
+        readme_output("supervisord import config/import/supervisord.conf > jobs.toml")
+    );
+}
+
+#[test]
+fn the_readme_man_page_listing_is_what_man_dir_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for binary in ["supctl", "supervisord"] {
+        let ok = Command::new(bin(binary))
+            .args(["man", "--dir"])
+            .arg(dir.path())
+            .status()
+            .expect("run man --dir");
+        assert!(ok.success(), "{binary} man --dir");
+    }
+    let mut written: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("man dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    let mut documented: Vec<String> = readme_output("ls $PREFIX/share/man/man1")
+        .iter()
+        .flat_map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    documented.sort();
+    assert_eq!(written, documented);
+}
