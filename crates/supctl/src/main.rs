@@ -489,7 +489,12 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
                         note.params["missed"]
                     )
                 };
-                println!("{line}");
+                // A closed stdout (`supctl events | head -3`) ends the stream quietly.
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    break;
+                }
             }
             Ok(())
         }
