@@ -196,3 +196,25 @@ restart = "always"
     );
     assert!(status_only >= 1, "{:#?}", manager.seen);
 }
+
+#[test]
+fn a_refused_reload_still_ends_with_ready() {
+    let d = Daemon::prepare(&jobs("[job.idle]\ncommand = [\"sleep\", \"60\"]\n"));
+    let mut manager = Manager::bind(d.dir.path());
+    let d = with_notify_socket(d, &[]).launch(&[]);
+    manager.until("READY=1", |m| m.contains("READY=1"));
+    let pid = d.job("idle").pid;
+    std::fs::write(&d.config, "[job.idle]\ncommand = 42\n").expect("break the job file");
+    d.signal(Signal::SIGHUP);
+    manager.until("RELOADING=1", |m| m.starts_with("RELOADING=1\n"));
+    manager.until("READY=1 after the refused reload", |m| m == "READY=1\n");
+    let out = d.ctl(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "the reload request is refused");
+    manager.until("RELOADING=1", |m| m.starts_with("RELOADING=1\n"));
+    manager.until("READY=1 after the refused request", |m| m == "READY=1\n");
+    let idle = d.job("idle");
+    assert!(
+        idle.alive && idle.pid == pid,
+        "the job runs on untouched: {idle:?}"
+    );
+}
