@@ -381,7 +381,8 @@ fn program_jobs(
         group.cloned().unwrap_or_else(|| program.to_owned()),
     );
 
-    // Keys whose value is the same for every process: mapped once, notes once.
+    // One job per process; notes are taken from the first, as every process has the
+    // same keys.
     let mut jobs = Vec::new();
     for n in start..start + numprocs {
         vars.insert("process_num".into(), n.to_string());
@@ -430,137 +431,13 @@ fn program_jobs(
                 continue;
             }
             let Some((text, line)) = get(k) else { continue };
-            let bad = |what: &str| {
-                (
-                    line,
-                    format!(
-                        "[program:{program}] {k} = {:?}: not {what}; not mapped",
-                        v.text
-                    ),
-                )
-            };
-            match k.as_str() {
-                "command" | "process_name" | "numprocs" | "numprocs_start" | "priority" => {}
-                "directory" => lines.push(("cwd".into(), quote(&text))),
-                "environment" => match environment(&text) {
-                    Ok(pairs) => lines.push(("env".into(), inline_table(&pairs))),
-                    Err(e) => msgs.push((
-                        line,
-                        format!("[program:{program}] environment: {e}; not mapped"),
-                    )),
-                },
-                "autostart" => match boolean(&text) {
-                    Some(b) => lines.push(("autostart".into(), b.to_string())),
-                    None => msgs.push(bad("true or false")),
-                },
-                "autorestart" => {
-                    let r = match text.trim().to_ascii_lowercase().as_str() {
-                        "unexpected" => Some("on-failure"),
-                        t => boolean(t).map(|b| if b { "always" } else { "never" }),
-                    };
-                    match r {
-                        Some(r) => lines.push(("restart".into(), quote(r))),
-                        None => msgs.push(bad("true, false or unexpected")),
-                    }
-                }
-                "startsecs" => match text.trim().parse::<u64>() {
-                    Ok(n) => lines.push(("start_secs".into(), quote(&format!("{n}s")))),
-                    Err(_) => msgs.push(bad("a number of seconds")),
-                },
-                "startretries" => match text.trim().parse::<u32>() {
-                    Ok(n) => lines.push(("max_restarts".into(), n.to_string())),
-                    Err(_) => msgs.push(bad("a number")),
-                },
-                "exitcodes" => {
-                    let codes: Result<Vec<i32>, _> =
-                        text.split(',').map(|c| c.trim().parse::<i32>()).collect();
-                    match codes {
-                        Ok(c) => lines.push((
-                            "exit_codes".into(),
-                            format!(
-                                "[{}]",
-                                c.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
-                            ),
-                        )),
-                        Err(_) => msgs.push(bad("a list of numbers")),
-                    }
-                }
-                "stopsignal" => {
-                    let sig = text.trim().to_ascii_uppercase();
-                    let sig = sig.strip_prefix("SIG").unwrap_or(&sig).to_owned();
-                    if sig.parse::<protocol::Signal>().is_ok() {
-                        lines.push(("stop_signal".into(), quote(&sig)));
-                    } else {
-                        msgs.push(bad("a signal supervisord knows"));
-                    }
-                }
-                "stopwaitsecs" => match text.trim().parse::<u64>() {
-                    Ok(n) => lines.push(("stop_timeout".into(), quote(&format!("{n}s")))),
-                    Err(_) => msgs.push(bad("a number of seconds")),
-                },
-                "stopasgroup" | "killasgroup" => {}
-                "stdout_logfile" | "stderr_logfile" => {
-                    let ours = if k == "stdout_logfile" {
-                        "stdout"
-                    } else {
-                        "stderr"
-                    };
-                    let value = match text.trim() {
-                        t if t.eq_ignore_ascii_case("AUTO") => quote("log"),
-                        t if t.eq_ignore_ascii_case("NONE") => quote("null"),
-                        t if t.eq_ignore_ascii_case("syslog") => {
-                            msgs.push((line, format!("[program:{program}] {k} = syslog: not mapped (captured with `supctl logs` instead)")));
-                            quote("log")
-                        }
-                        "/dev/stdout" | "/dev/stderr" | "/dev/fd/1" | "/dev/fd/2" => {
-                            quote("inherit")
-                        }
-                        t => quote(t),
-                    };
-                    if ours == "stderr"
-                        && s.get("redirect_stderr").and_then(|v| boolean(&v.text)) == Some(true)
-                    {
-                        continue;
-                    }
-                    lines.push((ours.into(), value));
-                }
-                "redirect_stderr" => {}
-                "stdout_logfile_maxbytes" => match byte_size(&text) {
-                    Some(b) => {
-                        lines.push(("log_max_bytes".into(), quote(&b)));
-                        let path = s
-                            .get("stdout_logfile")
-                            .map(|v| v.text.trim().to_ascii_uppercase());
-                        if path.is_some_and(|p| !matches!(p.as_str(), "AUTO" | "NONE")) {
-                            msgs.push((line, format!("[program:{program}] {k}: supervisord rotates captured logs (stdout = \"log\") only; a file path is appended to without rotation (use logrotate's copytruncate, or stdout = \"log\")")));
-                        }
-                    }
-                    None => msgs.push(bad("a size such as 50MB")),
-                },
-                "stdout_logfile_backups" => match text.trim().parse::<u32>() {
-                    Ok(n) => lines.push(("log_backups".into(), n.to_string())),
-                    Err(_) => msgs.push(bad("a number")),
-                },
-                "stderr_logfile_maxbytes" | "stderr_logfile_backups" => {
-                    let same = s
-                        .get(&k.replace("stderr", "stdout"))
-                        .map(|v| v.text.trim().to_owned())
-                        == Some(text.trim().to_owned());
-                    if !same {
-                        msgs.push((line, format!("[program:{program}] {k}: not mapped (log_max_bytes and log_backups apply to both streams; taken from stdout_logfile_*)")));
-                    }
-                }
-                other => {
-                    let why = unmappable(other).unwrap_or("unknown key");
-                    msgs.push((
-                        line,
-                        format!(
-                            "[program:{program}] {other} = {}: not mapped ({why})",
-                            v.text
-                        ),
-                    ));
-                }
-            }
+            let m = map_key(s, program, k, &v.text, &text);
+            lines.extend(m.keys);
+            msgs.extend(m.notes.into_iter().map(|n| (line, n)));
+        }
+        if s.get("autorestart").is_none() {
+            // Supervisor's default is `unexpected`; supervisord's is `never`.
+            lines.push(("restart".into(), quote("on-failure")));
         }
         // stopasgroup implies killasgroup in Supervisor; either means the whole group.
         let asgroup = ["stopasgroup", "killasgroup"]
@@ -619,6 +496,137 @@ fn program_jobs(
         });
     }
     jobs
+}
+
+/// What one key of `[program:x]` becomes: job keys, and notes for what did not carry over.
+#[derive(Default)]
+struct Mapping {
+    keys: Vec<(String, String)>,
+    notes: Vec<String>,
+}
+
+/// Map key `k` (written `raw`, `text` once expanded) of `[program:{program}]`.
+fn map_key(s: &Section, program: &str, k: &str, raw: &str, text: &str) -> Mapping {
+    let mut m = Mapping::default();
+    let bad = |what: &str| format!("[program:{program}] {k} = {raw:?}: not {what}; not mapped");
+    match k {
+        "command" | "process_name" | "numprocs" | "numprocs_start" | "priority" => {}
+        "directory" => m.keys.push(("cwd".into(), quote(text))),
+        "environment" => match environment(text) {
+            Ok(pairs) => m.keys.push(("env".into(), inline_table(&pairs))),
+            Err(e) => m
+                .notes
+                .push(format!("[program:{program}] environment: {e}; not mapped")),
+        },
+        "autostart" => match boolean(text) {
+            Some(b) => m.keys.push(("autostart".into(), b.to_string())),
+            None => m.notes.push(bad("true or false")),
+        },
+        "autorestart" => {
+            let r = match text.trim().to_ascii_lowercase().as_str() {
+                "unexpected" => Some("on-failure"),
+                t => boolean(t).map(|b| if b { "always" } else { "never" }),
+            };
+            match r {
+                Some(r) => m.keys.push(("restart".into(), quote(r))),
+                None => m.notes.push(bad("true, false or unexpected")),
+            }
+        }
+        "startsecs" => match text.trim().parse::<u64>() {
+            Ok(n) => m.keys.push(("start_secs".into(), quote(&format!("{n}s")))),
+            Err(_) => m.notes.push(bad("a number of seconds")),
+        },
+        "startretries" => match text.trim().parse::<u32>() {
+            Ok(n) => m.keys.push(("max_restarts".into(), n.to_string())),
+            Err(_) => m.notes.push(bad("a number")),
+        },
+        "exitcodes" => {
+            let codes: Result<Vec<i32>, _> =
+                text.split(',').map(|c| c.trim().parse::<i32>()).collect();
+            match codes {
+                Ok(c) => m.keys.push((
+                    "exit_codes".into(),
+                    format!(
+                        "[{}]",
+                        c.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                )),
+                Err(_) => m.notes.push(bad("a list of numbers")),
+            }
+        }
+        "stopsignal" => {
+            let sig = text.trim().to_ascii_uppercase();
+            let sig = sig.strip_prefix("SIG").unwrap_or(&sig).to_owned();
+            if sig.parse::<protocol::Signal>().is_ok() {
+                m.keys.push(("stop_signal".into(), quote(&sig)));
+            } else {
+                m.notes.push(bad("a signal supervisord knows"));
+            }
+        }
+        "stopwaitsecs" => match text.trim().parse::<u64>() {
+            Ok(n) => m
+                .keys
+                .push(("stop_timeout".into(), quote(&format!("{n}s")))),
+            Err(_) => m.notes.push(bad("a number of seconds")),
+        },
+        "stopasgroup" | "killasgroup" => {}
+        "stdout_logfile" | "stderr_logfile" => {
+            let ours = if k == "stdout_logfile" {
+                "stdout"
+            } else {
+                "stderr"
+            };
+            let value = match text.trim() {
+                t if t.eq_ignore_ascii_case("AUTO") => quote("log"),
+                t if t.eq_ignore_ascii_case("NONE") => quote("null"),
+                t if t.eq_ignore_ascii_case("syslog") => {
+                    m.notes.push(format!("[program:{program}] {k} = syslog: not mapped (captured with `supctl logs` instead)"));
+                    quote("log")
+                }
+                "/dev/stdout" | "/dev/stderr" | "/dev/fd/1" | "/dev/fd/2" => quote("inherit"),
+                t => quote(t),
+            };
+            if ours == "stderr"
+                && s.get("redirect_stderr").and_then(|v| boolean(&v.text)) == Some(true)
+            {
+                return m;
+            }
+            m.keys.push((ours.into(), value));
+        }
+        "redirect_stderr" => {}
+        "stdout_logfile_maxbytes" => match byte_size(text) {
+            Some(b) => {
+                m.keys.push(("log_max_bytes".into(), quote(&b)));
+                let path = s
+                    .get("stdout_logfile")
+                    .map(|v| v.text.trim().to_ascii_uppercase());
+                if path.is_some_and(|p| !matches!(p.as_str(), "AUTO" | "NONE")) {
+                    m.notes.push(format!("[program:{program}] {k}: supervisord rotates captured logs (stdout = \"log\") only; a file path is appended to without rotation (use logrotate's copytruncate, or stdout = \"log\")"));
+                }
+            }
+            None => m.notes.push(bad("a size such as 50MB")),
+        },
+        "stdout_logfile_backups" => match text.trim().parse::<u32>() {
+            Ok(n) => m.keys.push(("log_backups".into(), n.to_string())),
+            Err(_) => m.notes.push(bad("a number")),
+        },
+        "stderr_logfile_maxbytes" | "stderr_logfile_backups" => {
+            let same = s
+                .get(&k.replace("stderr", "stdout"))
+                .map(|v| v.text.trim().to_owned())
+                == Some(text.trim().to_owned());
+            if !same {
+                m.notes.push(format!("[program:{program}] {k}: not mapped (log_max_bytes and log_backups apply to both streams; taken from stdout_logfile_*)"));
+            }
+        }
+        other => {
+            let why = unmappable(other).unwrap_or("unknown key");
+            m.notes.push(format!(
+                "[program:{program}] {other} = {raw}: not mapped ({why})"
+            ));
+        }
+    }
+    m
 }
 
 #[cfg(test)]
@@ -719,6 +727,15 @@ stdout_logfile_backups=3
                 "{theirs}"
             );
         }
+    }
+
+    #[test]
+    fn supervisors_default_autorestart_is_kept() {
+        let out = run("[program:a]\ncommand=a\n");
+        assert_eq!(
+            job(&table(&out), "a")["restart"].as_str(),
+            Some("on-failure")
+        );
     }
 
     #[test]
