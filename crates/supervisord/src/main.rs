@@ -7,6 +7,7 @@
 //! 2 a bad job file or usage.
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use supervisord::config::{self, Config, JobSpec};
@@ -313,50 +314,61 @@ fn default_socket() -> PathBuf {
     }
 }
 
+/// `--check`: the resolved job file on stdout. Written in one piece, so a reader that
+/// stops early (`| head`) ends it quietly.
 fn print_check(config: &Config, socket: &Path) {
-    println!(
+    use std::io::Write;
+    let mut out = String::new();
+    check_report(&mut out, config, socket);
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
+fn check_report(out: &mut String, config: &Config, socket: &Path) {
+    let _ = writeln!(
+        out,
         "{}: ok, {} job{}",
         config.path.display(),
         config.jobs.len(),
         if config.jobs.len() == 1 { "" } else { "s" }
     );
-    println!("  socket          {}", socket.display());
-    println!("  log_dir         {}", config.log_dir.display());
-    println!("  exit_when_done  {}", config.exit_when_done);
+    let _ = writeln!(out, "  socket          {}", socket.display());
+    let _ = writeln!(out, "  log_dir         {}", config.log_dir.display());
+    let _ = writeln!(out, "  exit_when_done  {}", config.exit_when_done);
     for job in &config.jobs {
-        print_job(job);
+        print_job(out, job);
     }
 }
 
-fn print_job(j: &JobSpec) {
+fn print_job(out: &mut String, j: &JobSpec) {
     let human = |d: std::time::Duration| humantime::format_duration(d).to_string();
-    println!();
-    println!("[job.{}]", j.name);
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(out, "[job.{}]", j.name);
+    let _ = writeln!(
+        out,
         "  command         {}",
         shlex::try_join(j.command.iter().map(String::as_str))
             .unwrap_or_else(|_| format!("{:?}", j.command))
     );
-    println!("  group           {}", j.group);
-    println!("  daemon          {}", j.daemon);
-    println!("  autostart       {}", j.autostart);
-    println!("  restart         {}", j.restart.as_str());
-    println!("  exit_codes      {:?}", j.exit_codes);
-    println!("  start_secs      {}", human(j.start_secs));
-    println!("  max_restarts    {}", j.max_restarts);
-    println!("  backoff         {}", human(j.backoff));
-    println!("  stop_signal     {}", j.stop_signal);
-    println!("  stop_timeout    {}", human(j.stop_timeout));
-    println!("  kill_group      {}", j.kill_group);
-    println!("  cwd             {}", j.cwd.display());
+    let _ = writeln!(out, "  group           {}", j.group);
+    let _ = writeln!(out, "  daemon          {}", j.daemon);
+    let _ = writeln!(out, "  autostart       {}", j.autostart);
+    let _ = writeln!(out, "  restart         {}", j.restart.as_str());
+    let _ = writeln!(out, "  exit_codes      {:?}", j.exit_codes);
+    let _ = writeln!(out, "  start_secs      {}", human(j.start_secs));
+    let _ = writeln!(out, "  max_restarts    {}", j.max_restarts);
+    let _ = writeln!(out, "  backoff         {}", human(j.backoff));
+    let _ = writeln!(out, "  stop_signal     {}", j.stop_signal);
+    let _ = writeln!(out, "  stop_timeout    {}", human(j.stop_timeout));
+    let _ = writeln!(out, "  kill_group      {}", j.kill_group);
+    let _ = writeln!(out, "  cwd             {}", j.cwd.display());
     for (k, v) in &j.env {
-        println!("  env             {k}={v}");
+        let _ = writeln!(out, "  env             {k}={v}");
     }
-    println!("  stdout          {}", j.stdout);
-    println!("  stderr          {}", j.stderr);
+    let _ = writeln!(out, "  stdout          {}", j.stdout);
+    let _ = writeln!(out, "  stderr          {}", j.stderr);
     if matches!(j.stdout, config::Output::Log(_)) || matches!(j.stderr, config::Output::Log(_)) {
-        println!("  log_max_bytes   {}", j.log_max_bytes);
-        println!("  log_backups     {}", j.log_backups);
-        println!("  log_timestamps  {}", j.log_timestamps);
+        let _ = writeln!(out, "  log_max_bytes   {}", j.log_max_bytes);
+        let _ = writeln!(out, "  log_backups     {}", j.log_backups);
+        let _ = writeln!(out, "  log_timestamps  {}", j.log_timestamps);
     }
 }
