@@ -71,10 +71,13 @@ fn with_notify_socket(d: Daemon, extra: &[(&str, &str)]) -> Daemon {
 fn notify_messages_follow_the_daemons_life() {
     let d = Daemon::prepare(&jobs(
         r#"
+# Long enough that both are still `starting` when READY=1 goes out, even on a busy box.
 [job.web]
 command = ["sh", "-c", "echo NOTIFY_SOCKET=${NOTIFY_SOCKET:-unset}; exec sleep 60"]
+start_secs = "1s"
 [job.worker]
 command = ["sleep", "60"]
+start_secs = "1s"
 [job.broken]
 command = ["/no/such/program"]
 "#,
