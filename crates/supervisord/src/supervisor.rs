@@ -564,10 +564,18 @@ impl Supervisor {
             }
         }
 
+        // A removed job stays in the table while a request still waits on it, so that
+        // `remove a b` answers with both last statuses even when `b` went at once.
+        let awaited: HashSet<&str> = self
+            .waiters
+            .iter()
+            .flat_map(|w| w.names.iter().map(String::as_str))
+            .collect();
         let removed: Vec<String> = self
             .jobs
             .values()
             .filter(|e| e.removing && e.run.is_none() && e.life.state.is_settled())
+            .filter(|e| !awaited.contains(e.spec.name.as_str()))
             .map(|e| e.spec.name.clone())
             .collect();
         for name in removed {
