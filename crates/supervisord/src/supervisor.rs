@@ -400,7 +400,14 @@ impl Supervisor {
 
     fn timer(&mut self, t: TimerEntry) {
         let current = self.jobs.get(&t.name).map(|e| e.life.epoch);
-        if current == Some(t.epoch) {
+        if current != Some(t.epoch) {
+            return;
+        }
+        if t.kind == TimerKind::Backoff && self.phase != Phase::Serving {
+            // Nothing new starts once shutdown began: a job waiting to be restarted
+            // settles as stopped instead, so a drain can end.
+            self.stop(&t.name, None);
+        } else {
             self.feed(&t.name, Input::Timer(t.kind));
         }
     }
@@ -471,7 +478,11 @@ impl Supervisor {
     }
 
     fn spawn(&mut self, name: &str) {
-        if self.phase == Phase::Stopping {
+        // Once shutdown began (a drain included) nothing new starts: requests that start
+        // work are refused with 1004, and a job that ends is not restarted by its policy
+        // (a `restart = "always"` job would otherwise never let a drain end). The job
+        // keeps the settled state it reached.
+        if self.phase != Phase::Serving {
             return;
         }
         let Some(entry) = self.jobs.get(name) else {
@@ -769,10 +780,11 @@ impl Supervisor {
                             "draining: waiting for jobs to finish, terminating daemon jobs"
                         );
                         self.phase = Phase::Draining;
+                        // Daemon jobs end now; so do restarts that were only scheduled.
                         let daemons: Vec<String> = self
                             .jobs
                             .values()
-                            .filter(|e| e.spec.daemon)
+                            .filter(|e| e.spec.daemon || e.life.state == JobState::Backoff)
                             .map(|e| e.spec.name.clone())
                             .collect();
                         for n in daemons {
