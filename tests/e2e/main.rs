@@ -5,8 +5,12 @@
 mod support;
 
 mod ctl_output;
+mod daemon;
 mod daemon_log;
 mod docs;
 mod import;
+mod lifecycle;
+mod protocol;
 mod seeds;
+mod supctl;
 mod systemd;

@@ -382,6 +382,18 @@ impl Conn {
         self.response(id)
     }
 
+    /// The next line if one arrives within `t`; `None` on timeout or end of file.
+    pub fn recv_within(&mut self, t: Duration) -> Option<Value> {
+        self.set_timeout(t);
+        let mut line = String::new();
+        let got = self.reader.read_line(&mut line);
+        self.set_timeout(DEADLINE);
+        match got {
+            Ok(n) if n > 0 => serde_json::from_str(&line).ok(),
+            _ => None,
+        }
+    }
+
     /// Set how long `recv` waits.
     pub fn set_timeout(&self, t: Duration) {
         let _ = self.writer.set_read_timeout(Some(t));

@@ -1,0 +1,670 @@
+//! Job lifecycle (issue 3, SPEC §3–§7): restart policies and their counters, backoff
+//! measured from event timestamps, fatal, spawn errors, restart, reload, add/remove, and
+//! the draining shutdown.
+
+use crate::support::*;
+use nix::sys::signal::Signal;
+use protocol::Event;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A `subscribe` stream on its own connection.
+struct Events {
+    conn: Conn,
+    /// Events read but not yet taken.
+    seen: Vec<Event>,
+}
+
+impl Events {
+    fn open(d: &Daemon) -> (Events, Value) {
+        let mut conn = d.conn();
+        let snapshot = conn.call("subscribe", Value::Null);
+        assert!(snapshot.get("error").is_none(), "{snapshot}");
+        (
+            Events {
+                conn,
+                seen: Vec::new(),
+            },
+            snapshot["result"].clone(),
+        )
+    }
+
+    fn read_one(&mut self) -> Option<Event> {
+        let v = self.conn.recv()?;
+        if v["method"] != "event" {
+            return None;
+        }
+        Some(serde_json::from_value(v["params"].clone()).expect("an event"))
+    }
+
+    /// Every event of `name` up to and including the first one into `to`. Events of
+    /// other jobs are kept for later calls.
+    fn until(&mut self, name: &str, to: &str) -> Vec<Event> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        loop {
+            let e = if i < self.seen.len() {
+                if self.seen[i].name != name {
+                    i += 1;
+                    continue;
+                }
+                self.seen.remove(i)
+            } else {
+                let e = self
+                    .read_one()
+                    .unwrap_or_else(|| panic!("stream ended waiting for {name} -> {to}: {out:?}"));
+                if e.name != name {
+                    self.seen.push(e);
+                    i += 1;
+                    continue;
+                }
+                e
+            };
+            let done = e.to.as_str() == to;
+            out.push(e);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Whatever events arrive until none has for `window` (to show that nothing happens).
+    fn quiet_for(&mut self, window: Duration) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(v) = self.conn.recv_within(window) {
+            if v["method"] == "event" {
+                out.push(serde_json::from_value(v["params"].clone()).expect("an event"));
+            }
+        }
+        out
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time with milliseconds
+/// (`2026-11-25T17:01:02.123Z`).
+fn at_ms(at: &str) -> i64 {
+    let num = |s: &str| {
+        s.parse::<i64>()
+            .unwrap_or_else(|_| panic!("bad time {at:?}"))
+    };
+    let (date, time) = at.split_once('T').expect("T");
+    let d: Vec<i64> = date.split('-').map(num).collect();
+    let time = time.trim_end_matches('Z');
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(num).collect();
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac_ms = num(&format!("{frac:0<3}")[..3]);
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + frac_ms
+}
+
+fn error_code(resp: &Value) -> i64 {
+    resp["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected an error, got {resp}"))
+}
+
+fn running(d: &Daemon, name: &str) -> u32 {
+    d.wait_job(name, "is running", |j| j.state.as_str() == "running")
+        .pid
+        .expect("pid")
+}
+
+/// A command that counts its runs in `<job>.runs` and exits with the status a shell case
+/// on the run number gives, after sleeping as told.
+fn counted(cases: &str) -> String {
+    format!(
+        "[\"sh\", \"-c\", \"n=$(cat $SUPERVISOR_JOB.runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > $SUPERVISOR_JOB.runs; case $n in {cases} esac\"]"
+    )
+}
+
+#[test]
+fn at_ms_reads_rfc3339() {
+    assert_eq!(at_ms("1970-01-01T00:00:00.000Z"), 0);
+    assert_eq!(at_ms("1970-01-02T00:00:01.5Z"), 86_401_500);
+    assert_eq!(at_ms("2026-11-25T17:01:02.123Z"), 1_795_626_062_123);
+}
+
+#[test]
+fn each_restart_policy_and_its_counter() {
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.never]
+command = ["sh", "-c", "exit 1"]
+
+[job.succeeds]
+command = ["true"]
+restart = "on-failure"
+
+[job.flaky]
+command = {}
+restart = "on-failure"
+backoff = "20ms"
+
+[job.forever]
+command = ["sh", "-c", "sleep 0.15"]
+restart = "always"
+"#,
+        counted("1|2) exit 1;; *) exit 0;;")
+    )));
+    let never = d.wait_job("never", "exits", |j| j.state.as_str() == "exited");
+    assert_eq!((never.exitcode, never.restarts), (Some(1), 0));
+    let ok = d.wait_job("succeeds", "exits", |j| j.state.as_str() == "exited");
+    assert_eq!((ok.success, ok.restarts), (Some(true), 0));
+    let flaky = d.wait_job("flaky", "succeeds", |j| j.state.as_str() == "exited");
+    assert_eq!((flaky.exitcode, flaky.restarts), (Some(0), 2), "{flaky:?}");
+    // `always` restarts a run that succeeded too, with no backoff once it lasted.
+    let forever = d.wait_job("forever", "restarted 3 times", |j| j.restarts >= 3);
+    assert!(forever.state.as_str() != "fatal", "{forever:?}");
+    // A stop by request is never followed by a restart.
+    let (mut ev, _) = Events::open(&d);
+    let r = d.ok("terminate", json!({ "names": ["forever"] }));
+    assert_eq!(r["jobs"][0]["state"], "stopped", "{r}");
+    let after = ev.quiet_for(Duration::from_millis(500));
+    assert!(
+        !after
+            .iter()
+            .any(|e| e.name == "forever" && matches!(e.to.as_str(), "starting" | "backoff")),
+        "restarted after a stop: {after:?}"
+    );
+    assert_eq!(d.job("forever").state.as_str(), "stopped");
+}
+
+#[test]
+fn a_killed_job_is_restarted_by_its_policy_but_a_stopped_one_is_not() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.svc]
+command = ["sleep", "30"]
+restart = "always"
+backoff = "10ms"
+"#,
+    ));
+    let pid = running(&d, "svc");
+    // `kill` is not a stop request: the policy applies.
+    d.ok("kill", json!({ "names": ["svc"], "signal": "TERM" }));
+    let j = d.wait_job("svc", "restarted", |j| {
+        j.pid.is_some_and(|p| p != pid) && j.state.as_str() == "running"
+    });
+    assert_eq!(j.restarts, 1);
+    assert!(!alive(pid));
+    let (mut ev, _) = Events::open(&d);
+    d.ok("terminate", json!({ "names": ["svc"] }));
+    let late = ev.quiet_for(Duration::from_millis(300));
+    assert!(
+        !late.iter().any(|e| e.to.as_str() == "starting"),
+        "{late:?}"
+    );
+}
+
+#[test]
+fn backoff_doubles_per_failure_then_fatal() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.crashy]
+command = ["sh", "-c", "exit 7"]
+restart = "on-failure"
+backoff = "150ms"
+max_restarts = 3
+start_secs = "1s"
+autostart = false
+"#,
+    ));
+    let (mut ev, _) = Events::open(&d);
+    d.ok("start", json!({ "names": ["crashy"] }));
+    let timeline = ev.until("crashy", "fatal");
+    eprintln!("crash-loop timeline (backoff 150ms, max_restarts 3):");
+    let t0 = at_ms(&timeline[0].at);
+    for e in &timeline {
+        eprintln!(
+            "  +{:>5} ms  {} {} -> {}  pid={:?} exitcode={:?}",
+            at_ms(&e.at) - t0,
+            e.at,
+            e.from,
+            e.to,
+            e.pid,
+            e.exitcode
+        );
+    }
+    // Each backoff -> starting gap is the delay; they double: 150, 300, 600 ms.
+    let mut delays = Vec::new();
+    for pair in timeline.windows(2) {
+        if pair[0].to.as_str() == "backoff" && pair[1].to.as_str() == "starting" {
+            delays.push(at_ms(&pair[1].at) - at_ms(&pair[0].at));
+        }
+    }
+    assert_eq!(delays.len(), 3, "{timeline:?}");
+    for (got, want) in delays.iter().zip([150, 300, 600]) {
+        assert!(
+            *got >= want - 2 && *got < want + 250,
+            "backoff {got} ms, want {want} ms: {delays:?}"
+        );
+    }
+    let last = timeline.last().expect("fatal");
+    assert_eq!((last.from.as_str(), last.exitcode), ("starting", Some(7)));
+    let j = d.job("crashy");
+    assert_eq!(
+        (j.state.as_str(), j.restarts, j.exitcode),
+        ("fatal", 3, Some(7))
+    );
+    assert!(!j.alive);
+
+    // `start` of a fatal job resets its counters and tries again.
+    let r = d.ok("start", json!({ "names": ["crashy"] }));
+    assert_eq!(r["jobs"][0]["restarts"], 0, "{r}");
+    assert_eq!(ev.until("crashy", "starting").len(), 1);
+    assert_eq!(d.job("crashy").restarts, 0);
+}
+
+#[test]
+fn a_run_that_lasts_start_secs_resets_the_backoff() {
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.recovers]
+command = {}
+restart = "on-failure"
+backoff = "100ms"
+max_restarts = 2
+autostart = false
+"#,
+        counted("3) sleep 0.4; exit 1;; *) exit 1;;")
+    )));
+    let (mut ev, _) = Events::open(&d);
+    d.ok("start", json!({ "names": ["recovers"] }));
+    let timeline = ev.until("recovers", "fatal");
+    let states: Vec<String> = timeline.iter().map(|e| e.to.as_str().to_owned()).collect();
+    // Runs 1 and 2 fail at once (backoff 100, 200); run 3 lasts, so its failure is
+    // restarted at once and the count starts over: runs 4, 5 back off 100, 200; run 6
+    // is the third failed start in a row: fatal.
+    assert_eq!(
+        states,
+        [
+            "starting", "backoff", "starting", "backoff", "starting", "running", "exited",
+            "starting", "backoff", "starting", "backoff", "starting", "fatal"
+        ],
+        "{timeline:?}"
+    );
+    let mut delays = Vec::new();
+    for pair in timeline.windows(2) {
+        if pair[0].to.as_str() == "backoff" {
+            delays.push(at_ms(&pair[1].at) - at_ms(&pair[0].at));
+        }
+    }
+    for (got, want) in delays.iter().zip([100, 200, 100, 200]) {
+        assert!(
+            *got >= want - 2 && *got < want + 250,
+            "backoff {got} ms, want {want}: {delays:?}"
+        );
+    }
+    assert_eq!(d.job("recovers").restarts, 5);
+}
+
+#[test]
+fn spawn_errors_are_fatal_with_spawn_error_and_the_daemon_carries_on() {
+    let d = Daemon::prepare("");
+    let plain = d.dir.path().join("plain.txt");
+    std::fs::write(&plain, "not a program\n").expect("write");
+    let config = jobs(&format!(
+        r#"
+[job.missing]
+command = ["/no/such/program"]
+
+[job.not-exec]
+command = ["{}"]
+
+[job.bad-cwd]
+command = ["true"]
+cwd = "no/such/folder"
+
+[job.retries]
+command = ["no-such-program-anywhere"]
+restart = "always"
+backoff = "10ms"
+max_restarts = 2
+
+[job.fine]
+command = ["sleep", "30"]
+"#,
+        plain.display()
+    ));
+    std::fs::write(&d.config, config).expect("write");
+    let d = d.launch(&[]);
+    for (name, says) in [
+        ("missing", "no such program"),
+        ("not-exec", "permission denied"),
+        ("bad-cwd", "no/such/folder"),
+        ("retries", "no such program"),
+    ] {
+        let j = d.wait_job(name, "is fatal", |j| j.state.as_str() == "fatal");
+        let err = j.spawn_error.clone().unwrap_or_default();
+        assert!(err.contains(says), "{name}: {err:?}");
+        assert!(!j.alive && j.pid.is_none(), "{j:?}");
+    }
+    assert_eq!(d.job("retries").restarts, 2);
+    assert_eq!(d.job("missing").restarts, 0);
+    running(&d, "fine");
+    assert!(d.ok("ping", Value::Null)["pid"].is_number());
+}
+
+#[test]
+fn restart_names_group_and_all_gives_new_pids() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.a]
+command = ["sleep", "30"]
+group = "g"
+
+[job.b]
+command = ["sleep", "30"]
+group = "g"
+
+[job.c]
+command = ["sleep", "30"]
+"#,
+    ));
+    let pids = |d: &Daemon| -> Vec<u32> { ["a", "b", "c"].iter().map(|n| running(d, n)).collect() };
+    let p0 = pids(&d);
+    let r = d.ok("restart", json!({ "names": ["a"] }));
+    assert_eq!(r["jobs"].as_array().map(Vec::len), Some(1));
+    let p1 = pids(&d);
+    assert!(
+        p1[0] != p0[0] && p1[1] == p0[1] && p1[2] == p0[2],
+        "{p0:?} {p1:?}"
+    );
+    d.ok("restart", json!({ "group": "g" }));
+    let p2 = pids(&d);
+    assert!(
+        p2[0] != p1[0] && p2[1] != p1[1] && p2[2] == p1[2],
+        "{p1:?} {p2:?}"
+    );
+    let r = d.ok("restart", json!({ "all": true }));
+    for j in r["jobs"].as_array().expect("jobs") {
+        assert_eq!(j["alive"], true, "{j}");
+    }
+    let p3 = pids(&d);
+    for i in 0..3 {
+        assert_ne!(p3[i], p2[i]);
+        assert!(!alive(p2[i]));
+    }
+    assert_eq!(d.job("a").restarts, 3);
+    // Restarting a stopped job starts it.
+    d.ok("terminate", json!({ "names": ["c"] }));
+    let r = d.ok("restart", json!({ "names": ["c"] }));
+    assert_eq!(r["jobs"][0]["alive"], true);
+}
+
+const BEFORE: &str = r#"
+[job.same]
+command = ["sleep", "30"]
+
+[job.edited]
+command = ["sleep", "30"]
+
+[job.dropped]
+command = ["sleep", "30"]
+
+[job.idle]
+command = ["true"]
+autostart = false
+"#;
+
+const AFTER: &str = r#"
+[job.fresh]
+command = ["sleep", "31"]
+
+[job.idle]
+command = ["true"]
+autostart = false
+
+[job.edited]
+command = ["sleep", "32"]
+
+[job.same]
+command = ["sleep", "30"]
+
+[job.lazy]
+command = ["sleep", "30"]
+autostart = false
+"#;
+
+#[test]
+fn reload_adds_removes_restarts_changed_and_leaves_unchanged_alone() {
+    let d = Daemon::start(&jobs(BEFORE));
+    let same = running(&d, "same");
+    let edited = running(&d, "edited");
+    let dropped = running(&d, "dropped");
+    d.ok(
+        "add",
+        json!({ "name": "dynamic", "job": { "command": ["sleep", "30"] } }),
+    );
+    let dynamic = running(&d, "dynamic");
+    std::fs::write(&d.config, jobs(AFTER)).expect("write");
+    let r = d.ok("reload", Value::Null);
+    assert_eq!(r["added"], json!(["fresh", "lazy"]), "{r}");
+    assert_eq!(r["changed"], json!(["edited"]), "{r}");
+    assert_eq!(r["unchanged"], json!(["idle", "same"]), "{r}");
+    assert_eq!(r["removed"], json!(["dropped"]), "{r}");
+
+    assert_eq!(d.job("same").pid, Some(same), "unchanged keeps its pid");
+    assert!(alive(same));
+    let e = running(&d, "edited");
+    assert_ne!(e, edited);
+    assert!(!alive(edited));
+    wait_until("the removed job's process to end", DEADLINE, || {
+        (!alive(dropped)).then_some(())
+    });
+    assert_eq!(
+        error_code(&d.rpc("status", json!({ "names": ["dropped"] }))),
+        1001
+    );
+    running(&d, "fresh");
+    assert_eq!(d.job("lazy").state.as_str(), "stopped", "autostart = false");
+    assert_eq!(
+        d.job("dynamic").pid,
+        Some(dynamic),
+        "reload keeps dynamic jobs"
+    );
+    // The table follows the file, dynamic jobs last.
+    let names: Vec<String> = d.jobs().into_iter().map(|j| j.name).collect();
+    assert_eq!(
+        names,
+        ["fresh", "idle", "edited", "same", "lazy", "dynamic"]
+    );
+    // The changed job runs its new command.
+    let cmd = std::fs::read_to_string(format!("/proc/{e}/cmdline")).expect("cmdline");
+    assert_eq!(cmd, "sleep\u{0}32\u{0}");
+}
+
+#[test]
+fn a_broken_file_is_refused_whole_and_nothing_changes() {
+    let d = Daemon::start(&jobs(BEFORE));
+    let same = running(&d, "same");
+    let broken = jobs(&format!("{AFTER}\n[job.bad]\ncommand = []\n"));
+    std::fs::write(&d.config, &broken).expect("write");
+    let r = d.rpc("reload", Value::Null);
+    assert_eq!(error_code(&r), 1003, "{r}");
+    assert!(r["error"]["data"]["line"].as_u64().is_some(), "{r}");
+    let names: Vec<String> = d.jobs().into_iter().map(|j| j.name).collect();
+    assert_eq!(names, ["same", "edited", "dropped", "idle"]);
+    assert_eq!(d.job("same").pid, Some(same));
+    running(&d, "dropped");
+}
+
+#[test]
+fn sighup_reloads_the_job_file() {
+    let d = Daemon::start(&jobs(BEFORE));
+    let same = running(&d, "same");
+    std::fs::write(&d.config, jobs(AFTER)).expect("write");
+    d.signal(Signal::SIGHUP);
+    wait_until("the added job to appear", DEADLINE, || {
+        d.rpc("status", json!({ "names": ["fresh"] }))
+            .get("result")
+            .map(|_| ())
+    });
+    running(&d, "fresh");
+    wait_until("dropped to go", DEADLINE, || {
+        (d.rpc("status", json!({ "names": ["dropped"] }))["error"]["code"] == 1001).then_some(())
+    });
+    assert_eq!(d.job("same").pid, Some(same));
+    // A broken file on SIGHUP is refused and logged; the daemon serves on.
+    std::fs::write(&d.config, "[job.x]\ncommand = 5\n").expect("write");
+    d.signal(Signal::SIGHUP);
+    wait_until("the refusal in the log", DEADLINE, || {
+        d.stderr()
+            .contains("reload on SIGHUP refused")
+            .then_some(())
+    });
+    assert_eq!(d.job("same").pid, Some(same));
+}
+
+#[test]
+fn add_refuses_clashes_and_bad_specs_and_remove_stops_live_jobs_first() {
+    let d = Daemon::start(&jobs(BEFORE));
+    let r = d.rpc(
+        "add",
+        json!({ "name": "same", "job": { "command": ["true"] } }),
+    );
+    assert_eq!(error_code(&r), -32602, "{r}");
+    assert!(r["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("same")));
+    for (job, key) in [
+        (json!({ "command": ["true"], "bogus": 1 }), "bogus"),
+        (
+            json!({ "command": ["true"], "restart": "sometimes" }),
+            "sometimes",
+        ),
+        (
+            json!({ "command": ["true"], "stop_timeout": "soon" }),
+            "soon",
+        ),
+        (json!({ "command": [] }), "command"),
+        (json!({ "group": "g" }), "command"),
+    ] {
+        let r = d.rpc("add", json!({ "name": "newbie", "job": job }));
+        assert_eq!(error_code(&r), -32602, "{job}: {r}");
+        let msg = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(key), "{job}: the message names {key:?}: {msg}");
+    }
+    let r = d.rpc(
+        "add",
+        json!({ "name": "bad name!", "job": { "command": ["true"] } }),
+    );
+    assert_eq!(error_code(&r), -32602, "{r}");
+    assert_eq!(
+        error_code(&d.rpc("status", json!({ "names": ["newbie"] }))),
+        1001
+    );
+
+    // A dynamic job with the file's keys, not started.
+    let r = d.ok(
+        "add",
+        json!({ "name": "newbie", "job": {
+            "command": "sleep 30", "group": "dyn", "daemon": true, "autostart": false
+        } }),
+    );
+    assert_eq!(r["jobs"][0]["state"], "stopped");
+    assert_eq!(r["jobs"][0]["daemon"], true);
+    d.ok("start", json!({ "group": "dyn" }));
+    let pid = running(&d, "newbie");
+    let r = d.ok("remove", json!({ "names": ["newbie", "idle"] }));
+    assert_eq!(r["jobs"][0]["name"], "idle", "table order: {r}");
+    assert_eq!(r["jobs"][1]["name"], "newbie");
+    assert_eq!(r["jobs"][1]["exitcode"], -15, "stopped first: {r}");
+    assert!(!alive(pid));
+    let names: Vec<String> = d.jobs().into_iter().map(|j| j.name).collect();
+    assert_eq!(names, ["same", "edited", "dropped"]);
+}
+
+const DRAIN: &str = r#"
+[job.helper]
+command = ["sleep", "30"]
+daemon = true
+
+[job.w1]
+command = ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; exit 0"]
+
+[job.w2]
+command = ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; exit 0"]
+"#;
+
+#[test]
+fn drain_terminates_daemon_jobs_at_once_and_waits_for_the_workers() {
+    let mut d = Daemon::start(&jobs(DRAIN));
+    let helper = running(&d, "helper");
+    running(&d, "w1");
+    running(&d, "w2");
+    let (mut ev, _) = Events::open(&d);
+    let out = d.ctl(&["shutdown", "--drain", "--no-wait"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stop = ev.until("helper", "stopped");
+    assert_eq!(stop.last().and_then(|e| e.exitcode), Some(-15));
+    assert!(!alive(helper));
+    // The workers run on; the daemon still answers.
+    for w in ["w1", "w2"] {
+        assert_eq!(d.job(w).state.as_str(), "running");
+    }
+    std::fs::write(d.dir.path().join("go"), "").expect("go");
+    for w in ["w1", "w2"] {
+        let e = ev.until(w, "exited");
+        assert_eq!(e.last().and_then(|e| e.exitcode), Some(0), "{e:?}");
+    }
+    assert_eq!(d.wait_exit(), 0);
+}
+
+#[test]
+fn a_second_shutdown_during_a_drain_stops_everything() {
+    let mut d = Daemon::start(&jobs(DRAIN));
+    let w1 = running(&d, "w1");
+    running(&d, "w2");
+    let (mut ev, _) = Events::open(&d);
+    d.ok("shutdown", json!({ "drain": true }));
+    ev.until("helper", "stopped");
+    assert!(alive(w1));
+    d.ok("shutdown", Value::Null);
+    for w in ["w1", "w2"] {
+        let e = ev.until(w, "stopped");
+        assert_eq!(e.last().and_then(|e| e.exitcode), Some(-15), "{e:?}");
+    }
+    assert_eq!(d.wait_exit(), 0);
+}
+
+#[test]
+fn sigterm_during_a_drain_stops_everything() {
+    let mut d = Daemon::start(&jobs(DRAIN));
+    let w1 = running(&d, "w1");
+    d.ok("shutdown", json!({ "drain": true }));
+    d.wait_job("helper", "stops", |j| j.state.as_str() == "stopped");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_exit(), 0);
+    assert!(!alive(w1));
+}
+
+/// A drain lets jobs end; it does not restart them, or a `restart = "always"` job would
+/// keep the daemon from ever exiting.
+#[test]
+fn a_drain_does_not_restart_jobs_that_end() {
+    let mut d = Daemon::start(&jobs(
+        r#"
+[job.loop]
+command = ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; exit 0"]
+restart = "always"
+
+[job.flaky]
+command = ["sh", "-c", "exit 1"]
+restart = "always"
+backoff = "200ms"
+max_restarts = 100
+"#,
+    ));
+    running(&d, "loop");
+    d.wait_job("flaky", "backs off", |j| j.restarts >= 1);
+    d.ok("shutdown", json!({ "drain": true }));
+    std::fs::write(d.dir.path().join("go"), "").expect("go");
+    assert_eq!(d.wait_exit(), 0, "{}", d.stderr());
+}
