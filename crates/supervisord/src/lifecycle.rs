@@ -524,6 +524,101 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_while_stopping_cancels_a_pending_restart() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Restart, T0);
+        assert!(l.restart_pending());
+        let step = l.step(&s, Input::Stop(Signal::Term), T0);
+        assert_eq!(step, Step::default(), "no second signal, no new timer");
+        assert!(!l.restart_pending());
+        let step = l.step(&s, Input::Exited(-15), T0);
+        assert_eq!(states(&step), vec![(Stopping, Stopped)]);
+        assert!(step.effects.is_empty());
+        assert_eq!(l.restarts, 0);
+    }
+
+    #[test]
+    fn a_start_while_stopping_starts_again_once_stopped() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        assert_eq!(l.step(&s, Input::Start, T0), Step::default());
+        let step = l.step(&s, Input::Exited(-15), T0);
+        assert_eq!(states(&step), vec![(Stopping, Stopped)]);
+        assert_eq!(step.effects, vec![Effect::Spawn]);
+    }
+
+    #[test]
+    fn restart_in_backoff_spawns_at_once_and_counts() {
+        let s = spec("restart = \"on-failure\"\nmax_restarts = 1");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Exited(1), T0);
+        assert_eq!((l.state, l.failures), (Backoff, 1));
+        let epoch = l.epoch;
+        assert_eq!(l.step(&s, Input::Restart, T0).effects, vec![Effect::Spawn]);
+        assert_eq!((l.restarts, l.failures), (1, 0));
+        let step = l.step(&s, Input::Spawned { pid: 8 }, T0);
+        assert_eq!(states(&step), vec![(Backoff, Starting)]);
+        assert_ne!(l.epoch, epoch, "the old backoff timer is void");
+    }
+
+    #[test]
+    fn a_failure_after_start_secs_restarts_at_once_without_backoff() {
+        let s = spec("restart = \"on-failure\"\nmax_restarts = 0");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Timer(TimerKind::StartSecs), T0);
+        let step = l.step(&s, Input::Exited(1), T0);
+        assert_eq!(states(&step), vec![(Running, Exited)]);
+        assert_eq!(step.effects, vec![Effect::Spawn]);
+        assert_eq!((l.failures, l.restarts), (0, 1));
+    }
+
+    #[test]
+    fn zero_max_restarts_is_fatal_at_the_first_failed_start() {
+        let s = spec("restart = \"always\"\nmax_restarts = 0");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Exited(0), T0);
+        assert_eq!(states(&step), vec![(Starting, Fatal)]);
+        assert_eq!(step.transitions[0].exitcode, Some(0));
+        assert_eq!(l.restarts, 0);
+    }
+
+    #[test]
+    fn death_by_signal_is_a_failure_for_on_failure() {
+        let s = spec("restart = \"on-failure\"\nexit_codes = [0]");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Timer(TimerKind::StartSecs), T0);
+        let step = l.step(&s, Input::Exited(-9), T0);
+        assert_eq!(l.success, Some(false));
+        assert_eq!(step.effects, vec![Effect::Spawn]);
+    }
+
+    #[test]
+    fn a_start_secs_timer_after_a_stop_is_ignored() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        assert_eq!(
+            l.step(&s, Input::Timer(TimerKind::StartSecs), T0),
+            Step::default()
+        );
+        assert_eq!(l.state, Stopping);
+        // Likewise a backoff timer outside backoff.
+        assert_eq!(
+            l.step(&s, Input::Timer(TimerKind::Backoff), T0),
+            Step::default()
+        );
+    }
+
+    #[test]
     fn stale_inputs_do_nothing() {
         let s = spec("");
         let mut l = Lifecycle::new();
