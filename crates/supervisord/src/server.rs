@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
@@ -276,9 +276,21 @@ pub async fn serve(
     }
 }
 
-async fn refuse(mut stream: UnixStream, error: RpcError) {
+async fn refuse(stream: UnixStream, error: RpcError) {
     let line = to_line(&Response::err(Value::Null, error));
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(line.as_bytes())).await;
+    let (rd, mut wr) = stream.into_split();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        wr.write_all(line.as_bytes()).await?;
+        // Take the client's first request (and drop it) before closing: a client that
+        // writes right after connecting would otherwise meet a broken pipe instead of
+        // the reason it was refused.
+        let mut sink = Vec::new();
+        BufReader::new(rd.take(64 * 1024))
+            .read_until(b'\n', &mut sink)
+            .await?;
+        io::Result::Ok(())
+    })
+    .await;
 }
 
 fn to_line<T: serde::Serialize>(msg: &T) -> String {
