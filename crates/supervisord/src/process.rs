@@ -50,6 +50,8 @@ pub struct Run {
     pub id: u64,
     /// The process (and process-group) id.
     pub pid: u32,
+    /// Whether signals go to the whole process group (the spec's `kill_group` at spawn).
+    pub kill_group: bool,
     control: mpsc::Sender<Signal>,
 }
 
@@ -156,6 +158,7 @@ pub fn spawn(
     Ok(Run {
         id: run,
         pid,
+        kill_group,
         control,
     })
 }

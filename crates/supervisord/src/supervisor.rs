@@ -378,7 +378,7 @@ impl Supervisor {
                 };
                 let pgid = finished.pid;
                 let stopping = entry.life.state == JobState::Stopping;
-                if stopping && entry.spec.kill_group {
+                if stopping && finished.kill_group {
                     // A stop ends the whole group: members that outlived the leader
                     // already had the stop signal.
                     os::kill_group(pgid);
@@ -880,12 +880,28 @@ impl Supervisor {
                 }
                 Some(e) if *e.spec == *spec && !e.dynamic => unchanged.push(name),
                 Some(e) => {
-                    e.spec = Arc::new(spec.clone());
                     e.dynamic = false;
                     e.removing = false;
-                    let live = e.life.state.is_alive() || e.life.state == JobState::Backoff;
-                    if live {
-                        self.feed(&name, Input::Restart);
+                    let new_spec = Arc::new(spec.clone());
+                    match e.life.state {
+                        // The run in progress is stopped the way it was started (its
+                        // stop signal, stop timeout and kill_group); the new spec applies
+                        // from the next spawn on.
+                        JobState::Starting | JobState::Running => {
+                            self.feed(&name, Input::Restart);
+                            if let Some(e) = self.jobs.get_mut(&name) {
+                                e.spec = new_spec;
+                            }
+                        }
+                        JobState::Stopping | JobState::Backoff => {
+                            e.spec = new_spec;
+                            self.feed(&name, Input::Restart);
+                        }
+                        // Settled jobs keep their state and take the new spec on their
+                        // next start.
+                        JobState::Stopped | JobState::Exited | JobState::Fatal => {
+                            e.spec = new_spec;
+                        }
                     }
                     changed.push(name);
                 }
