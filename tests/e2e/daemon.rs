@@ -367,3 +367,63 @@ stdout = "words.txt"
     let got = std::fs::read_to_string(d.dir.path().join("words.txt")).expect("words.txt");
     assert_eq!(got, "two words|plain|double quoted|$HOME|a b|");
 }
+
+/// SIGTERM waits for each job's stop_timeout; a second SIGTERM kills what is left now.
+#[test]
+fn a_second_sigterm_kills_jobs_that_are_still_stopping() {
+    let mut d = Daemon::start(&jobs(
+        r#"
+[job.stubborn]
+command = ["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]
+stop_timeout = "60s"
+"#,
+    ));
+    let pid = running(&d, "stubborn");
+    d.signal(Signal::SIGTERM);
+    d.wait_job("stubborn", "is stopping", |j| {
+        j.state.as_str() == "stopping"
+    });
+    assert!(alive(pid));
+    d.signal(Signal::SIGTERM);
+    // Well before the 60 s stop_timeout.
+    assert_eq!(d.wait_exit(), 0);
+    assert!(!alive(pid));
+}
+
+/// Children of supervisord other than its runs and the guard (adopted orphans, zombies
+/// included).
+fn strays(daemon: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{daemon}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if !cmd.contains("__guard") {
+                out.push((pid.parse().expect("pid"), cmd));
+            }
+        }
+    }
+    out
+}
+
+/// supervisord is the subreaper of its jobs: a double-forked grandchild is adopted and,
+/// once it ends, reaped rather than left a zombie.
+#[test]
+fn orphans_of_jobs_are_adopted_and_reaped() {
+    let m = marker("orphan-reap");
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.forker]
+command = ["sh", "-c", "sh -c 'sleep 0.3' {m} & exit 0"]
+"#
+    )));
+    d.wait_job("forker", "exits", |j| j.state.as_str() == "exited");
+    wait_until("the orphan to be gone, not a zombie", DEADLINE, || {
+        strays(d.pid()).is_empty().then_some(())
+    });
+    assert!(pids_with_arg(&m).is_empty());
+}

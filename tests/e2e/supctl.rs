@@ -273,3 +273,41 @@ fn an_unreachable_daemon_exits_3_naming_the_socket() {
     assert_eq!(code(&out), Some(3), "{}", text(&out));
     assert!(text(&out).contains("nobody-home.sock"));
 }
+
+#[test]
+fn events_prints_one_json_line_per_state_change() {
+    let d = Daemon::start(&jobs(JOBS));
+    running(&d, "web");
+    let mut events = std::process::Command::new(bin("supctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--json", "events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run supctl events");
+    let stdout = events.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    // First the snapshot, then the changes.
+    let snapshot: Value = serde_json::from_str(&lines.next().expect("snapshot").expect("line"))
+        .expect("snapshot is JSON");
+    assert_eq!(snapshot["jobs"].as_array().map(Vec::len), Some(4));
+    d.ctl_ok(&["start", "ok"]);
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.expect("line")).expect("an event is JSON");
+        seen.push(format!(
+            "{} {}->{}",
+            v["name"].as_str().unwrap_or("?"),
+            v["from"].as_str().unwrap_or("?"),
+            v["to"].as_str().unwrap_or("?")
+        ));
+        if v["name"] == "ok" && v["to"] == "exited" {
+            assert_eq!(v["exitcode"], 0);
+            assert!(v["at"].as_str().is_some_and(|t| t.ends_with('Z')));
+            break;
+        }
+    }
+    assert_eq!(seen, ["ok stopped->starting", "ok starting->exited"]);
+    let _ = events.kill();
+    let _ = events.wait();
+}
