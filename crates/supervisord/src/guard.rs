@@ -23,6 +23,9 @@ pub const GUARD_ARG: &str = "__guard";
 /// supervisord's end of the guard.
 pub struct Guard {
     stdin: Option<ChildStdin>,
+    /// What the pipe could not take yet (the guard fell behind a burst of spawns); it
+    /// goes out, in order, before anything said later.
+    pending: Vec<u8>,
     child: Child,
 }
 
@@ -35,7 +38,7 @@ impl Guard {
             .stdout(Stdio::null())
             .process_group(0)
             .spawn()?;
-        let stdin = child.stdin.take();
+        let stdin = child.stdin.take().map(crate::os::enlarge_pipe);
         if let Some(s) = &stdin {
             // A full pipe must never stall the runtime; the guard reads constantly.
             let flags = nix::fcntl::fcntl(s.as_fd(), nix::fcntl::FcntlArg::F_GETFL)?;
@@ -43,7 +46,11 @@ impl Guard {
                 nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
             nix::fcntl::fcntl(s.as_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))?;
         }
-        Ok(Guard { stdin, child })
+        Ok(Guard {
+            stdin,
+            pending: Vec::new(),
+            child,
+        })
     }
 
     /// The guard's pid (it is a child of supervisord, not a job).
@@ -62,12 +69,25 @@ impl Guard {
     }
 
     fn say(&mut self, line: &str) {
+        if self.stdin.is_none() {
+            return;
+        }
+        self.pending.extend_from_slice(line.as_bytes());
+        self.flush();
+    }
+
+    /// Send what the pipe will take now of what is pending. Never waits.
+    pub fn flush(&mut self) {
         let Some(stdin) = self.stdin.as_mut() else {
             return;
         };
-        if let Err(e) = stdin.write_all(line.as_bytes()) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Err(e) = write_some(stdin, &mut self.pending) {
             tracing::warn!(error = %e, "the guard process is not listening; jobs may outlive a crash of supervisord");
             self.stdin = None;
+            self.pending = Vec::new();
         }
     }
 
@@ -76,6 +96,23 @@ impl Guard {
         self.stdin = None;
         let _ = self.child.wait();
     }
+}
+
+/// Write as much of `buf` as a non-blocking `w` takes now and keep the rest in `buf`.
+/// A full pipe is not an error: the rest goes with the next write.
+fn write_some(w: &mut impl Write, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match w.write(&buf[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.drain(..done);
+    Ok(())
 }
 
 /// The guard's main: never returns.
@@ -115,4 +152,63 @@ pub fn run() -> ! {
         }
     }
     std::process::exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe that takes `room` bytes, then is full until `room` is raised again.
+    struct Pipe {
+        got: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room).min(3);
+            self.got.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_pipe_keeps_the_rest_in_order() {
+        let mut pipe = Pipe {
+            got: Vec::new(),
+            room: 5,
+        };
+        let mut pending = b"+1234\n-1234\n".to_vec();
+        write_some(&mut pipe, &mut pending).expect("a full pipe is no error");
+        assert_eq!(pipe.got, b"+1234");
+        assert_eq!(pending, b"\n-1234\n");
+        pending.extend_from_slice(b"+99\n");
+        pipe.room = 100;
+        write_some(&mut pipe, &mut pending).expect("write");
+        assert_eq!(pipe.got, b"+1234\n-1234\n+99\n");
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn a_closed_pipe_is_an_error() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut pending = b"+1\n".to_vec();
+        assert!(write_some(&mut Closed, &mut pending).is_err());
+    }
 }

@@ -544,6 +544,9 @@ impl Supervisor {
 
     /// After every turn: answer waiters, forget removed jobs, end batch mode or a drain.
     fn after_turn(&mut self) {
+        if let Some(g) = self.guard.as_mut() {
+            g.flush();
+        }
         let mut i = 0;
         while i < self.waiters.len() {
             let w = &self.waiters[i];
