@@ -881,7 +881,11 @@ impl Supervisor {
                     }
                     added.push(name);
                 }
-                Some(e) if *e.spec == *spec && !e.dynamic => unchanged.push(name),
+                Some(e) if *e.spec == *spec && !e.dynamic => {
+                    // In the file, so kept even if a `remove` of it is still stopping it.
+                    e.removing = false;
+                    unchanged.push(name);
+                }
                 Some(e) => {
                     e.dynamic = false;
                     e.removing = false;
