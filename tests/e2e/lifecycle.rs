@@ -693,3 +693,30 @@ max_restarts = 100
     std::fs::write(d.dir.path().join("go"), "").expect("go");
     assert_eq!(d.wait_exit(), 0, "{}", d.stderr());
 }
+
+/// The file is the source of truth on reload: a file job that a `remove` is still
+/// stopping stays in the table when the reloaded file still has it.
+#[test]
+fn reload_keeps_a_file_job_that_a_remove_is_still_stopping() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.slowstop]
+command = ["sh", "-c", "trap 'sleep 0.3; exit 0' TERM; while :; do sleep 0.02; done"]
+"#,
+    ));
+    running(&d, "slowstop");
+    let mut remover = d.conn();
+    let id = remover.send("remove", json!({ "names": ["slowstop"] }));
+    d.wait_job("slowstop", "is stopping", |j| {
+        j.state.as_str() == "stopping"
+    });
+    let r = d.ok("reload", Value::Null);
+    assert_eq!(r["unchanged"], json!(["slowstop"]), "{r}");
+    let removed = remover.response(id);
+    assert_eq!(
+        removed["result"]["jobs"][0]["state"], "stopped",
+        "{removed}"
+    );
+    let j = d.job("slowstop");
+    assert_eq!((j.state.as_str(), j.exitcode), ("stopped", Some(0)));
+}
