@@ -427,3 +427,42 @@ command = ["sh", "-c", "sh -c 'sleep 0.3' {m} & exit 0"]
     });
     assert!(pids_with_arg(&m).is_empty());
 }
+
+/// The two layers behind "no job outlives supervisord", one at a time: with the guard
+/// gone too, PR_SET_PDEATHSIG still ends every job's leader (grandchildren are what the
+/// guard is for, so this test ends them itself).
+#[test]
+fn without_the_guard_parent_death_still_ends_every_leader() {
+    let m = marker("pdeath");
+    let d = Daemon::prepare("");
+    let script = tree_script(&d);
+    let file: String = (0..3)
+        .map(|i| format!("[job.t{i}]\ncommand = [\"sh\", \"{script}\", \"{m}\"]\n\n"))
+        .collect();
+    std::fs::write(&d.config, jobs(&file)).expect("write");
+    let mut d = d.launch(&[]);
+    let leaders: Vec<u32> = (0..3).map(|i| running(&d, &format!("t{i}"))).collect();
+    let guard = wait_until("the guard process", DEADLINE, || {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", d.pid())).ok()?;
+        tasks.flatten().find_map(|t| {
+            let children = std::fs::read_to_string(t.path().join("children")).ok()?;
+            children.split_whitespace().find_map(|p| {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+                String::from_utf8_lossy(&cmd)
+                    .contains("__guard")
+                    .then(|| p.parse::<i32>().ok())
+                    .flatten()
+            })
+        })
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(guard), Signal::SIGKILL)
+        .expect("kill the guard");
+    d.signal(Signal::SIGKILL);
+    d.wait_exit();
+    wait_until("every leader to die with supervisord", DEADLINE, || {
+        leaders.iter().all(|p| !alive(*p)).then_some(())
+    });
+    for p in pids_with_arg(&m) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), Signal::SIGKILL);
+    }
+}
