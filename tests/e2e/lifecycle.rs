@@ -720,3 +720,45 @@ command = ["sh", "-c", "trap 'sleep 0.3; exit 0' TERM; while :; do sleep 0.02; d
     let j = d.job("slowstop");
     assert_eq!((j.state.as_str(), j.exitcode), ("stopped", Some(0)));
 }
+
+#[test]
+fn restart_of_a_job_that_ignores_its_stop_signal_escalates_then_starts() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.stubborn]
+command = ["sh", "-c", "trap '' TERM; while :; do sleep 0.02; done"]
+stop_timeout = "200ms"
+"#,
+    ));
+    let old = running(&d, "stubborn");
+    let (mut ev, _) = Events::open(&d);
+    let r = d.ok("restart", json!({ "names": ["stubborn"] }));
+    let new = r["jobs"][0]["pid"].as_u64().expect("a new pid") as u32;
+    assert_ne!(new, old);
+    assert!(!alive(old));
+    let stop = ev.until("stubborn", "stopped");
+    assert_eq!(stop.last().and_then(|e| e.exitcode), Some(-9), "{stop:?}");
+    assert_eq!(d.job("stubborn").restarts, 1);
+}
+
+/// `[supervisor]` settings that cannot change live are reported, not ignored.
+#[test]
+fn reload_reports_a_socket_change_it_cannot_apply() {
+    let d = Daemon::start(&jobs("[job.a]\ncommand = [\"sleep\", \"30\"]\n"));
+    let pid = running(&d, "a");
+    std::fs::write(
+        &d.config,
+        format!(
+            "[supervisor]\nsocket = \"elsewhere.sock\"\n\n{}",
+            jobs("[job.a]\ncommand = [\"sleep\", \"30\"]\n")
+        ),
+    )
+    .expect("write");
+    let r = d.ok("reload", Value::Null);
+    assert_eq!(r["unchanged"], json!(["a"]));
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("socket"), "{r}");
+    assert_eq!(d.job("a").pid, Some(pid));
+    // Still served on the old socket.
+    assert!(d.ok("ping", Value::Null)["pid"].is_number());
+}

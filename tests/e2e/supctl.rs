@@ -165,6 +165,12 @@ daemon = true
     assert_eq!(v["jobs"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["jobs"][0]["name"], "one");
     assert!(d.job("helper").alive);
+    // --group leaves them out too; named, a daemon job is waited for.
+    let out = d.ctl(&["--json", "wait", "--group", "helper"]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert_eq!(json_of(&out)["jobs"], serde_json::json!([]));
+    let out = d.ctl(&["wait", "helper", "--timeout", "100ms"]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
 }
 
 #[test]
