@@ -685,12 +685,23 @@ command = ["sh", "-c", "exit 1"]
 restart = "always"
 backoff = "200ms"
 max_restarts = 100
+
+[job.late]
+command = ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; exit 1"]
+restart = "on-failure"
+start_secs = "30s"
+backoff = "100ms"
 "#,
     ));
     running(&d, "loop");
     d.wait_job("flaky", "backs off", |j| j.restarts >= 1);
+    let (mut ev, _) = Events::open(&d);
     d.ok("shutdown", json!({ "drain": true }));
     std::fs::write(d.dir.path().join("go"), "").expect("go");
+    // `late` fails after the drain began: its backoff runs out, and it stops there.
+    let late = ev.until("late", "stopped");
+    let states: Vec<&str> = late.iter().map(|e| e.to.as_str()).collect();
+    assert_eq!(states, ["backoff", "stopped"], "{late:?}");
     assert_eq!(d.wait_exit(), 0, "{}", d.stderr());
 }
 
