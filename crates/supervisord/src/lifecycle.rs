@@ -235,9 +235,23 @@ impl Lifecycle {
                         ));
                     }
                 } else {
-                    self.transition(Exited, pid, Some(code), &mut step);
-                    self.restarts += 1;
-                    step.effects.push(Effect::Spawn);
+                    // A run that counted as started is restarted at once, but never
+                    // sooner than `backoff` after it started: with a short (or zero)
+                    // start_secs, a job that keeps ending would otherwise fork in a hot
+                    // loop without ever counting as failing.
+                    let ran = self
+                        .started_at
+                        .and_then(|t| now.duration_since(t).ok())
+                        .unwrap_or(Duration::MAX);
+                    if ran < spec.backoff {
+                        self.transition(Backoff, pid, Some(code), &mut step);
+                        step.effects
+                            .push(Effect::Timer(TimerKind::Backoff, spec.backoff - ran));
+                    } else {
+                        self.transition(Exited, pid, Some(code), &mut step);
+                        self.restarts += 1;
+                        step.effects.push(Effect::Spawn);
+                    }
                 }
             }
             // An exit for a job with no live process cannot come from its current run.
@@ -428,15 +442,41 @@ mod tests {
         assert_eq!(l.success, Some(true));
     }
 
+    fn secs(n: u64) -> SystemTime {
+        T0 + Duration::from_secs(n)
+    }
+
     #[test]
     fn always_restarts_a_run_that_lasted_at_once() {
-        let s = spec("restart = \"always\"");
+        let s = spec("restart = \"always\"\nbackoff = \"1s\"");
         let mut l = Lifecycle::new();
         started(&s, &mut l);
         l.step(&s, Input::Timer(TimerKind::StartSecs), T0);
-        let step = l.step(&s, Input::Exited(0), T0);
+        let step = l.step(&s, Input::Exited(0), secs(5));
         assert_eq!(states(&step), vec![(Running, Exited)]);
         assert_eq!(step.effects, vec![Effect::Spawn]);
+        assert_eq!(l.restarts, 1);
+    }
+
+    #[test]
+    fn a_run_shorter_than_backoff_waits_out_the_rest_of_it() {
+        let s = spec("restart = \"always\"\nstart_secs = 0\nbackoff = \"10s\"\nmax_restarts = 0");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        l.step(&s, Input::Spawned { pid: 7 }, T0);
+        assert_eq!(l.state, Running, "start_secs = 0: running at once");
+        let step = l.step(&s, Input::Exited(0), secs(4));
+        assert_eq!(states(&step), vec![(Running, Backoff)]);
+        assert_eq!(
+            step.effects,
+            vec![Effect::Timer(TimerKind::Backoff, Duration::from_secs(6))]
+        );
+        assert_eq!(l.failures, 0, "not a failed start: never fatal for it");
+        assert_eq!(
+            l.step(&s, Input::Timer(TimerKind::Backoff), secs(10))
+                .effects,
+            vec![Effect::Spawn]
+        );
         assert_eq!(l.restarts, 1);
     }
 
@@ -572,7 +612,7 @@ mod tests {
         let mut l = Lifecycle::new();
         started(&s, &mut l);
         l.step(&s, Input::Timer(TimerKind::StartSecs), T0);
-        let step = l.step(&s, Input::Exited(1), T0);
+        let step = l.step(&s, Input::Exited(1), secs(60));
         assert_eq!(states(&step), vec![(Running, Exited)]);
         assert_eq!(step.effects, vec![Effect::Spawn]);
         assert_eq!((l.failures, l.restarts), (0, 1));
@@ -595,7 +635,7 @@ mod tests {
         let mut l = Lifecycle::new();
         started(&s, &mut l);
         l.step(&s, Input::Timer(TimerKind::StartSecs), T0);
-        let step = l.step(&s, Input::Exited(-9), T0);
+        let step = l.step(&s, Input::Exited(-9), secs(60));
         assert_eq!(l.success, Some(false));
         assert_eq!(step.effects, vec![Effect::Spawn]);
     }
