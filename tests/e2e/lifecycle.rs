@@ -149,6 +149,7 @@ backoff = "20ms"
 [job.forever]
 command = ["sh", "-c", "sleep 0.15"]
 restart = "always"
+backoff = "50ms"
 "#,
         counted("1|2) exit 1;; *) exit 0;;")
     )));
@@ -270,9 +271,10 @@ command = {}
 restart = "on-failure"
 backoff = "100ms"
 max_restarts = 2
+start_secs = "1s"
 autostart = false
 "#,
-        counted("3) sleep 0.4; exit 1;; *) exit 1;;")
+        counted("3) sleep 1.3; exit 1;; *) exit 1;;")
     )));
     let (mut ev, _) = Events::open(&d);
     d.ok("start", json!({ "names": ["recovers"] }));
@@ -772,4 +774,36 @@ fn reload_reports_a_socket_change_it_cannot_apply() {
     assert_eq!(d.job("a").pid, Some(pid));
     // Still served on the old socket.
     assert!(d.ok("ping", Value::Null)["pid"].is_number());
+}
+
+/// `start_secs = 0` makes every run count as started, so no failure is ever counted; the
+/// restarts are still spaced by `backoff` from each start instead of forking in a loop.
+#[test]
+fn a_job_that_keeps_ending_at_once_is_not_restarted_in_a_hot_loop() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.hot]
+command = ["true"]
+restart = "always"
+start_secs = 0
+backoff = "200ms"
+autostart = false
+"#,
+    ));
+    let (mut ev, _) = Events::open(&d);
+    d.ok("start", json!({ "names": ["hot"] }));
+    let mut starts = Vec::new();
+    while starts.len() < 4 {
+        let e = ev.until("hot", "starting");
+        starts.push(at_ms(&e.last().expect("event").at));
+    }
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= 198,
+            "restarted {gap} ms after the last start: {starts:?}"
+        );
+    }
+    let j = d.job("hot");
+    assert!(j.restarts >= 3 && j.state.as_str() != "fatal", "{j:?}");
 }
