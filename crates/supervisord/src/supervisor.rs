@@ -1077,3 +1077,64 @@ pub fn rfc3339(t: SystemTime) -> String {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::ShutdownParams;
+    use tokio::time::Instant as VirtualInstant;
+
+    fn supervisor(jobs: &str) -> (Supervisor, SupervisorHandle, crate::logs::LogWriter) {
+        let file = std::env::temp_dir().join("supervisor-unit.toml");
+        let config = crate::config::parse(&file, jobs).expect("a valid job file");
+        let (logs, writer) = crate::logs::start().expect("the log writer");
+        let (sup, handle) = Supervisor::new(config, false, logs, None, TaskTracker::new());
+        (sup, handle, writer)
+    }
+
+    /// The backoff timer lives in the supervisor's loop: under a paused clock, restarts of
+    /// a job that ends at once are `backoff` apart in (virtual) time, never a hot loop.
+    #[tokio::test(start_paused = true)]
+    async fn restarts_of_a_job_that_ends_at_once_wait_for_the_backoff_timer() {
+        let (sup, handle, writer) = supervisor(
+            r#"
+[job.quick]
+command = ["true"]
+restart = "always"
+start_secs = 0
+backoff = "10s"
+autostart = false
+stdout = "null"
+stderr = "null"
+"#,
+        );
+        let run = tokio::spawn(sup.run());
+        let (_, mut events) = handle.subscribe().await.expect("subscribe");
+        handle
+            .rpc(Request::Start(Selection::names(vec!["quick".into()])))
+            .await
+            .expect("start");
+        let mut starts = Vec::new();
+        while starts.len() < 4 {
+            let e = events.recv().await.expect("an event");
+            if e.to == JobState::Starting {
+                starts.push(VirtualInstant::now());
+            }
+        }
+        for pair in starts.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_secs(9) && gap <= Duration::from_secs(10),
+                "restart {gap:?} after the last start"
+            );
+        }
+        handle
+            .rpc(Request::Shutdown(ShutdownParams { drain: None }))
+            .await
+            .expect("shutdown");
+        let (code, _) = run.await.expect("the supervisor ends");
+        assert_eq!(code, 0);
+        drop(handle);
+        writer.join();
+    }
+}
