@@ -174,6 +174,7 @@ fn a_crash_loop_does_not_flood_status_lines() {
 [job.crashy]
 command = ["sh", "-c", "sleep 0.05; exit 1"]
 start_secs = "10ms"
+backoff = "10ms"
 restart = "always"
 "#,
     ));
