@@ -16,13 +16,19 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The read buffer of one connection. Requests are small; a longer line is gathered in
+/// its own buffer, up to [`MAX_LINE_BYTES`]. Kept small so idle connections are cheap.
+const READ_BUFFER: usize = 8 * 1024;
+/// How often a connection whose client stopped sending checks whether it hung up.
+const HANGUP_CHECK: Duration = Duration::from_millis(250);
 
 /// The limits one connection, and all of them together, can reach.
 #[derive(Debug, Clone, Copy)]
@@ -355,7 +361,7 @@ async fn connection(
     tracker: TaskTracker,
 ) {
     let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     let (out, out_rx) = mpsc::channel::<String>(ctx.limits.out_queue);
     // Fired by the writer when the client has gone; fired by the daemon on shutdown.
     let gone = CancellationToken::new();
@@ -428,14 +434,32 @@ async fn connection(
     }
     // The client is done sending, or the daemon is shutting down: finish the answers it
     // is owed (a `shutdown` answer among them), end the streams. Only a client that has
-    // gone gets nothing more.
+    // gone gets nothing more — one whose writes failed, or one that closed its socket
+    // altogether (not just half-closed it): nobody is left to read, and a pending `wait`
+    // must not hold the connection open until its jobs settle.
     streams.abort_all();
     tokio::select! {
         _ = async { while answers.join_next().await.is_some() {} } => {}
         () = token.cancelled() => answers.abort_all(),
+        () = hung_up(rd.get_ref()) => answers.abort_all(),
     }
     drop(out);
     let _ = writer.await;
+}
+
+/// Resolves once the peer has closed its end entirely. A half-close (the client shut down
+/// only its writing side) does not count: it still reads its answers. The kernel reports
+/// the full close as a hang-up, which tokio keeps as `write_closed` readiness; write
+/// readiness itself is nearly always set, so this checks again every
+/// [`HANGUP_CHECK`] rather than spinning.
+async fn hung_up(rd: &OwnedReadHalf) {
+    loop {
+        match rd.as_ref().ready(Interest::WRITABLE).await {
+            Ok(r) if r.is_write_closed() => return,
+            Err(_) => return,
+            Ok(_) => tokio::time::sleep(HANGUP_CHECK).await,
+        }
+    }
 }
 
 async fn write_lines(
