@@ -1,0 +1,442 @@
+//! Output capture (issue 4): byte-exact files, rotation, `logs -n`, `logs -f`, inherit
+//! prefixes, timestamps, and the jobs whose output is not captured.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+fn log_path(d: &Daemon, name: &str) -> PathBuf {
+    d.dir.path().join("logs").join(format!("{name}.stdout.log"))
+}
+
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    PathBuf::from(format!("{}.{n}", path.display()))
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a hash")
+        .to_owned()
+}
+
+fn seq(from: u32, to: u32) -> String {
+    (from..=to).map(|i| format!("{i}\n")).collect()
+}
+
+/// 20 MB of random bytes (every byte value, newlines anywhere) land in the log unchanged.
+#[test]
+fn large_binary_output_is_captured_byte_exact() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.noise]
+command = ["sh", "-c", "head -c 20000000 /dev/urandom | tee source.bin"]
+log_max_bytes = 0
+"#,
+    ));
+    let j = d.wait_job("noise", "exited", |j| j.state.as_str() == "exited");
+    assert_eq!(j.exitcode, Some(0), "{j:?}");
+    let source = d.dir.path().join("source.bin");
+    let log = log_path(&d, "noise");
+    let (a, b) = (
+        std::fs::metadata(&source).expect("source").len(),
+        std::fs::metadata(&log).expect("log").len(),
+    );
+    assert_eq!((a, b), (20_000_000, 20_000_000), "lengths");
+    assert_eq!(sha256(&source), sha256(&log), "same bytes");
+}
+
+/// Output still in the pipe when the job exits is in the file by the time `exited` is
+/// published — checked on several runs, each ending with a big last write.
+#[test]
+fn output_written_right_before_exit_is_in_the_log_when_exited_is_seen() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.last]
+command = ["sh", "-c", "seq 1 100000; printf 'last words'"]
+autostart = false
+log_max_bytes = 0
+"#,
+    ));
+    let want_one = format!("{}last words", seq(1, 100_000));
+    let mut events = d.conn();
+    events.call("subscribe", Value::Null);
+    for run in 1..=5 {
+        d.ok("start", json!({ "names": ["last"] }));
+        loop {
+            let note = events.recv().expect("event stream open");
+            if note["method"] == "event" && note["params"]["to"] == "exited" {
+                break;
+            }
+        }
+        // Read the file at the moment the event is seen: everything must be there.
+        let text = std::fs::read_to_string(log_path(&d, "last")).expect("log");
+        assert_eq!(text.len(), want_one.len() * run, "run {run}");
+        assert!(text.ends_with(&want_one), "run {run}: tail is complete");
+    }
+}
+
+/// A small `log_max_bytes`: every file holds whole lines and stays under the limit, the
+/// newest lines are kept in order, `log_backups` is respected, and with enough backups
+/// every byte is there.
+#[test]
+fn rotation_keeps_whole_lines_every_byte_and_the_backup_count() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.few]
+command = ["seq", "1", "20000"]
+log_max_bytes = 10000
+log_backups = 3
+
+[job.many]
+command = ["seq", "1", "20000"]
+log_max_bytes = 10000
+log_backups = 50
+"#,
+    ));
+    for name in ["few", "many"] {
+        d.wait_job(name, "exited", |j| j.state.as_str() == "exited");
+    }
+    let all = seq(1, 20_000);
+
+    let read_set = |name: &str, backups: u32| -> (String, u32) {
+        let base = log_path(&d, name);
+        let mut kept = String::new();
+        let mut files = 0;
+        for n in (0..=backups + 1).rev() {
+            let p = if n == 0 {
+                base.clone()
+            } else {
+                rotated(&base, n)
+            };
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            files += 1;
+            assert!(n <= backups, "{} exists beyond log_backups", p.display());
+            assert!(
+                text.len() <= 10_000,
+                "{}: {} bytes",
+                p.display(),
+                text.len()
+            );
+            assert!(text.ends_with('\n'), "{} ends mid-line", p.display());
+            kept.push_str(&text);
+        }
+        (kept, files)
+    };
+
+    let (kept, files) = read_set("few", 3);
+    assert_eq!(files, 4, "the current file and 3 backups");
+    assert!(all.ends_with(&kept), "the newest lines, in order");
+    let cut = all.len() - kept.len();
+    assert_eq!(
+        &all[cut - 1..cut],
+        "\n",
+        "kept files start at a line boundary"
+    );
+
+    let (kept, files) = read_set("many", 50);
+    assert!(files > 10, "rotated {files} times");
+    assert_eq!(kept, all, "every byte, across the files, in order");
+
+    // `logs -n` reads across the rotated files.
+    let out = d.ctl_ok(&["logs", "few", "-n", "3000"]);
+    assert_eq!(out, seq(17_001, 20_000));
+    let out = d.ctl_ok(&["logs", "many", "-n", "15000"]);
+    assert_eq!(out, seq(5_001, 20_000));
+}
+
+/// A job printing numbered lines forever, rotating every ~2 KB.
+const TICKER: &str = r#"
+[job.tick]
+command = ["sh", "-c", "echo old-line; i=0; while :; do echo tick-$i; i=$((i+1)); if [ $((i % 50)) = 0 ]; then sleep 0.02; fi; done"]
+log_max_bytes = 2000
+log_backups = 2
+"#;
+
+/// Feed `data` pieces into whole lines.
+fn take_lines(buf: &mut String, data: &str) -> Vec<String> {
+    buf.push_str(data);
+    let mut out = Vec::new();
+    while let Some(i) = buf.find('\n') {
+        out.push(buf[..i].to_owned());
+        buf.drain(..=i);
+    }
+    out
+}
+
+/// Tick numbers must follow each other with no gap and no repeat.
+fn assert_contiguous(lines: &[String]) -> u64 {
+    let ticks: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            l.strip_prefix("tick-")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected line {l:?}"))
+        })
+        .collect();
+    for w in ticks.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "lost or repeated output around {w:?}");
+    }
+    ticks[0]
+}
+
+/// `logs` with `follow` on a raw connection streams across several rotations without a
+/// gap; with `lines: 0` it starts with new output only.
+#[test]
+fn follow_survives_rotation_and_n0_shows_only_new_output() {
+    let d = Daemon::start(&jobs(TICKER));
+    let log = log_path(&d, "tick");
+    // Wait until some ticks are on disk, so "new" means something.
+    let seen = wait_until("tick-5 in the log", DEADLINE, || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("tick-5\n").then_some(())
+    });
+    let _ = seen;
+    let mut c = d.conn();
+    let r = c.call(
+        "logs",
+        json!({ "name": "tick", "stream": "stdout", "lines": 0, "follow": true }),
+    );
+    assert_eq!(r["result"]["lines"], json!([]), "{r}");
+    let mut buf = String::new();
+    let mut lines = Vec::new();
+    let first_backup = rotated(&log, 1);
+    let inode = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).map(|m| m.ino()).ok()
+    };
+    let start_inode = inode(&log);
+    // Follow until the file has been replaced at least three times.
+    let mut rotations = 0;
+    let mut last_inode = start_inode;
+    while rotations < 3 || lines.len() < 2000 {
+        let note = c.recv().expect("follow stream open");
+        assert_eq!(note["method"], "log", "{note}");
+        assert_eq!(note["params"]["name"], "tick");
+        lines.extend(take_lines(
+            &mut buf,
+            note["params"]["data"].as_str().expect("data"),
+        ));
+        let now = inode(&log);
+        if now.is_some() && now != last_inode {
+            rotations += 1;
+            last_inode = now;
+        }
+    }
+    assert!(first_backup.exists());
+    let first = assert_contiguous(&lines);
+    assert!(first > 5, "-n 0 showed old output: started at tick-{first}");
+    assert!(!lines.iter().any(|l| l == "old-line"));
+}
+
+/// `supctl logs -f` as a child process: prints the last lines, then new output, across
+/// rotations, with nothing lost or repeated.
+#[test]
+fn supctl_logs_follow_survives_rotation() {
+    let d = Daemon::start(&jobs(TICKER));
+    let log = log_path(&d, "tick");
+    wait_until("tick-100 in the log", DEADLINE, || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("tick-100\n").then_some(())
+    });
+    let mut child = Command::new(bin("supctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["logs", "tick", "-n", "5", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run supctl logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // 6000 lines at ~2 KB per file is well over ten rotations.
+    let mut lines = Vec::new();
+    while lines.len() < 6000 {
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("supctl logs -f kept printing");
+        lines.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_contiguous(&lines);
+    assert!(rotated(&log, 2).exists(), "the log rotated meanwhile");
+}
+
+/// A job whose output is not captured: `logs` says where its output goes instead.
+#[test]
+fn logs_of_uncaptured_output_say_where_it_goes() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.inh]
+command = ["sleep", "30"]
+stdout = "inherit"
+
+[job.nul]
+command = ["sleep", "30"]
+stdout = "null"
+
+[job.fil]
+command = ["sleep", "30"]
+stdout = "out/fil.txt"
+stderr = "null"
+"#,
+    ));
+    for (name, stream, needle) in [
+        ("inh", "stdout", "inherit"),
+        ("nul", "stdout", "null"),
+        ("fil", "stdout", "out/fil.txt"),
+        ("fil", "stderr", "null"),
+    ] {
+        let mut args = vec!["logs", name];
+        if stream == "stderr" {
+            args.push("--stderr");
+        }
+        let out = d.ctl(&args);
+        assert_eq!(out.status.code(), Some(1), "{name} {stream}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(needle) && err.contains(stream) && err.lines().count() == 1,
+            "{name} {stream}: {err}"
+        );
+    }
+    let out = d.ctl(&["logs", "ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ghost"));
+}
+
+/// An unwritable log folder: the job runs on, the reason is in the daemon's log and in
+/// `status` (`output_error`), and `logs` says the file is not there.
+#[test]
+fn unwritable_log_folder_leaves_the_job_running_and_says_why() {
+    let d = Daemon::prepare("");
+    // A regular file where the folder should be: not creatable, even for root.
+    std::fs::write(d.dir.path().join("blocker"), "").expect("blocker");
+    std::fs::write(
+        &d.config,
+        jobs(
+            r#"
+[supervisor]
+log_dir = "blocker/logs"
+
+[job.chatty]
+command = ["sh", "-c", "while :; do echo hi; sleep 0.05; done"]
+"#,
+        ),
+    )
+    .expect("job file");
+    let d = d.launch(&[]);
+    let j = d.wait_job("chatty", "an output_error", |j| j.output_error.is_some());
+    assert!(j.alive, "{j:?}");
+    let why = j.output_error.clone().expect("output_error");
+    assert!(why.contains("blocker/logs/chatty.std"), "{why}");
+    wait_until("the error in the daemon log", DEADLINE, || {
+        d.stderr()
+            .contains("blocker/logs/chatty.stdout.log")
+            .then_some(())
+    });
+    // Still alive a while later: the discarded output does not block it.
+    let pid = j.pid.expect("pid");
+    d.wait_job("chatty", "running", |j| j.state.as_str() == "running");
+    assert!(alive(pid));
+    assert_eq!(d.job("chatty").pid, Some(pid));
+    let out = d.ctl(&["logs", "chatty"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// `inherit` output of several jobs writing long lines at once: every line whole, each with
+/// its job's prefix.
+#[test]
+fn inherit_lines_of_concurrent_jobs_never_interleave() {
+    let writer = |c: char| {
+        format!(
+            r#"["awk", "BEGIN {{ s = \"{c}\"; while (length(s) < 20000) s = s s; s = substr(s, 1, 20000); for (i = 0; i < 300; i++) print s }}"]"#
+        )
+    };
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.a]
+command = {}
+stdout = "inherit"
+
+[job.b]
+command = {}
+stdout = "inherit"
+
+[job.c]
+command = {}
+stdout = "inherit"
+"#,
+        writer('A'),
+        writer('B'),
+        writer('C')
+    )));
+    for n in ["a", "b", "c"] {
+        let j = d.wait_job(n, "exited", |j| j.state.as_str() == "exited");
+        assert_eq!(j.exitcode, Some(0), "{j:?}");
+    }
+    let out = d.stdout();
+    let mut counts = std::collections::HashMap::new();
+    for line in out.lines() {
+        let Some((name, body)) = line.split_once(" | ") else {
+            panic!("line without a prefix: {:.80}", line)
+        };
+        let c = name.to_uppercase();
+        assert_eq!(body.len(), 20_000, "{name}: a cut or mixed line");
+        assert!(body.chars().all(|ch| ch.to_string() == c), "{name}: mixed");
+        *counts.entry(name.to_owned()).or_insert(0) += 1;
+    }
+    for n in ["a", "b", "c"] {
+        assert_eq!(counts.get(n), Some(&300), "{n}: {counts:?}");
+    }
+}
+
+/// `log_timestamps = true`: each captured line starts with its RFC 3339 UTC arrival time.
+#[test]
+fn log_timestamps_prefix_each_line() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.ts]
+command = ["sh", "-c", "echo one; echo two"]
+log_timestamps = true
+"#,
+    ));
+    d.wait_job("ts", "exited", |j| j.state.as_str() == "exited");
+    let text = std::fs::read_to_string(log_path(&d, "ts")).expect("log");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, word) in lines.iter().zip(["one", "two"]) {
+        let (stamp, rest) = line.split_once(' ').expect("stamp");
+        assert_eq!(rest, word);
+        // 2026-01-02T03:04:05.678Z
+        let b = stamp.as_bytes();
+        assert!(
+            stamp.len() == 24
+                && b[4] == b'-'
+                && b[10] == b'T'
+                && b[19] == b'.'
+                && b[23] == b'Z'
+                && stamp[..4].parse::<u32>().is_ok(),
+            "{stamp}"
+        );
+    }
+}
