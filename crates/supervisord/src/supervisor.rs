@@ -327,12 +327,17 @@ impl Supervisor {
                 Outcome::Now(result) => {
                     let _ = reply.send(result);
                 }
-                Outcome::Later(names, until, with_success) => self.waiters.push(Waiter {
-                    names,
-                    until,
-                    with_success,
-                    reply,
-                }),
+                Outcome::Later(names, until, with_success) => {
+                    // Forget waiters whose client has gone, so clients that leave in
+                    // the middle of a `wait` do not pile up until the job settles.
+                    self.waiters.retain(|w| !w.reply.is_closed());
+                    self.waiters.push(Waiter {
+                        names,
+                        until,
+                        with_success,
+                        reply,
+                    })
+                }
             },
             Command::Subscribe { reply } => {
                 let rx = self.events.subscribe();
