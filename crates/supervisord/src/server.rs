@@ -644,6 +644,64 @@ mod tests {
         );
     }
 
+    /// What `read_frame` must produce: the lines, in order, until the first one over
+    /// `max` (then "<too long>" and nothing more); a last line without a newline counts.
+    fn model(input: &[u8], max: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut parts: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        if parts.last().is_some_and(|l| l.is_empty()) {
+            parts.pop();
+        }
+        for p in parts {
+            if p.len() > max {
+                out.push("<too long>".into());
+                break;
+            }
+            out.push(String::from_utf8_lossy(p).into_owned());
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Framing agrees with the model for any bytes, buffer size and limit.
+        #[test]
+        fn framing_matches_the_model(
+            input in proptest::collection::vec(
+                proptest::prop_oneof![3 => proptest::prelude::any::<u8>(), 1 => proptest::strategy::Just(b'\n')],
+                0..4096,
+            ),
+            capacity in 1usize..64,
+            max in 0usize..200,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let got = rt.block_on(async {
+                let (a, mut b) = UnixStream::pair().expect("pair");
+                b.write_all(&input).await.expect("write");
+                drop(b);
+                let (rd, _wr) = a.into_split();
+                let mut rd = BufReader::with_capacity(capacity, rd);
+                let mut out = Vec::new();
+                loop {
+                    match read_frame(&mut rd, max).await.expect("read") {
+                        Frame::Line(l) => out.push(String::from_utf8_lossy(&l).into_owned()),
+                        Frame::TooLong => {
+                            out.push("<too long>".into());
+                            break;
+                        }
+                        Frame::Eof => break,
+                    }
+                }
+                out
+            });
+            proptest::prop_assert_eq!(got, model(&input, max));
+        }
+    }
+
     #[tokio::test]
     async fn frames_over_the_limit_are_refused() {
         let got = frames(b"short\n0123456789abcdef-too-long\nnext\n", 10).await;
