@@ -706,3 +706,79 @@ autostart = false
     assert_eq!(r["result"]["jobs"][0]["state"], "starting", "{r}");
     assert_unharmed(&d, &victim);
 }
+
+/// No value from the daemon's own environment comes back in any answer, event or error:
+/// the protocol never echoes an environment. (Jobs do inherit it: see docs/SECURITY.md.)
+#[test]
+fn no_secret_from_the_daemons_environment_reaches_a_response() {
+    const SECRET: &str = "s3cr3t-token-7f1d";
+    let mut d = Daemon::prepare(&jobs(
+        r#"
+[job.envy]
+command = ["sh", "-c", "exit 3"]
+env = { FROM_FILE = "visible-by-design" }
+
+[job.ghostly]
+command = ["/nonexistent/$DAEMON_SECRET"]
+"#,
+    ));
+    d.env = vec![("DAEMON_SECRET".into(), SECRET.into())];
+    let d = d.launch(&[]);
+    let mut sub = UnixStream::connect(&d.socket).expect("connect");
+    sub.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscribe\"}\n")
+        .expect("subscribe");
+    sub.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut sub = std::io::BufReader::new(sub);
+    let mut seen = String::new();
+    std::io::BufRead::read_line(&mut sub, &mut seen).expect("the snapshot");
+    d.wait_job("envy", "exited", |j| j.state.as_str() == "exited");
+    d.wait_job("ghostly", "fatal", |j| j.state.as_str() == "fatal");
+    for (method, params) in [
+        ("ping", Value::Null),
+        ("status", Value::Null),
+        ("start", json!({ "all": true })),
+        ("wait", json!({ "all": true, "timeout_ms": 2000 })),
+        (
+            "add",
+            json!({ "name": "added", "job": { "command": ["true"], "env": { "X": "$DAEMON_SECRET" } } }),
+        ),
+        (
+            "add",
+            json!({ "name": "bad", "job": { "command": ["true"], "env": 5 } }),
+        ),
+        ("logs", json!({ "name": "envy" })),
+        ("logs", json!({ "name": "nope" })),
+        ("reload", Value::Null),
+        ("status", Value::Null),
+    ] {
+        seen.push_str(&d.rpc(method, params).to_string());
+    }
+    // Everything the subscriber got meanwhile; a quiet spell ends it.
+    sub.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut line = String::new();
+    while matches!(std::io::BufRead::read_line(&mut sub, &mut line), Ok(n) if n > 0) {
+        seen.push_str(&line);
+        line.clear();
+    }
+    assert!(seen.contains("\"event\""), "events were collected");
+    assert!(
+        seen.contains("ghostly"),
+        "the answers were collected: {seen:.200}"
+    );
+    assert!(
+        !seen.contains(SECRET),
+        "the daemon's environment leaked: {seen}"
+    );
+    let check = Command::new(bin("supervisord"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&d.config)
+        .env("DAEMON_SECRET", SECRET)
+        .output()
+        .expect("run --check");
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(text.contains("FROM_FILE=visible-by-design"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+}
