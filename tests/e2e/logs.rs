@@ -198,11 +198,10 @@ fn follow_survives_rotation_and_n0_shows_only_new_output() {
     let d = Daemon::start(&jobs(TICKER));
     let log = log_path(&d, "tick");
     // Wait until some ticks are on disk, so "new" means something.
-    let seen = wait_until("tick-5 in the log", DEADLINE, || {
+    wait_until("tick-5 in the log", DEADLINE, || {
         let text = std::fs::read_to_string(&log).ok()?;
         text.contains("tick-5\n").then_some(())
     });
-    let _ = seen;
     let mut c = d.conn();
     let r = c.call(
         "logs",
