@@ -663,7 +663,11 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            // Longer runs by hand: PROPTEST_CASES=N.
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1000),
+            ..proptest::prelude::ProptestConfig::default()
+        })]
 
         /// Framing agrees with the model for any bytes, buffer size and limit.
         #[test]

@@ -136,8 +136,17 @@ fn check(text: &str) {
     }
 }
 
+/// `default` cases, unless `PROPTEST_CASES` asks for another number (longer runs by hand).
+fn cases(default: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = default;
+    }
+    config
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(cases(2000))]
 
     #[test]
     fn any_text_is_a_config_or_one_error_line(text in ".{0,400}") {
