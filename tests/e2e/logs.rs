@@ -439,3 +439,48 @@ log_timestamps = true
         );
     }
 }
+
+/// A full disk (the log is `/dev/full`): the job runs on, and the daemon says so once —
+/// not once per chunk of a job that keeps writing.
+#[test]
+fn a_full_disk_is_reported_once_and_the_job_runs_on() {
+    let d = Daemon::prepare(&jobs(
+        r#"
+[job.filler]
+command = ["sh", "-c", "while :; do echo fill fill fill fill; done"]
+log_max_bytes = 0
+"#,
+    ));
+    let logs = d.dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("logs folder");
+    std::os::unix::fs::symlink("/dev/full", logs.join("filler.stdout.log")).expect("symlink");
+    let d = d.launch(&[]);
+    let j = d.wait_job("filler", "running", |j| j.state.as_str() == "running");
+    wait_until("the failure in the daemon log", DEADLINE, || {
+        d.stderr().contains("No space left on device").then_some(())
+    });
+    // Many more chunks are written (and lost) meanwhile; still one report.
+    let pid = j.pid.expect("pid");
+    let cpu = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| {
+                let f: Vec<String> = s
+                    .rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0)
+    };
+    let start = cpu(pid);
+    wait_until("the job to keep writing", DEADLINE, || {
+        (cpu(pid) > start + 20).then_some(())
+    });
+    assert!(alive(pid));
+    assert_eq!(d.job("filler").pid, Some(pid));
+    let reports = d.stderr().matches("writing log failed").count();
+    assert_eq!(reports, 1, "{}", d.stderr());
+}

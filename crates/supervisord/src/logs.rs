@@ -225,6 +225,9 @@ struct Sink {
     partial: Vec<u8>,
     /// Bytes after the last newline, held back for followers.
     follow_partial: Vec<u8>,
+    /// Bytes lost since writing started failing (disk full, I/O error); `None` while
+    /// writes succeed. The failure is logged once, and once more when it ends.
+    failing: Option<u64>,
 }
 
 impl Sink {
@@ -323,6 +326,7 @@ impl Writer {
                 size,
                 partial: Vec::new(),
                 follow_partial: Vec::new(),
+                failing: None,
             },
         );
         result
@@ -409,14 +413,27 @@ fn open_log(path: &Path) -> io::Result<(File, u64)> {
     Ok((file, size))
 }
 
+/// Append to the log file. A failing disk is reported once when it starts failing and
+/// once when it works again (with how much was lost), not once per chunk: a job flooding
+/// a full disk must not flood the daemon's own log too.
 fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8]) {
-    if let Some(file) = sink.file.as_mut() {
-        match file.write_all(bytes) {
-            Ok(()) => sink.size += bytes.len() as u64,
-            Err(e) => {
-                tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %e, "writing log failed")
+    let Some(file) = sink.file.as_mut() else {
+        return;
+    };
+    match file.write_all(bytes) {
+        Ok(()) => {
+            sink.size += bytes.len() as u64;
+            if let Some(lost) = sink.failing.take() {
+                tracing::warn!(job = %key.name, stream = key.stream.as_str(), lost_bytes = lost, "writing log works again");
             }
         }
+        Err(e) => match sink.failing.as_mut() {
+            Some(lost) => *lost += bytes.len() as u64,
+            None => {
+                tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %e, "writing log failed; discarding output until it works again");
+                sink.failing = Some(bytes.len() as u64);
+            }
+        },
     }
 }
 
