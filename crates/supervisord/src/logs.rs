@@ -33,6 +33,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 const QUEUE: usize = 64;
 /// How much a reader takes from a pipe at once.
 const READ_CHUNK: usize = 128 * 1024;
+/// The most a `logs` answer reads from the files, across rotated ones.
+const MAX_TAIL_BYTES: usize = 16 * 1024 * 1024;
 /// How many follow chunks a slow follower may fall behind before it skips.
 const FOLLOW_BACKLOG: usize = 1024;
 
@@ -514,21 +516,26 @@ fn rotate(key: &SinkKey, sink: &mut Sink, path: &Path, backups: u32) {
     }
 }
 
-/// The last `n` lines across `path`, `path.1`, `path.2`, … oldest first.
+/// The last `n` lines across `path`, `path.1`, `path.2`, … oldest first, at most
+/// [`MAX_TAIL_BYTES`] of them: a request for a billion lines gets the newest that fit,
+/// not a daemon reading every backup into memory (on the writer thread, holding up every
+/// job's output meanwhile).
 fn tail_files(path: &Path, n: usize) -> io::Result<Vec<String>> {
     let mut lines: Vec<String> = Vec::new();
+    let mut budget = MAX_TAIL_BYTES;
     let mut k = 0;
-    while lines.len() < n {
+    while lines.len() < n && budget > 0 {
         let p = if k == 0 {
             path.to_path_buf()
         } else {
             rotated(path, k)
         };
-        let mut older = match tail_file(&p, n - lines.len()) {
-            Ok(l) => l,
+        let (mut older, used) = match tail_file(&p, n - lines.len(), budget) {
+            Ok(found) => found,
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
             Err(e) => return Err(e),
         };
+        budget = budget.saturating_sub(used);
         older.append(&mut lines);
         lines = older;
         k += 1;
@@ -536,11 +543,13 @@ fn tail_files(path: &Path, n: usize) -> io::Result<Vec<String>> {
     Ok(lines)
 }
 
-/// The last `n` lines of one file, reading backwards from its end.
-fn tail_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
+/// The last `n` lines of one file, reading backwards from its end, and how many bytes
+/// were read. Stops early, with fewer lines, once `budget` bytes are read (whole lines
+/// only).
+fn tail_file(path: &Path, n: usize, budget: usize) -> io::Result<(Vec<String>, usize)> {
     let mut file = File::open(path)?;
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     }
     let len = file.metadata()?.len();
     let mut pos = len;
@@ -550,10 +559,10 @@ fn tail_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
         // Lines end at newlines; a trailing newline does not start another line.
         let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let newlines = body.iter().filter(|&&b| b == b'\n').count();
-        if newlines >= n || pos == 0 {
+        if newlines >= n || pos == 0 || buf.len() >= budget {
             break;
         }
-        let step = BLOCK.min(pos);
+        let step = BLOCK.min(pos).min((budget - buf.len()) as u64);
         pos -= step;
         file.seek(SeekFrom::Start(pos))?;
         let mut block = vec![0; step as usize];
@@ -561,16 +570,20 @@ fn tail_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
         block.extend_from_slice(&buf);
         buf = block;
     }
+    let used = buf.len();
     let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
     if body.is_empty() && buf.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), used));
     }
     let all: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-    let skip = all.len().saturating_sub(n);
-    Ok(all[skip..]
+    // Unless the file was read from its start, the first piece may be a line's tail.
+    let whole = if pos > 0 { &all[1..] } else { &all[..] };
+    let skip = whole.len().saturating_sub(n);
+    let lines = whole[skip..]
         .iter()
         .map(|l| String::from_utf8_lossy(l).into_owned())
-        .collect())
+        .collect();
+    Ok((lines, used))
 }
 
 #[cfg(test)]
@@ -660,14 +673,35 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
         std::fs::write(&path, "a\nb\nc").expect("write");
-        assert_eq!(tail_file(&path, 2).expect("tail"), vec!["b", "c"]);
+        assert_eq!(
+            tail_file(&path, 2, 1 << 20).expect("tail").0,
+            vec!["b", "c"]
+        );
         std::fs::write(&path, "").expect("write");
-        assert!(tail_file(&path, 2).expect("tail").is_empty());
+        assert!(tail_file(&path, 2, 1 << 20).expect("tail").0.is_empty());
         let big: String = (0..50_000).map(|i| format!("{i}\n")).collect();
         std::fs::write(&path, &big).expect("write");
         assert_eq!(
-            tail_file(&path, 3).expect("tail"),
+            tail_file(&path, 3, 1 << 20).expect("tail").0,
             vec!["49997", "49998", "49999"]
+        );
+    }
+
+    #[test]
+    fn tail_stops_at_its_byte_budget_with_whole_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let text: String = (0..1000).map(|i| format!("line{i:04}\n")).collect();
+        std::fs::write(&path, &text).expect("write");
+        // Each line is 9 bytes: 95 bytes hold 10 whole lines and a piece of another.
+        let (lines, used) = tail_file(&path, 500, 95).expect("tail");
+        assert_eq!(used, 95);
+        let want: Vec<String> = (990..1000).map(|i| format!("line{i:04}")).collect();
+        assert_eq!(lines, want);
+        // Asked for everything: the whole file, when it fits.
+        assert_eq!(
+            tail_file(&path, usize::MAX, 1 << 20).expect("tail").0.len(),
+            1000
         );
     }
 
