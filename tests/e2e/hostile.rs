@@ -782,3 +782,48 @@ command = ["/nonexistent/$DAEMON_SECRET"]
     assert!(text.contains("FROM_FILE=visible-by-design"), "{text}");
     assert!(!text.contains(SECRET), "{text}");
 }
+
+/// A socket folder that exists but is not writable for the daemon's user: one clear line
+/// naming the socket, exit non-zero. Runs supervisord as `nobody` (needs root to drop).
+#[test]
+fn an_unwritable_socket_folder_is_a_clear_error_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run supervisord as nobody");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("svro")
+        .tempdir()
+        .expect("tempdir");
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(dir.path(), open.clone()).expect("chmod");
+    let config = dir.path().join("jobs.toml");
+    std::fs::write(&config, jobs(VICTIM)).expect("job file");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let folder = dir.path().join("ro");
+    std::fs::create_dir(&folder).expect("mkdir");
+    std::fs::set_permissions(&folder, open).expect("chmod");
+    let socket = folder.join("sock");
+    // supervisord sits in the test's target folder; make sure nobody can run it.
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(bin("supervisord"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .expect("run setpriv supervisord");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Permission denied") && err.contains("supervisord") && !err.contains("sock") {
+        eprintln!("skipped: nobody cannot run the test binary here: {err}");
+        return;
+    }
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains(&socket.display().to_string()) && err.contains("ermission denied"),
+        "{err}"
+    );
+    assert!(!socket.exists());
+}
