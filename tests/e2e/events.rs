@@ -177,12 +177,13 @@ command = ["true"]
 autostart = false
 "#,
     ));
-    // Four jobs that restart as fast as they can: start_secs = 0, restart = always.
+    // Four jobs that restart as fast as they can: start_secs = 0, restart = always,
+    // backoff = 0.
     for n in 0..4 {
         d.ok(
             "add",
             json!({ "name": format!("flood{n}"), "job": {
-                "command": ["true"], "restart": "always", "start_secs": 0, "autostart": false
+                "command": ["true"], "restart": "always", "start_secs": 0, "backoff": 0, "autostart": false
             }}),
         );
     }

@@ -62,7 +62,7 @@ fn soak_start_exit_and_connection_cycles_leave_nothing_behind() {
         d.ok(
             "add",
             json!({ "name": n, "job": {
-                "command": ["true"], "restart": "always", "start_secs": 0, "autostart": false
+                "command": ["true"], "restart": "always", "start_secs": 0, "backoff": 0, "autostart": false
             }}),
         );
     }
