@@ -440,8 +440,8 @@ log_timestamps = true
     }
 }
 
-/// A full disk (the log is `/dev/full`): the job runs on, and the daemon says so once —
-/// not once per chunk of a job that keeps writing.
+/// A full disk (the log is `/dev/full`): the job runs on, the daemon says so once — not
+/// once per chunk of a job that keeps writing — and `status` shows it as `output_error`.
 #[test]
 fn a_full_disk_is_reported_once_and_the_job_runs_on() {
     let d = Daemon::prepare(&jobs(
@@ -483,4 +483,13 @@ log_max_bytes = 0
     assert_eq!(d.job("filler").pid, Some(pid));
     let reports = d.stderr().matches("writing log failed").count();
     assert_eq!(reports, 1, "{}", d.stderr());
+    // And `status` says why the output is missing.
+    let why = d
+        .wait_job("filler", "an output_error", |j| j.output_error.is_some())
+        .output_error
+        .expect("output_error");
+    assert!(
+        why.contains("filler.stdout.log") && why.contains("No space left on device"),
+        "{why}"
+    );
 }

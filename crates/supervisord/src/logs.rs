@@ -89,6 +89,11 @@ enum Msg {
         key: SinkKey,
         ack: oneshot::Sender<()>,
     },
+    /// Where to tell about a sink's write failures (the latest run's capture).
+    Watch {
+        key: SinkKey,
+        problems: mpsc::UnboundedSender<String>,
+    },
     Tail {
         key: SinkKey,
         path: PathBuf,
@@ -152,9 +157,26 @@ impl LogHub {
     }
 
     /// Copy a pipe into a sink until end of file, then close the sink once everything read
-    /// is written. Returns once the bytes are in the file.
-    pub async fn capture(&self, key: SinkKey, mut pipe: impl tokio::io::AsyncRead + Unpin) {
+    /// is written. Returns once the bytes are in the file. `on_problem` hears, once per
+    /// episode, that writing the file fails (a full disk): the output is then discarded
+    /// and the job runs on.
+    pub async fn capture(
+        &self,
+        key: SinkKey,
+        mut pipe: impl tokio::io::AsyncRead + Unpin,
+        mut on_problem: impl FnMut(String),
+    ) {
+        let (problems, mut heard) = mpsc::unbounded_channel();
+        self.send(Msg::Watch {
+            key: key.clone(),
+            problems,
+        })
+        .await;
         loop {
+            // Write failures only happen while data flows, so checking here is enough.
+            while let Ok(problem) = heard.try_recv() {
+                on_problem(problem);
+            }
             let mut buf = Vec::with_capacity(READ_CHUNK);
             match pipe.read_buf(&mut buf).await {
                 Ok(0) => break,
@@ -175,6 +197,9 @@ impl LogHub {
         let (ack, done) = oneshot::channel();
         self.send(Msg::Close { key, ack }).await;
         let _ = done.await;
+        while let Ok(problem) = heard.try_recv() {
+            on_problem(problem);
+        }
     }
 
     /// The last `lines` lines of a log file (across rotated files), and, when `follow`,
@@ -230,6 +255,8 @@ struct Sink {
     /// Bytes lost since writing started failing (disk full, I/O error); `None` while
     /// writes succeed. The failure is logged once, and once more when it ends.
     failing: Option<u64>,
+    /// Who hears about write failures: the capture of the latest run.
+    problems: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl Sink {
@@ -258,6 +285,11 @@ impl Writer {
                 Msg::Close { key, ack } => {
                     self.close(&key);
                     let _ = ack.send(());
+                }
+                Msg::Watch { key, problems } => {
+                    if let Some(sink) = self.sinks.get_mut(&key) {
+                        sink.problems = Some(problems);
+                    }
                 }
                 Msg::Tail {
                     key,
@@ -329,6 +361,7 @@ impl Writer {
                 partial: Vec::new(),
                 follow_partial: Vec::new(),
                 failing: None,
+                problems: None,
             },
         );
         result
@@ -434,6 +467,13 @@ fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8]) {
             None => {
                 tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %e, "writing log failed; discarding output until it works again");
                 sink.failing = Some(bytes.len() as u64);
+                if let (Some(tx), Target::File { path, .. }) = (&sink.problems, &sink.target) {
+                    let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+                    let _ = tx.send(format!(
+                        "writing log file {} failed at {at}: {e}; output is discarded while it fails",
+                        path.display()
+                    ));
+                }
             }
         },
     }

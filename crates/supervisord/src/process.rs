@@ -132,7 +132,14 @@ pub fn spawn(
                     message,
                 });
             }
-            logs.capture(key, pipe).await;
+            let name = key.name.clone();
+            logs.capture(key, pipe, |message| {
+                let _ = reports.send(Report::OutputError {
+                    name: name.clone(),
+                    message,
+                });
+            })
+            .await;
         }));
     }
 
