@@ -119,6 +119,26 @@ fn a_stale_socket_left_by_a_killed_daemon_is_replaced() {
 }
 
 #[test]
+fn a_regular_file_at_the_socket_path_is_left_alone() {
+    let d = Daemon::prepare(&jobs(""));
+    std::fs::write(&d.socket, "precious").expect("write file");
+    let out = d
+        .command(&[])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run supervisord");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&d.socket).expect("still there"),
+        "precious"
+    );
+}
+
+#[test]
 fn a_socket_path_over_107_bytes_is_one_clear_line() {
     let mut d = Daemon::prepare(&jobs(""));
     d.socket = d.dir.path().join("x".repeat(120));

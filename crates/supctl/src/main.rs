@@ -472,12 +472,17 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             Ok(())
         }
         Request::Subscribe => {
+            // Scripts get the snapshot first (`{"jobs":[...]}`, the state the events start
+            // from), then one line per event, and `{"lagged":true,"missed":N}` if they fell
+            // behind.
             if json_out {
                 print_json(&result);
             }
             while let Some(note) = client.next_notification()? {
-                let line = if json_out {
+                let line = if json_out && note.method == "event" {
                     serde_json::to_string(&note.params).unwrap_or_default()
+                } else if json_out {
+                    json!({ "lagged": true, "missed": note.params["missed"] }).to_string()
                 } else if note.method == "event" {
                     match serde_json::from_value(note.params.clone()) {
                         Ok(e) => render::event(&e),

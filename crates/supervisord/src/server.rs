@@ -69,6 +69,12 @@ pub enum BindError {
         /// Its length.
         len: usize,
     },
+    /// Something that is not a socket is in the way; it is left alone.
+    #[error("socket path {} exists and is not a socket; not touching it", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
     /// Another supervisord answers on it.
     #[error("socket {} is already served by supervisord pid {pid}", path.display())]
     InUse {
@@ -116,7 +122,13 @@ impl Socket {
                     .map_err(io_err("cannot create its folder"))?;
             }
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(BindError::NotASocket {
+                    path: path.to_path_buf(),
+                });
+            }
             match UnixStream::connect(path).await {
                 Ok(stream) => {
                     let pid = ping_pid(stream).await.unwrap_or_else(|| "unknown".into());
