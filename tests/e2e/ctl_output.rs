@@ -1,6 +1,6 @@
 //! supctl's output for people and for scripts: the status table, `is-alive`, `--json`.
 
-use crate::support::{jobs, Daemon};
+use crate::support::{jobs, Daemon, JOB_FIELDS};
 use protocol::JobState;
 use serde_json::Value;
 
@@ -89,23 +89,7 @@ fn json_status_is_the_protocol_result() {
     let v: Value = serde_json::from_str(&out).expect("one JSON document");
     assert_eq!(v, d.ok("status", Value::Null).tap_volatile(&v));
     let job = &v["jobs"][0];
-    for key in [
-        "name",
-        "group",
-        "state",
-        "alive",
-        "pid",
-        "exitcode",
-        "signal",
-        "success",
-        "daemon",
-        "restarts",
-        "started_at",
-        "ended_at",
-        "uptime_ms",
-        "spawn_error",
-        "output_error",
-    ] {
+    for key in JOB_FIELDS.iter().chain(&["output_error"]) {
         assert!(job.get(key).is_some(), "Job lacks {key}: {job}");
     }
     let killed = v["jobs"]

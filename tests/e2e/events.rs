@@ -3,9 +3,6 @@
 
 use crate::support::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The next `event` notification on a subscribed connection.
@@ -76,30 +73,6 @@ autostart = false
     assert_eq!(e4["signal"], "SIGTERM");
 }
 
-/// Lines `supctl events` prints, fed through a channel so the test can wait with a deadline.
-fn supctl_lines(d: &Daemon, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(bin("supctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run supctl");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
 /// `supctl events --json`: one JSON object per line; without it, one readable line each.
 #[test]
 fn supctl_events_prints_json_lines_or_readable_lines() {
@@ -110,8 +83,8 @@ command = ["sh", "-c", "exit 3"]
 autostart = false
 "#,
     ));
-    let (mut json_child, json_rx) = supctl_lines(&d, &["--json", "events"]);
-    let (mut text_child, text_rx) = supctl_lines(&d, &["events"]);
+    let (mut json_child, json_rx) = d.ctl_lines(&["--json", "events"]);
+    let (mut text_child, text_rx) = d.ctl_lines(&["events"]);
     // Both have subscribed once the snapshot line is out (json) or a ping answers after it.
     let first = json_rx.recv_timeout(DEADLINE).expect("snapshot line");
     let snap: Value = serde_json::from_str(&first).expect("snapshot is one JSON line");

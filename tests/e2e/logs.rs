@@ -3,10 +3,8 @@
 
 use crate::support::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
 fn log_path(d: &Daemon, name: &str) -> PathBuf {
     d.dir.path().join("logs").join(format!("{name}.stdout.log"))
@@ -249,24 +247,7 @@ fn supctl_logs_follow_survives_rotation() {
         let text = std::fs::read_to_string(&log).ok()?;
         text.contains("tick-100\n").then_some(())
     });
-    let mut child = Command::new(bin("supctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["logs", "tick", "-n", "5", "-f"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run supctl logs -f");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = d.ctl_lines(&["logs", "tick", "-n", "5", "-f"]);
     // 6000 lines at ~2 KB per file is well over ten rotations.
     let mut lines = Vec::new();
     while lines.len() < 6000 {

@@ -5,24 +5,6 @@ use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Every field SPEC §7 lists for a Job, always present.
-const JOB_FIELDS: [&str; 14] = [
-    "name",
-    "group",
-    "state",
-    "alive",
-    "pid",
-    "exitcode",
-    "signal",
-    "success",
-    "daemon",
-    "restarts",
-    "started_at",
-    "ended_at",
-    "uptime_ms",
-    "spawn_error",
-];
-
 fn assert_job_fields(job: &Value) {
     let obj = job.as_object().expect("a Job is an object");
     for f in JOB_FIELDS {

@@ -11,6 +11,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Every field SPEC §7 lists for a Job, always present.
+pub const JOB_FIELDS: [&str; 14] = [
+    "name",
+    "group",
+    "state",
+    "alive",
+    "pid",
+    "exitcode",
+    "signal",
+    "success",
+    "daemon",
+    "restarts",
+    "started_at",
+    "ended_at",
+    "uptime_ms",
+    "spawn_error",
+];
+
 /// The default deadline for anything a test waits for.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -222,6 +240,33 @@ impl Daemon {
             .stdin(Stdio::null())
             .output()
             .expect("run supctl")
+    }
+
+    /// Start a long-running supctl (`events`, `logs -f`) and stream its stdout lines
+    /// through a channel, so a test can read them with a deadline.
+    pub fn ctl_lines(&self, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+        let mut child = Command::new(bin("supctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("SUPERVISORD_SOCKET")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run supctl");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
     }
 
     /// Run supctl, assert it exits 0, return its stdout.

@@ -628,11 +628,16 @@ mod tests {
     use super::*;
 
     async fn frames(input: &[u8], max: usize) -> Vec<String> {
+        frames_with(input, max, 16).await
+    }
+
+    /// What `read_frame` makes of `input` read through a buffer of `capacity` bytes.
+    async fn frames_with(input: &[u8], max: usize, capacity: usize) -> Vec<String> {
         let (a, mut b) = UnixStream::pair().expect("pair");
         b.write_all(input).await.expect("write");
         drop(b);
         let (rd, _wr) = a.into_split();
-        let mut rd = BufReader::with_capacity(16, rd);
+        let mut rd = BufReader::with_capacity(capacity, rd);
         let mut out = Vec::new();
         loop {
             match read_frame(&mut rd, max).await.expect("read") {
@@ -696,23 +701,7 @@ mod tests {
                 .build()
                 .expect("runtime");
             let got = rt.block_on(async {
-                let (a, mut b) = UnixStream::pair().expect("pair");
-                b.write_all(&input).await.expect("write");
-                drop(b);
-                let (rd, _wr) = a.into_split();
-                let mut rd = BufReader::with_capacity(capacity, rd);
-                let mut out = Vec::new();
-                loop {
-                    match read_frame(&mut rd, max).await.expect("read") {
-                        Frame::Line(l) => out.push(String::from_utf8_lossy(&l).into_owned()),
-                        Frame::TooLong => {
-                            out.push("<too long>".into());
-                            break;
-                        }
-                        Frame::Eof => break,
-                    }
-                }
-                out
+                frames_with(&input, max, capacity).await
             });
             proptest::prop_assert_eq!(got, model(&input, max));
         }
