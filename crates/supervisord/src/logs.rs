@@ -31,10 +31,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub const MAX_LINE: usize = 64 * 1024;
 /// How many chunks may wait for the writer thread before readers are held back.
 const QUEUE: usize = 64;
-/// How much a reader takes from a pipe at once.
+/// The most a reader takes from a pipe at once.
 const READ_CHUNK: usize = 128 * 1024;
 /// The most a `logs` answer reads from the files, across rotated ones.
 const MAX_TAIL_BYTES: usize = 16 * 1024 * 1024;
+/// The buffer a reader waits with. A quiet job's reader holds only this much while it
+/// waits; the buffer doubles after each read that fills it, up to [`READ_CHUNK`], so a
+/// chatty job still moves its output in large chunks.
+const FIRST_READ: usize = 512;
 /// How many follow chunks a slow follower may fall behind before it skips.
 const FOLLOW_BACKLOG: usize = 1024;
 
@@ -172,15 +176,21 @@ impl LogHub {
             problems,
         })
         .await;
+        let mut want = FIRST_READ;
         loop {
             // Write failures only happen while data flows, so checking here is enough.
             while let Ok(problem) = heard.try_recv() {
                 on_problem(problem);
             }
-            let mut buf = Vec::with_capacity(READ_CHUNK);
+            let mut buf = Vec::with_capacity(want);
             match pipe.read_buf(&mut buf).await {
                 Ok(0) => break,
-                Ok(_) => {
+                Ok(n) => {
+                    want = if n >= want {
+                        (want * 2).min(READ_CHUNK)
+                    } else {
+                        FIRST_READ.max(n.next_power_of_two()).min(READ_CHUNK)
+                    };
                     self.send(Msg::Data {
                         key: key.clone(),
                         bytes: buf,
