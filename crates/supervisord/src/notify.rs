@@ -158,12 +158,19 @@ pub async fn run(notifier: Notifier, handle: SupervisorHandle, shutdown: Cancell
             last_status = Instant::now();
             let all = Request::Status(Selection::default());
             if let Ok(result) = handle.rpc(all).await {
-                let jobs: Vec<Job> =
-                    serde_json::from_value(result["jobs"].clone()).unwrap_or_default();
+                let jobs: Vec<Job> = serde_json::from_str::<JobList>(result.get())
+                    .map(|list| list.jobs)
+                    .unwrap_or_default();
                 notifier.send(&[NotifyState::Status(&status_line(&jobs))]);
             }
         }
     }
+}
+
+/// The part of a `status` answer the status line needs.
+#[derive(serde::Deserialize)]
+struct JobList {
+    jobs: Vec<Job>,
 }
 
 async fn sleep_until(due: Option<Instant>) {

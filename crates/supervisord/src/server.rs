@@ -8,7 +8,7 @@
 
 use crate::config;
 use crate::logs::{LogHub, SinkKey};
-use crate::supervisor::SupervisorHandle;
+use crate::supervisor::{encode, Answer, SupervisorHandle};
 use protocol::{code, Notification, Request, Response, RpcError, MAX_LINE_BYTES};
 use serde_json::{json, Value};
 use std::io;
@@ -494,11 +494,23 @@ async fn write_lines(
     let _ = wr.shutdown().await;
 }
 
+/// A success response whose result is already encoded (see [`Answer`]).
+#[derive(serde::Serialize)]
+struct Success<'a> {
+    jsonrpc: &'a str,
+    id: &'a Value,
+    result: &'a serde_json::value::RawValue,
+}
+
 /// Answer one request (and, for a stream, keep sending until the client goes).
 async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Sender<String>) {
-    let reply = |result: Result<Value, RpcError>| {
+    let reply = |result: Result<Answer, RpcError>| {
         id.clone().map(|id| match result {
-            Ok(v) => to_line(&Response::ok(id, v)),
+            Ok(v) => to_line(&Success {
+                jsonrpc: protocol::JSONRPC,
+                id: &id,
+                result: &v,
+            }),
             Err(e) => to_line(&Response::err(id, e)),
         })
     };
@@ -520,7 +532,7 @@ async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Se
                     return;
                 }
             };
-            if !send(reply(Ok(json!({ "jobs": jobs })))).await {
+            if !send(reply(encode(&json!({ "jobs": jobs })))).await {
                 return;
             }
             loop {
@@ -564,7 +576,7 @@ async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Se
                     return;
                 }
             };
-            if !send(reply(Ok(json!({ "lines": tail.lines })))).await {
+            if !send(reply(encode(&json!({ "lines": tail.lines })))).await {
                 return;
             }
             let Some(mut rx) = tail.follow else { return };

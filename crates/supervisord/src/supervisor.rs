@@ -25,7 +25,9 @@ use indexmap::IndexMap;
 use protocol::{
     code, describe_exit, signal_name, Event, Job, JobState, Request, RpcError, Selection, Stream,
 };
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
+use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +42,36 @@ const EVENT_BACKLOG: usize = 4096;
 /// How many commands may queue for the supervisor.
 const COMMAND_QUEUE: usize = 256;
 
+/// A request's result, already encoded as JSON. The job table is serialized once, straight
+/// from its structs into the text that goes on the socket (no `serde_json::Value` tree in
+/// between: for `status` of 200 jobs that tree was three quarters of the round trip).
+pub type Answer = Box<RawValue>;
+
+/// Encode a result.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Answer, RpcError> {
+    serde_json::value::to_raw_value(value).map_err(|e| {
+        RpcError::new(
+            code::INTERNAL_ERROR,
+            format!("cannot encode the answer: {e}"),
+        )
+    })
+}
+
+/// `{"jobs": [...]}`, and `"success"` for `wait`.
+#[derive(Serialize)]
+struct JobList<'a> {
+    jobs: &'a [Job],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success: Option<bool>,
+}
+
+fn job_list(jobs: &[Job]) -> Result<Answer, RpcError> {
+    encode(&JobList {
+        jobs,
+        success: None,
+    })
+}
+
 /// What connections (and signal handlers) ask of the supervisor.
 pub enum Command {
     /// A request answered with one result.
@@ -47,7 +79,7 @@ pub enum Command {
         /// The request.
         request: Request,
         /// Where the answer goes.
-        reply: oneshot::Sender<Result<Value, RpcError>>,
+        reply: oneshot::Sender<Result<Answer, RpcError>>,
     },
     /// `subscribe`: a snapshot and the event stream from the same instant.
     Subscribe {
@@ -68,7 +100,7 @@ pub enum Command {
         /// The file as read.
         config: Box<Result<Config, ConfigError>>,
         /// Where the answer goes (none for SIGHUP).
-        reply: Option<oneshot::Sender<Result<Value, RpcError>>>,
+        reply: Option<oneshot::Sender<Result<Answer, RpcError>>>,
     },
 }
 
@@ -92,7 +124,7 @@ impl SupervisorHandle {
     }
 
     /// Run a request that answers once.
-    pub async fn rpc(&self, request: Request) -> Result<Value, RpcError> {
+    pub async fn rpc(&self, request: Request) -> Result<Answer, RpcError> {
         self.ask(|reply| Command::Rpc { request, reply }).await?
     }
 
@@ -112,7 +144,7 @@ impl SupervisorHandle {
     }
 
     /// Apply a job file read from disk.
-    pub async fn reload(&self, config: Result<Config, ConfigError>) -> Result<Value, RpcError> {
+    pub async fn reload(&self, config: Result<Config, ConfigError>) -> Result<Answer, RpcError> {
         self.ask(|reply| Command::Reload {
             config: Box::new(config),
             reply: Some(reply),
@@ -176,7 +208,7 @@ enum Until {
 /// How a request is answered.
 enum Outcome {
     /// Now, with this.
-    Now(Result<Value, RpcError>),
+    Now(Result<Answer, RpcError>),
     /// Once these jobs reach the condition; `true` adds `"success"` (`wait`).
     Later(Vec<String>, Until, bool),
 }
@@ -187,7 +219,7 @@ struct Waiter {
     until: Until,
     /// Add `"success"` to the answer (`wait`).
     with_success: bool,
-    reply: oneshot::Sender<Result<Value, RpcError>>,
+    reply: oneshot::Sender<Result<Answer, RpcError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -571,13 +603,13 @@ impl Supervisor {
             if done {
                 let w = self.waiters.swap_remove(i);
                 let jobs = self.jobs_named(&w.names);
-                let result = if w.with_success {
-                    let success = jobs.iter().all(|j| j.success == Some(true));
-                    json!({ "jobs": jobs, "success": success })
-                } else {
-                    json!({ "jobs": jobs })
-                };
-                let _ = w.reply.send(Ok(result));
+                let success = w
+                    .with_success
+                    .then(|| jobs.iter().all(|j| j.success == Some(true)));
+                let _ = w.reply.send(encode(&JobList {
+                    jobs: &jobs,
+                    success,
+                }));
             } else {
                 i += 1;
             }
@@ -675,7 +707,7 @@ impl Supervisor {
             return answer(Err(RpcError::shutting_down()));
         }
         match request {
-            Request::Ping => answer(Ok(json!({
+            Request::Ping => answer(encode(&json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "pid": std::process::id(),
                 "uptime_ms": millis(self.started.elapsed()),
@@ -686,7 +718,7 @@ impl Supervisor {
                 } else {
                     self.select(&sel, false)
                 };
-                answer(names.map(|n| json!({ "jobs": self.jobs_named(&n) })))
+                answer(names.and_then(|n| job_list(&self.jobs_named(&n))))
             }
             Request::Start(sel) => match self.select_some(&sel, false) {
                 Err(e) => answer(Err(e)),
@@ -694,7 +726,7 @@ impl Supervisor {
                     for n in &names {
                         self.feed(n, Input::Start);
                     }
-                    answer(Ok(json!({ "jobs": self.jobs_named(&names) })))
+                    answer(job_list(&self.jobs_named(&names)))
                 }
             },
             Request::Terminate(p) => match self.select_some(&p.selection, false) {
@@ -706,7 +738,7 @@ impl Supervisor {
                     if p.wait.unwrap_or(true) {
                         Outcome::Later(names, Until::Settled, false)
                     } else {
-                        answer(Ok(json!({ "jobs": self.jobs_named(&names) })))
+                        answer(job_list(&self.jobs_named(&names)))
                     }
                 }
             },
@@ -727,7 +759,7 @@ impl Supervisor {
                             run.signal(p.signal);
                         }
                     }
-                    answer(Ok(json!({ "jobs": self.jobs_named(&names) })))
+                    answer(job_list(&self.jobs_named(&names)))
                 }
             },
             Request::Wait(p) => {
@@ -765,7 +797,7 @@ impl Supervisor {
                         if autostart {
                             self.feed(&p.name, Input::Start);
                         }
-                        answer(Ok(json!({ "jobs": self.jobs_named(&[p.name]) })))
+                        answer(job_list(&self.jobs_named(&[p.name])))
                     }
                 }
             }
@@ -813,7 +845,7 @@ impl Supervisor {
                         }
                     }
                 }
-                answer(Ok(json!({})))
+                answer(encode(&json!({})))
             }
             Request::Logs(_) | Request::Subscribe | Request::Reload => answer(Err(RpcError::new(
                 code::INTERNAL_ERROR,
@@ -847,7 +879,7 @@ impl Supervisor {
         }
     }
 
-    fn reload(&mut self, config: Result<Config, ConfigError>) -> Result<Value, RpcError> {
+    fn reload(&mut self, config: Result<Config, ConfigError>) -> Result<Answer, RpcError> {
         let new = config.map_err(|e| {
             RpcError::new(code::INVALID_JOB_FILE, e.to_string()).with_data(e.position())
         })?;
@@ -942,7 +974,7 @@ impl Supervisor {
             "job file reloaded"
         );
         self.config = new;
-        Ok(json!({
+        encode(&json!({
             "added": added,
             "removed": removed,
             "changed": changed,
