@@ -161,9 +161,9 @@ impl LogHub {
     }
 
     /// Copy a pipe into a sink until end of file, then close the sink once everything read
-    /// is written. Returns once the bytes are in the file. `on_problem` hears, once per
-    /// episode, that writing the file fails (a full disk): the output is then discarded
-    /// and the job runs on.
+    /// is written. Returns once the bytes are in the file (at once when there were none).
+    /// `on_problem` hears, once per episode, that writing the file fails (a full disk): the
+    /// output is then discarded and the job runs on.
     pub async fn capture(
         &self,
         key: SinkKey,
@@ -177,6 +177,7 @@ impl LogHub {
         })
         .await;
         let mut want = FIRST_READ;
+        let mut sent = false;
         loop {
             // Write failures only happen while data flows, so checking here is enough.
             while let Ok(problem) = heard.try_recv() {
@@ -191,6 +192,7 @@ impl LogHub {
                     } else {
                         FIRST_READ.max(n.next_power_of_two()).min(READ_CHUNK)
                     };
+                    sent = true;
                     self.send(Msg::Data {
                         key: key.clone(),
                         bytes: buf,
@@ -206,7 +208,11 @@ impl LogHub {
         }
         let (ack, done) = oneshot::channel();
         self.send(Msg::Close { key, ack }).await;
-        let _ = done.await;
+        // A stream that carried nothing has nothing to wait for; skipping the round trip
+        // through the writer thread lets a silent job's exit be known at once.
+        if sent {
+            let _ = done.await;
+        }
         while let Ok(problem) = heard.try_recv() {
             on_problem(problem);
         }
