@@ -1,0 +1,793 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: this project's supervisord, Python's Supervisor, and the OS floor.
+
+Run by hand (never by CI):  python3 bench/run.py            (writes bench/RESULTS.md)
+                            python3 bench/run.py --json     (also prints the results as JSON)
+                            python3 bench/run.py --quick --only spawn,idle --no-python
+
+It creates bench/.venv and `pip install supervisor` there (once), builds the workspace in
+release mode, compiles bench/floor.rs with `rustc -O`, and runs every workload on each
+system in turn. See bench/README.md for what each workload measures.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xmlrpc.client
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+OUT = os.path.join(BENCH, "out")
+VENV = os.path.join(BENCH, ".venv")
+REL = os.path.join(ROOT, "target", "release")
+SUPERVISORD = os.path.join(REL, "supervisord")
+SUPCTL = os.path.join(REL, "supctl")
+FLOOR = os.path.join(OUT, "floor")
+PY_SUPERVISORD = os.path.join(VENV, "bin", "supervisord")
+PY_SUPERVISORCTL = os.path.join(VENV, "bin", "supervisorctl")
+FD_LIMIT = 200_000  # raised for the daemons (root can raise the hard limit)
+SLEEP = ["/bin/sleep", "100000"]
+
+STARTED = []  # every process this script started, to clean up on the way out
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ---- small helpers -------------------------------------------------------------------------
+
+
+def summary(xs, unit=""):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    p99 = xs[min(len(xs) - 1, int(round(0.99 * (len(xs) - 1))))]
+    return {
+        "median": statistics.median(xs),
+        "min": xs[0],
+        "max": xs[-1],
+        "p99": p99,
+        "n": len(xs),
+        "unit": unit,
+    }
+
+
+def wall(cmd, **kw):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+    return time.perf_counter() - t
+
+
+def raise_fds():
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def proc_sample(pid):
+    """Context switches over all threads, CPU ticks (utime+stime), RSS in KiB."""
+    switches = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                rss = int(line.split()[1])
+    return switches, ticks, rss
+
+
+def wait_for(pred, timeout, what, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop_process(p, timeout=60):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if p in STARTED:
+        STARTED.remove(p)
+
+
+# ---- this project's supervisord -----------------------------------------------------------
+
+
+class Conn:
+    """One JSON-RPC connection to supervisord."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf = b""
+        self.next_id = 1
+        self.notes = []
+
+    def send(self, method, params=None):
+        i = self.next_id
+        self.next_id += 1
+        msg = {"jsonrpc": "2.0", "id": i, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        return i
+
+    def line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("supervisord closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def call(self, method, params=None):
+        i = self.send(method, params)
+        while True:
+            msg = json.loads(self.line())
+            if msg.get("id") == i:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg["result"]
+            self.notes.append(msg)
+
+    def raw_round_trip(self, request_line):
+        """Send a prepared line; return once the whole answer line is in (unparsed)."""
+        self.sock.sendall(request_line)
+        return self.line()
+
+    def close(self):
+        self.sock.close()
+
+
+class Ours:
+    name = "supervisord (Rust)"
+
+    def __init__(self, jobs, defaults=None):
+        self.dir = tempfile.mkdtemp(prefix="svb-rs-")
+        self.sock = os.path.join(self.dir, "s.sock")
+        lines = ["[supervisor]", 'socket = "s.sock"', 'log_dir = "logs"', "", "[defaults]"]
+        for k, v in (defaults or {}).items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        for name, command in jobs.items():
+            lines += ["", f"[job.{name}]", f"command = {json.dumps(command)}"]
+        self.config = os.path.join(self.dir, "jobs.toml")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.stderr = open(os.path.join(self.dir, "daemon.log"), "w")
+        t = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [SUPERVISORD, "--config", self.config],
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr,
+            preexec_fn=raise_fds,
+        )
+        STARTED.append(self.proc)
+        wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 30, "socket")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"supervisord exited; see {self.stderr.name}")
+        self.ready_after = time.perf_counter() - t
+        self.pid = self.proc.pid
+
+    def ctl(self, *args):
+        return [SUPCTL, "--socket", self.sock, *args]
+
+    def conn(self):
+        return Conn(self.sock)
+
+    def states(self):
+        c = self.conn()
+        try:
+            return [j["state"] for j in c.call("status")["jobs"]]
+        finally:
+            c.close()
+
+    def close(self):
+        stop_process(self.proc)
+        self.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- Python's Supervisor -------------------------------------------------------------------
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost")
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+class UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host):
+        if self._connection and host == self._connection[0]:
+            return self._connection[1]
+        self._connection = host, UnixHTTPConnection(self.path)
+        return self._connection[1]
+
+
+class Theirs:
+    name = "Supervisor (Python)"
+
+    def __init__(self, jobs, options=None):
+        self.dir = tempfile.mkdtemp(prefix="svb-py-")
+        self.sock = os.path.join(self.dir, "s.sock")
+        os.makedirs(os.path.join(self.dir, "logs"))
+        ini = [
+            "[unix_http_server]",
+            "file=%(here)s/s.sock",
+            "[supervisord]",
+            "logfile=%(here)s/supervisord.log",
+            "pidfile=%(here)s/supervisord.pid",
+            "childlogdir=%(here)s/logs",
+            "nodaemon=true",
+            "minfds=4096",
+            "minprocs=200",
+            "user=root" if os.geteuid() == 0 else "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "[supervisorctl]",
+            "serverurl=unix://%(here)s/s.sock",
+        ]
+        for name, command in jobs.items():
+            ini += ["", f"[program:{name}]", "command=" + " ".join(command)]
+            for k, v in (options or {}).items():
+                ini.append(f"{k}={v}")
+        self.config = os.path.join(self.dir, "supervisord.conf")
+        with open(self.config, "w") as f:
+            f.write("\n".join(ini) + "\n")
+        t = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [PY_SUPERVISORD, "-c", self.config, "-n"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=raise_fds,
+        )
+        STARTED.append(self.proc)
+        wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 60, "socket")
+        if self.proc.poll() is not None:
+            raise RuntimeError("Python supervisord exited; see " + self.dir)
+        self.ready_after = time.perf_counter() - t
+        self.pid = self.proc.pid
+        self.rpc = self.proxy()
+
+    def proxy(self):
+        return xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(self.sock))
+
+    def ctl(self, *args):
+        return [PY_SUPERVISORCTL, "-c", self.config, *args]
+
+    def states(self):
+        return [p["statename"].lower() for p in self.rpc.supervisor.getAllProcessInfo()]
+
+    def close(self):
+        stop_process(self.proc, timeout=300)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- workloads -----------------------------------------------------------------------------
+
+
+def true_jobs(n):
+    return {f"j{i}": ["/bin/true"] for i in range(n)}
+
+
+def sleep_jobs(n):
+    return {f"j{i}": SLEEP for i in range(n)}
+
+
+def spawn_join(n, reps, systems):
+    """(a) start N short jobs and wait until all have ended."""
+    out = {}
+    if "floor" in systems:
+        out["floor"] = summary([wall([FLOOR, "spawn", str(n)]) * 1e3 for _ in range(reps)], "ms")
+    if "ours" in systems:
+        d = Ours(true_jobs(n), {"autostart": False, "start_secs": 0})
+        try:
+            xs = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                subprocess.run(d.ctl("start", "--all"), check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(d.ctl("wait", "--all"), check=True, stdout=subprocess.DEVNULL)
+                xs.append((time.perf_counter() - t) * 1e3)
+            out["ours"] = summary(xs, "ms")
+        finally:
+            d.close()
+    if "theirs" in systems:
+        d = Theirs(true_jobs(n), {"autostart": "false", "startsecs": 0, "autorestart": "false"})
+        try:
+            xs = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                # supervisorctl has no `wait`: start from the CLI, then join by polling.
+                r = subprocess.run(d.ctl("start", "all"), capture_output=True, text=True)
+                if r.returncode != 0:
+                    bad = [l for l in r.stdout.splitlines() if "started" not in l]
+                    log(f"  supervisorctl start all exited {r.returncode}: {bad[:3]}")
+                wait_for(lambda: all(s == "exited" for s in d.states()), 600, "join", 0.01)
+                xs.append((time.perf_counter() - t) * 1e3)
+            out["theirs"] = summary(xs, "ms")
+        finally:
+            d.close()
+    return out
+
+
+def wait_running(d, n, timeout):
+    wait_for(
+        lambda: sum(s == "running" for s in d.states()) == n, timeout, f"{n} jobs running", 0.2
+    )
+
+
+def settle(pid, quiet=1.0, timeout=60):
+    """Wait until start-up work (log files being created, ...) is over: a whole `quiet`
+    second without a context switch in the daemon, or `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = proc_sample(pid)[0]
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = proc_sample(pid)[0]
+        if now == last:
+            return
+        last = now
+
+
+def idle(n, seconds, systems):
+    """(b) N sleeping jobs, nothing asked: what the daemon costs while nothing happens."""
+    out = {}
+    for key, make in (
+        ("ours", lambda: Ours(sleep_jobs(n), {"start_secs": 0})),
+        ("theirs", lambda: Theirs(sleep_jobs(n), {"startsecs": 0})),
+    ):
+        if key not in systems:
+            continue
+        d = make()
+        try:
+            wait_running(d, n, 600)
+            if key == "theirs":
+                d.rpc = None  # drop the keep-alive connection
+            settle(d.pid, timeout=60 if key == "ours" else 3)
+            s0, t0, _ = proc_sample(d.pid)
+            time.sleep(seconds)
+            s1, t1, rss = proc_sample(d.pid)
+            out[key] = {
+                "switches": s1 - s0,
+                "ticks": t1 - t0,
+                "rss_kib": rss,
+                "seconds": seconds,
+            }
+        finally:
+            d.close()
+    return out
+
+
+def status_and_terminate(n, rpc_reps, cli_reps, term_reps, systems):
+    """(c) status of N jobs, in process and as a whole command; (d) terminate one of N."""
+    out = {"rpc": {}, "cli": {}, "terminate": {}}
+    out["cli"]["/bin/true"] = summary([wall(["/bin/true"]) * 1e3 for _ in range(cli_reps)], "ms")
+    if "ours" in systems:
+        d = Ours(sleep_jobs(n), {"start_secs": 0})
+        try:
+            wait_running(d, n, 120)
+            c = d.conn()
+            req = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
+            for _ in range(20):
+                c.raw_round_trip(req)
+            xs = []
+            for _ in range(rpc_reps):
+                t = time.perf_counter()
+                c.raw_round_trip(req)
+                xs.append((time.perf_counter() - t) * 1e6)
+            out["rpc"]["ours"] = summary(xs, "us")
+            out["cli"]["ours"] = summary(
+                [wall(d.ctl("status")) * 1e3 for _ in range(cli_reps)], "ms"
+            )
+            xs = []
+            for i in range(term_reps):
+                t = time.perf_counter()
+                c.call("terminate", {"names": [f"j{i}"]})
+                xs.append((time.perf_counter() - t) * 1e3)
+            out["terminate"]["ours"] = summary(xs, "ms")
+            c.close()
+        finally:
+            d.close()
+    if "theirs" in systems:
+        d = Theirs(sleep_jobs(n), {"startsecs": 0})
+        try:
+            wait_running(d, n, 300)
+            reps = max(rpc_reps // 5, 20)
+            xs = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                d.rpc.supervisor.getAllProcessInfo()
+                xs.append((time.perf_counter() - t) * 1e6)
+            out["rpc"]["theirs"] = summary(xs, "us")
+            out["cli"]["theirs"] = summary(
+                [wall(d.ctl("status")) * 1e3 for _ in range(max(cli_reps // 5, 5))], "ms"
+            )
+            xs = []
+            for i in range(term_reps):
+                t = time.perf_counter()
+                d.rpc.supervisor.stopProcess(f"j{i}", True)
+                xs.append((time.perf_counter() - t) * 1e3)
+            out["terminate"]["theirs"] = summary(xs, "ms")
+        finally:
+            d.close()
+    return out
+
+
+def read_stamp(path):
+    with open(path) as f:
+        return int(f.read())
+
+
+def exit_detection(reps, systems):
+    """(e) from a job's own exit (a timestamp written just before it) to the `exited` event."""
+    out = {}
+    stamps = tempfile.mkdtemp(prefix="svb-stamps-")
+    jobs = {f"e{i}": [FLOOR, "stamp", os.path.join(stamps, f"e{i}")] for i in range(reps)}
+    try:
+        if "ours" in systems:
+            d = Ours(jobs, {"autostart": False, "start_secs": 0})
+            try:
+                sub, ctl = d.conn(), d.conn()
+                sub.call("subscribe")
+                xs = []
+                for i in list(range(reps)) * 2:
+                    name = f"e{i}"
+                    ctl.call("start", {"names": [name]})
+                    while True:
+                        msg = json.loads(sub.line())
+                        p = msg.get("params", {})
+                        if msg.get("method") == "event" and p.get("name") == name and p.get(
+                            "to"
+                        ) in ("exited", "fatal", "backoff"):
+                            seen = time.time_ns()
+                            break
+                    xs.append((seen - read_stamp(jobs[name][2])) / 1e3)
+                out["ours"] = summary(xs[reps:], "us")
+                out["ours_first_run"] = summary(xs[:reps], "us")
+                sub.close()
+                ctl.close()
+            finally:
+                d.close()
+        if "theirs" in systems:
+            d = Theirs(jobs, {"autostart": "false", "startsecs": 0, "autorestart": "false"})
+            try:
+                xs = []
+                for i in list(range(reps)) * 2:
+                    name = f"e{i}"
+                    d.rpc.supervisor.startProcess(name, False)
+                    while d.rpc.supervisor.getProcessInfo(name)["statename"] != "EXITED":
+                        pass
+                    seen = time.time_ns()
+                    xs.append((seen - read_stamp(jobs[name][2])) / 1e3)
+                out["theirs"] = summary(xs[reps:], "us")
+                out["theirs_first_run"] = summary(xs[:reps], "us")
+            finally:
+                d.close()
+    finally:
+        shutil.rmtree(stamps, ignore_errors=True)
+    return out
+
+
+def capture():
+    """(f) 1 GiB of output captured vs `cat` — Engineer B's bench/capture.sh, when present."""
+    script = os.path.join(BENCH, "capture.sh")
+    if not os.access(script, os.X_OK):
+        return {"note": "bench/capture.sh is not here yet: output capture not measured"}
+    r = subprocess.run([script], capture_output=True, text=True, cwd=ROOT)
+    return {"note": f"bench/capture.sh exited {r.returncode}", "output": r.stdout.strip()}
+
+
+def scale(n):
+    """10,000 sleeping jobs: start, status, shutdown."""
+    t = time.perf_counter()
+    d = Ours(sleep_jobs(n), {"start_secs": 0})
+    try:
+        wait_running(d, n, 600)
+        started = time.perf_counter() - t
+        _, _, rss = proc_sample(d.pid)
+        c = d.conn()
+        req = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
+        xs = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            c.raw_round_trip(req)
+            xs.append((time.perf_counter() - t0) * 1e3)
+        c.close()
+        cli = [wall(d.ctl("status")) * 1e3 for _ in range(5)]
+        fds = len(os.listdir(f"/proc/{d.pid}/fd"))
+        t0 = time.perf_counter()
+        subprocess.run(d.ctl("shutdown"), check=True, stdout=subprocess.DEVNULL)
+        d.proc.wait(300)
+        shutdown = time.perf_counter() - t0
+        return {
+            "jobs": n,
+            "start_s": started,
+            "rss_kib": rss,
+            "fds": fds,
+            "status_rpc": summary(xs, "ms"),
+            "status_cli": summary(cli, "ms"),
+            "shutdown_s": shutdown,
+            "exit_code": d.proc.returncode,
+        }
+    finally:
+        d.close()
+
+
+# ---- setup and report ----------------------------------------------------------------------
+
+
+def setup(need_python):
+    os.makedirs(OUT, exist_ok=True)
+    log("building release binaries ...")
+    subprocess.run(
+        ["cargo", "build", "--release", "--bin", "supervisord", "--bin", "supctl"],
+        cwd=ROOT,
+        check=True,
+    )
+    log("compiling the floor ...")
+    subprocess.run(
+        ["rustc", "-O", "--edition", "2021", "-o", FLOOR, os.path.join(BENCH, "floor.rs")],
+        check=True,
+    )
+    if need_python and not os.path.exists(PY_SUPERVISORD):
+        log("creating bench/.venv with Python's Supervisor ...")
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        subprocess.run(
+            [os.path.join(VENV, "bin", "pip"), "install", "-q", "supervisor"], check=True
+        )
+
+
+def machine():
+    def first(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024
+    return {
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_mib": mem,
+        "rustc": first(["rustc", "--version"]),
+        "supervisord": first([SUPERVISORD, "--version"]),
+        "python": platform.python_version(),
+        "python_supervisor": first([PY_SUPERVISORD, "--version"]) if os.path.exists(PY_SUPERVISORD) else None,
+        "pid_max": open("/proc/sys/kernel/pid_max").read().strip(),
+        "threads_max": open("/proc/sys/kernel/threads-max").read().strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def fmt(s, digits=1):
+    if not s:
+        return "—"
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(s['median'])} ({f.format(s['min'])}–{f.format(s['max'])}) {s['unit']}"
+
+
+def ratio(a, b):
+    if not a or not b:
+        return "—"
+    return f"{a['median'] / b['median']:.2f}x"
+
+
+def report(res, args):
+    m = res["machine"]
+    L = [
+        "# Benchmark results",
+        "",
+        f"Produced by `python3 bench/run.py{' --quick' if args.quick else ''}` on {m['date']}.",
+        "",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory_mib']} MiB, Linux {m['kernel']}",
+        f"- {m['supervisord']} built with {m['rustc']} (release)",
+        f"- Python Supervisor {m['python_supervisor']} on Python {m['python']}",
+        "- cells: median (min–max) over the runs; ratios are of medians",
+        "",
+    ]
+    if "spawn" in res:
+        L += [
+            "## (a) spawn + join N short jobs (`/bin/true`)",
+            "",
+            "supervisord: `supctl start --all` then `supctl wait --all` (two client processes).",
+            "Supervisor: `supervisorctl start all`, then polling `getAllProcessInfo` until every",
+            "program is EXITED (supervisorctl has no wait). Floor: `bench/floor spawn N`.",
+            "",
+            "| N | floor | supervisord | ratio | Supervisor | ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n, r in res["spawn"].items():
+            L.append(
+                f"| {n} | {fmt(r.get('floor'))} | {fmt(r.get('ours'))} | {ratio(r.get('ours'), r.get('floor'))}"
+                f" | {fmt(r.get('theirs'))} | {ratio(r.get('theirs'), r.get('floor'))} |"
+            )
+        L.append("")
+    if "idle" in res:
+        L += [
+            "## (b) idle: N `sleep` jobs running, nothing asked, 10 s",
+            "",
+            "Context switches summed over every thread of the daemon (`/proc/PID/task/*/status`),",
+            "CPU ticks (utime+stime, 1 tick = 10 ms), resident memory at the end.",
+            "",
+            "| N | system | context switches | CPU ticks | RSS |",
+            "|---|---|---|---|---|",
+        ]
+        for n, r in res["idle"].items():
+            for key, label in (("ours", "supervisord"), ("theirs", "Supervisor")):
+                if key in r:
+                    x = r[key]
+                    L.append(
+                        f"| {n} | {label} | {x['switches']} in {x['seconds']} s | {x['ticks']} | {x['rss_kib'] / 1024:.1f} MiB |"
+                    )
+        L.append("")
+    if "status" in res:
+        r = res["status"]
+        L += [
+            f"## (c) status of {args.status_jobs} jobs, (d) terminate one of them",
+            "",
+            "RPC: round trip on one open connection, measured in this script (request sent →",
+            "whole answer line read; Supervisor's includes XML-RPC decoding in Python).",
+            "Whole command: wall time of `supctl status` / `supervisorctl status` vs `/bin/true`.",
+            "Terminate: `terminate` (waits for the exit) of one `sleep` job, over RPC.",
+            "",
+            "| measure | supervisord | Supervisor |",
+            "|---|---|---|",
+            f"| status RPC median (min–max) | {fmt(r['rpc'].get('ours'))} | {fmt(r['rpc'].get('theirs'), 0)} |",
+            f"| status RPC p99 | {r['rpc']['ours']['p99']:.1f} us |"
+            + (f" {r['rpc']['theirs']['p99']:.0f} us |" if r["rpc"].get("theirs") else " — |")
+            if r["rpc"].get("ours")
+            else "| status RPC p99 | — | — |",
+            f"| whole status command | {fmt(r['cli'].get('ours'), 2)} | {fmt(r['cli'].get('theirs'))} |",
+            f"| ... vs `/bin/true` {fmt(r['cli']['/bin/true'], 2)} | {ratio(r['cli'].get('ours'), r['cli']['/bin/true'])}"
+            f" | {ratio(r['cli'].get('theirs'), r['cli']['/bin/true'])} |",
+            f"| terminate one job | {fmt(r['terminate'].get('ours'), 2)} | {fmt(r['terminate'].get('theirs'))} |",
+            "",
+        ]
+    if "exit" in res:
+        r = res["exit"]
+        L += [
+            "## (e) exit detection",
+            "",
+            "The job (`bench/floor stamp FILE`) writes the wall clock just before it exits; the",
+            "script notes the wall clock when it has the news. supervisord: the `exited` event on",
+            "a `subscribe` connection. Supervisor: `getProcessInfo` polled in a tight loop",
+            "(so its figure includes up to one XML-RPC round trip of polling).",
+            "",
+            "Each job runs twice; the first run also creates the job's log files (on this",
+            "machine's ext4 that alone can take a millisecond), the second is the steady state.",
+            "",
+            "| system | exit → event seen (second run) | first run |",
+            "|---|---|---|",
+            f"| supervisord | {fmt(r.get('ours'), 0)} | {fmt(r.get('ours_first_run'), 0)} |",
+            f"| Supervisor | {fmt(r.get('theirs'), 0)} | {fmt(r.get('theirs_first_run'), 0)} |",
+            "",
+        ]
+    if "capture" in res:
+        L += ["## (f) output capture, 1 GiB", "", res["capture"]["note"], ""]
+        if res["capture"].get("output"):
+            L += ["```", res["capture"]["output"], "```", ""]
+    if "scale" in res:
+        s = res["scale"]
+        L += [
+            f"## Scale: {s['jobs']} sleeping jobs (supervisord only)",
+            "",
+            f"- start (daemon launch → all `running`): {s['start_s']:.2f} s",
+            f"- RSS with all running: {s['rss_kib'] / 1024:.1f} MiB; open descriptors: {s['fds']}",
+            f"- status RPC (whole table): {fmt(s['status_rpc'])}; `supctl status`: {fmt(s['status_cli'])}",
+            f"- `supctl shutdown` → daemon exited: {s['shutdown_s']:.2f} s (exit code {s['exit_code']})",
+            f"- limits here: pid_max {m['pid_max']}, threads-max {m['threads_max']}",
+            "",
+        ]
+    return "\n".join(L)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    ap.add_argument("--no-python", action="store_true", help="leave Python's Supervisor out")
+    ap.add_argument(
+        "--only",
+        default="spawn,idle,status,exit,capture,scale",
+        help="comma-separated workloads (default: all)",
+    )
+    ap.add_argument("--status-jobs", type=int, default=200)
+    ap.add_argument("--scale-jobs", type=int, default=10_000)
+    ap.add_argument("--idle-seconds", type=int, default=10)
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--results", default=os.path.join(BENCH, "RESULTS.md"))
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    systems = {"floor", "ours"} | (set() if args.no_python else {"theirs"})
+    if not args.no_build:
+        setup(not args.no_python)
+    reps = 3 if args.quick else 7
+    res = {"machine": machine()}
+    try:
+        if "spawn" in only:
+            res["spawn"] = {}
+            for n in (500, 1000):
+                log(f"(a) spawn+join {n} ...")
+                res["spawn"][n] = spawn_join(n, reps, systems)
+        if "idle" in only:
+            res["idle"] = {}
+            for n in (200, 1000):
+                log(f"(b) idle with {n} jobs ...")
+                res["idle"][n] = idle(n, args.idle_seconds, systems)
+        if "status" in only:
+            log("(c, d) status and terminate ...")
+            res["status"] = status_and_terminate(
+                args.status_jobs, 200 if args.quick else 1000, 20 if args.quick else 100, 20, systems
+            )
+        if "exit" in only:
+            log("(e) exit detection ...")
+            res["exit"] = exit_detection(30 if args.quick else 100, systems)
+        if "capture" in only:
+            log("(f) capture ...")
+            res["capture"] = capture()
+        if "scale" in only:
+            log(f"scale: {args.scale_jobs} jobs ...")
+            res["scale"] = scale(args.scale_jobs)
+    finally:
+        for p in list(STARTED):
+            stop_process(p)
+    text = report(res, args)
+    with open(args.results, "w") as f:
+        f.write(text + "\n")
+    log(f"wrote {args.results}")
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
