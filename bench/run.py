@@ -70,6 +70,17 @@ def wall(cmd, **kw):
     return time.perf_counter() - t
 
 
+def can_raise():
+    """Whether this process may raise its open-files hard limit (CAP_SYS_RESOURCE)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard + 1))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        return True
+    except (ValueError, OSError):
+        return False
+
+
 def raise_fds():
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
@@ -517,10 +528,12 @@ def capture():
     return {"note": f"bench/capture.sh exited {r.returncode}", "output": r.stdout.strip()}
 
 
-def scale(n):
-    """10,000 sleeping jobs: start, status, shutdown."""
+def scale(n, output):
+    """10,000 sleeping jobs: start, status, shutdown. `output`: where their stdout and
+    stderr go. Captured output costs five descriptors a job (two pipes and a pidfd on the
+    runtime, two log files on the writer thread); "null" costs one (the pidfd)."""
     t = time.perf_counter()
-    d = Ours(sleep_jobs(n), {"start_secs": 0})
+    d = Ours(sleep_jobs(n), {"start_secs": 0, "stdout": output, "stderr": output})
     try:
         wait_running(d, n, 600)
         started = time.perf_counter() - t
@@ -541,6 +554,7 @@ def scale(n):
         shutdown = time.perf_counter() - t0
         return {
             "jobs": n,
+            "output": output,
             "start_s": started,
             "rss_kib": rss,
             "fds": fds,
@@ -714,10 +728,16 @@ def report(res, args):
         L += ["## (f) output capture, 1 GiB", "", res["capture"]["note"], ""]
         if res["capture"].get("output"):
             L += ["```", res["capture"]["output"], "```", ""]
-    if "scale" in res:
+    if "scale" in res and "error" in res["scale"]:
+        L += ["## Scale", "", f"Failed: {res['scale']['error']}", ""]
+    elif "scale" in res:
         s = res["scale"]
         L += [
             f"## Scale: {s['jobs']} sleeping jobs (supervisord only)",
+            "",
+            f"Jobs' output: `{s['output']}`; open-files hard limit {s['fd_hard_limit']}. Captured",
+            "output costs five descriptors a job, `null` one; when the hard limit cannot hold",
+            "five a job (and this process may not raise it), the run uses `null`.",
             "",
             f"- start (daemon launch → all `running`): {s['start_s']:.2f} s",
             f"- RSS with all running: {s['rss_kib'] / 1024:.1f} MiB; open descriptors: {s['fds']}",
@@ -752,16 +772,19 @@ def main():
     reps = 3 if args.quick else 7
     res = {"machine": machine()}
     try:
+        save = lambda: json.dump(res, open(os.path.join(OUT, "partial.json"), "w"), indent=1)
         if "spawn" in only:
             res["spawn"] = {}
             for n in (500, 1000):
                 log(f"(a) spawn+join {n} ...")
                 res["spawn"][n] = spawn_join(n, reps, systems)
+                save()
         if "idle" in only:
             res["idle"] = {}
             for n in (200, 1000):
                 log(f"(b) idle with {n} jobs ...")
                 res["idle"][n] = idle(n, args.idle_seconds, systems)
+                save()
         if "status" in only:
             log("(c, d) status and terminate ...")
             res["status"] = status_and_terminate(
@@ -774,8 +797,16 @@ def main():
             log("(f) capture ...")
             res["capture"] = capture()
         if "scale" in only:
-            log(f"scale: {args.scale_jobs} jobs ...")
-            res["scale"] = scale(args.scale_jobs)
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            # Five descriptors a job with captured output; one without (see `scale`).
+            room = FD_LIMIT if can_raise() else hard
+            output = "log" if args.scale_jobs * 5 + 100 < room else "null"
+            log(f"scale: {args.scale_jobs} jobs, output {output} (open-files hard limit {hard}) ...")
+            try:
+                res["scale"] = scale(args.scale_jobs, output)
+            except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+                res["scale"] = {"jobs": args.scale_jobs, "output": output, "error": str(e)}
+            res["scale"]["fd_hard_limit"] = hard
     finally:
         for p in list(STARTED):
             stop_process(p)
