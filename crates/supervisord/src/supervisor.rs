@@ -530,6 +530,7 @@ impl Supervisor {
         match process::spawn(
             &entry.spec,
             run_id,
+            self.guard.is_some(),
             &self.logs,
             &self.reports_tx,
             &self.tracker,
