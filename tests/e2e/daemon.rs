@@ -212,12 +212,11 @@ fn a_sigkilled_daemon_leaves_no_job_process() {
     });
     d.signal(Signal::SIGKILL);
     d.wait_exit();
+    // A process being killed loses its command line before it is gone, so wait on the
+    // pids themselves too.
     wait_until("every job process to be gone", DEADLINE, || {
-        pids_with_arg(&m).is_empty().then_some(())
+        (pids_with_arg(&m).is_empty() && procs.iter().all(|p| !alive(*p))).then_some(())
     });
-    for p in procs {
-        assert!(!alive(p), "{p} outlived supervisord");
-    }
 }
 
 #[test]
@@ -448,12 +447,30 @@ command = ["sh", "-c", "sh -c 'sleep 0.3' {m} & exit 0"]
     assert!(pids_with_arg(&m).is_empty());
 }
 
-/// The two layers behind "no job outlives supervisord", one at a time: with the guard
-/// gone too, PR_SET_PDEATHSIG still ends every job's leader (grandchildren are what the
-/// guard is for, so this test ends them itself).
+/// The guard's pid among the daemon's children (other than `not`).
+fn guard_pid(d: &Daemon, not: Option<i32>) -> i32 {
+    wait_until("a guard process", DEADLINE, || {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", d.pid())).ok()?;
+        tasks.flatten().find_map(|t| {
+            let children = std::fs::read_to_string(t.path().join("children")).ok()?;
+            children.split_whitespace().find_map(|p| {
+                let pid = p.parse::<i32>().ok().filter(|p| Some(*p) != not)?;
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                String::from_utf8_lossy(&cmd)
+                    .contains("__guard")
+                    .then_some(pid)
+            })
+        })
+    })
+}
+
+/// Jobs are spawned without a parent-death signal while a guard runs (so std can use
+/// posix_spawn), which makes the guard the one line of defence: a killed guard is
+/// replaced, told every live group, and still ends every job — leaders and
+/// grandchildren — when supervisord is SIGKILLed.
 #[test]
-fn without_the_guard_parent_death_still_ends_every_leader() {
-    let m = marker("pdeath");
+fn a_killed_guard_is_replaced_and_still_ends_every_job() {
+    let m = marker("reguard");
     let d = Daemon::prepare("");
     let script = tree_script(&d);
     let file: String = (0..3)
@@ -461,28 +478,28 @@ fn without_the_guard_parent_death_still_ends_every_leader() {
         .collect();
     std::fs::write(&d.config, jobs(&file)).expect("write");
     let mut d = d.launch(&[]);
-    let leaders: Vec<u32> = (0..3).map(|i| running(&d, &format!("t{i}"))).collect();
-    let guard = wait_until("the guard process", DEADLINE, || {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", d.pid())).ok()?;
-        tasks.flatten().find_map(|t| {
-            let children = std::fs::read_to_string(t.path().join("children")).ok()?;
-            children.split_whitespace().find_map(|p| {
-                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
-                String::from_utf8_lossy(&cmd)
-                    .contains("__guard")
-                    .then(|| p.parse::<i32>().ok())
-                    .flatten()
-            })
-        })
+    for i in 0..3 {
+        running(&d, &format!("t{i}"));
+    }
+    wait_until("leaders and grandchildren", DEADLINE, || {
+        (pids_with_arg(&m).len() >= 6).then_some(())
     });
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(guard), Signal::SIGKILL)
+    let first = guard_pid(&d, None);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL)
         .expect("kill the guard");
+    let second = guard_pid(&d, Some(first));
+    assert_ne!(first, second);
+    wait_until("the replacement noted in the log", DEADLINE, || {
+        d.stderr().contains("started a new one").then_some(())
+    });
+    // Jobs started after the replacement are guarded too.
+    d.ok("restart", serde_json::json!({"names": ["t0"]}));
+    running(&d, "t0");
     d.signal(Signal::SIGKILL);
     d.wait_exit();
-    wait_until("every leader to die with supervisord", DEADLINE, || {
-        leaders.iter().all(|p| !alive(*p)).then_some(())
-    });
-    for p in pids_with_arg(&m) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), Signal::SIGKILL);
-    }
+    wait_until(
+        "every job process to die with supervisord",
+        DEADLINE,
+        || pids_with_arg(&m).is_empty().then_some(()),
+    );
 }

@@ -1,15 +1,18 @@
 //! The guard: a tiny helper process that kills every job's process group if supervisord
 //! dies without stopping them (SIGKILL, OOM kill, a crash).
 //!
-//! `PR_SET_PDEATHSIG` covers a job's leader but not the leader's children, which live on
-//! in the job's process group. So supervisord starts this helper (its own binary, re-run
+//! `PR_SET_PDEATHSIG` would cover a job's leader but not the leader's children, which
+//! live on in the job's process group, and setting it makes every spawn a full fork. So
+//! supervisord starts this helper (its own binary, re-run
 //! with a hidden argument) and tells it over a pipe which process groups are live
 //! (`+pgid` / `-pgid` lines). When the pipe reaches end of file — supervisord has exited,
 //! however it exited — the helper SIGKILLs every group still listed and exits. After a
 //! clean shutdown the list is empty and it simply exits.
 //!
 //! The helper ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT and leads its own process
-//! group, so a ^C or a signal to supervisord's group cannot take it out first.
+//! group, so a ^C or a signal to supervisord's group cannot take it out first. If it dies
+//! anyway, supervisord notices (SIGCHLD, or a broken pipe), starts a new one and tells it
+//! every live group; only if none can be started do jobs get `PR_SET_PDEATHSIG`.
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, Write};
@@ -89,6 +92,19 @@ impl Guard {
             self.stdin = None;
             self.pending = Vec::new();
         }
+    }
+
+    /// Whether the guard can still do its job: its pipe works and it has not exited.
+    /// Reaps it if it has exited.
+    pub fn is_alive(&mut self) -> bool {
+        self.stdin.is_some() && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Get rid of a guard that can no longer be told anything: SIGKILL it first, so that
+    /// closing its pipe cannot make it kill the jobs it knew, then reap it.
+    pub fn discard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Close the pipe (the guard exits) and reap the guard.

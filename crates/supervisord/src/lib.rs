@@ -15,8 +15,8 @@
 //!   WATCHDOG); [`import`] turns a Supervisor INI file into a job file.
 //!
 //! [`daemon::run`] wires them together and is what `main` calls; it runs on a
-//! current-thread runtime, so every child is forked from the main thread (which is what
-//! `PR_SET_PDEATHSIG` needs to be reliable).
+//! current-thread runtime, so every child is spawned from the main thread (which is what
+//! `PR_SET_PDEATHSIG`, the fallback when no guard runs, needs to be reliable).
 #![warn(clippy::unwrap_used)]
 
 pub mod config;

@@ -451,6 +451,7 @@ impl Supervisor {
 
     /// SIGCHLD: reap adopted orphans and forget process groups that emptied.
     fn reap(&mut self) {
+        self.mend_guard();
         let mut ours: HashSet<u32> = self
             .jobs
             .values()
@@ -469,6 +470,39 @@ impl Supervisor {
         for pgid in gone {
             self.lingering.remove(&pgid);
             self.forget_group(pgid);
+        }
+    }
+
+    /// Replace a guard that died (killed, or its pipe broke) and tell the new one every
+    /// live process group. Jobs are spawned without a parent-death signal while a guard
+    /// runs, so the guard must not stay missing.
+    fn mend_guard(&mut self) {
+        let Some(old) = self.guard.as_mut() else {
+            return;
+        };
+        if old.is_alive() {
+            return;
+        }
+        if let Some(old) = self.guard.take() {
+            old.discard();
+        }
+        match Guard::spawn() {
+            Ok(mut g) => {
+                let live = self
+                    .jobs
+                    .values()
+                    .filter_map(|e| e.run.as_ref().map(|r| r.pid))
+                    .chain(self.lingering.keys().copied());
+                for pgid in live {
+                    g.watch(pgid);
+                }
+                tracing::warn!(pid = g.pid(), "the guard process died; started a new one");
+                self.guard = Some(g);
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "the guard process died and cannot be restarted; running jobs may outlive a crash of supervisord"
+            ),
         }
     }
 
@@ -522,6 +556,7 @@ impl Supervisor {
         if self.phase != Phase::Serving {
             return;
         }
+        self.mend_guard();
         let Some(entry) = self.jobs.get(name) else {
             return;
         };
