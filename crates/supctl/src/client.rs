@@ -1,7 +1,9 @@
 //! A blocking client for the control socket: one request at a time, notifications
 //! handed to the caller. No async runtime: supctl starts in about a millisecond.
 
-use protocol::{Notification, Request, Response, RpcError};
+use protocol::{Job, Notification, Request, RpcError};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -67,7 +69,7 @@ impl Client {
         &mut self,
         request: &Request,
         mut on_note: impl FnMut(Notification),
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Reply, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut line = request.to_line(id);
@@ -76,36 +78,37 @@ impl Client {
             .write_all(line.as_bytes())
             .map_err(|e| ClientError::Broken(e.to_string()))?;
         loop {
-            let msg = self.read()?;
-            if msg.get("id").is_some() {
-                let resp: Response = serde_json::from_value(msg)
-                    .map_err(|e| ClientError::Broken(format!("bad response: {e}")))?;
-                if resp.id == id || resp.id.is_null() {
-                    return resp.into_result().map_err(ClientError::Rpc);
+            match self.read()? {
+                Message::Response {
+                    id: got,
+                    result,
+                    error,
+                } => {
+                    if got == id || got.is_null() {
+                        return match (result, error) {
+                            (_, Some(e)) => Err(ClientError::Rpc(e)),
+                            (raw, None) => Ok(Reply(raw)),
+                        };
+                    }
                 }
-            } else if let Ok(note) = serde_json::from_value::<Notification>(msg) {
-                on_note(note);
+                Message::Note(note) => on_note(note),
             }
         }
     }
 
     /// Send a request and wait for its answer.
-    pub fn call(&mut self, request: &Request) -> Result<Value, ClientError> {
+    pub fn call(&mut self, request: &Request) -> Result<Reply, ClientError> {
         self.call_with(request, |_| {})
     }
 
     /// The next notification; `None` when the daemon closed the connection.
     pub fn next_notification(&mut self) -> Result<Option<Notification>, ClientError> {
         loop {
-            let msg = match self.read() {
-                Ok(m) => m,
+            match self.read() {
+                Ok(Message::Note(note)) => return Ok(Some(note)),
+                Ok(Message::Response { .. }) => {}
                 Err(ClientError::Broken(ref why)) if why == EOF => return Ok(None),
                 Err(e) => return Err(e),
-            };
-            if msg.get("id").is_none() {
-                if let Ok(note) = serde_json::from_value::<Notification>(msg) {
-                    return Ok(Some(note));
-                }
             }
         }
     }
@@ -118,14 +121,84 @@ impl Client {
         }
     }
 
-    fn read(&mut self) -> Result<Value, ClientError> {
+    /// Read one line and sort it: a response (its result kept as raw JSON, parsed only
+    /// into what the caller needs) or a notification.
+    fn read(&mut self) -> Result<Message, ClientError> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
-            Ok(0) => Err(ClientError::Broken(EOF.into())),
-            Ok(_) => serde_json::from_str(&line)
-                .map_err(|e| ClientError::Broken(format!("unreadable answer: {e}"))),
-            Err(e) => Err(ClientError::Broken(e.to_string())),
+            Ok(0) => return Err(ClientError::Broken(EOF.into())),
+            Ok(_) => {}
+            Err(e) => return Err(ClientError::Broken(e.to_string())),
         }
+        let env: Envelope = serde_json::from_str(&line)
+            .map_err(|e| ClientError::Broken(format!("unreadable answer: {e}")))?;
+        Ok(match env.method {
+            Some(method) => Message::Note(Notification {
+                jsonrpc: env.jsonrpc,
+                method,
+                params: env.params.unwrap_or(Value::Null),
+            }),
+            None => Message::Response {
+                id: env.id.unwrap_or(Value::Null),
+                result: env.result,
+                error: env.error,
+            },
+        })
+    }
+}
+
+/// One line from the daemon, before it is sorted.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    jsonrpc: String,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<RpcError>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    params: Option<Value>,
+}
+
+enum Message {
+    Response {
+        id: Value,
+        result: Option<Box<RawValue>>,
+        error: Option<RpcError>,
+    },
+    Note(Notification),
+}
+
+/// A method's result, kept as the JSON text the daemon sent: printed as is for `--json`,
+/// parsed straight into jobs for tables (no intermediate `Value` tree for 200 jobs).
+/// (`None`: the result was `null` or absent.)
+pub struct Reply(Option<Box<RawValue>>);
+
+impl Reply {
+    /// The result's JSON text.
+    pub fn raw(&self) -> &str {
+        self.0.as_deref().map_or("null", RawValue::get)
+    }
+
+    /// The result as a JSON value.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.raw()).unwrap_or(Value::Null)
+    }
+
+    /// The result's `jobs`, if it has them.
+    pub fn jobs(&self) -> Vec<Job> {
+        #[derive(Deserialize)]
+        struct Jobs {
+            #[serde(default)]
+            jobs: Vec<Job>,
+        }
+        serde_json::from_str::<Jobs>(self.raw())
+            .map(|j| j.jobs)
+            .unwrap_or_default()
     }
 }
 

@@ -9,8 +9,8 @@ mod render;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError};
 use protocol::{
-    AddParams, Job, KillParams, LogsParams, NamesParams, Request, Selection, ShutdownParams,
-    Signal, Stream, TerminateParams, WaitParams,
+    AddParams, KillParams, LogsParams, NamesParams, Request, Selection, ShutdownParams, Signal,
+    Stream, TerminateParams, WaitParams,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -325,14 +325,6 @@ fn socket_from_job_file(file: &Path) -> Result<Option<PathBuf>, String> {
     Ok(socket.map(|s| base.join(s)))
 }
 
-fn jobs_of(v: &Value) -> Vec<Job> {
-    serde_json::from_value(v["jobs"].clone()).unwrap_or_default()
-}
-
-fn print_json(v: &Value) {
-    println!("{v}");
-}
-
 fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
     let colour = render::colour_enabled();
     let json_out = cli.json;
@@ -423,16 +415,16 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
     };
 
     let mut client = Client::connect(socket)?;
-    let result = client.call(&request)?;
+    let reply = client.call(&request)?;
 
     match &request {
         _ if is_alive => {
-            let jobs = jobs_of(&result);
+            let jobs = reply.jobs();
             let job = jobs
                 .first()
                 .ok_or(Failure::Failed(Some("no such job".into())))?;
             if json_out {
-                print_json(&result);
+                println!("{}", reply.raw());
             } else {
                 println!("{}", job.state);
             }
@@ -444,8 +436,8 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         }
         Request::Logs(p) => {
             if json_out {
-                print_json(&result);
-            } else if let Some(lines) = result["lines"].as_array() {
+                println!("{}", reply.raw());
+            } else if let Some(lines) = reply.value()["lines"].as_array() {
                 for l in lines {
                     println!("{}", l.as_str().unwrap_or_default());
                 }
@@ -476,7 +468,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             // from), then one line per event, and `{"lagged":true,"missed":N}` if they fell
             // behind.
             if json_out {
-                print_json(&result);
+                println!("{}", reply.raw());
             }
             while let Some(note) = client.next_notification()? {
                 let line = if json_out && note.method == "event" {
@@ -504,18 +496,20 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             Ok(())
         }
         _ if json_out => {
-            print_json(&result);
+            println!("{}", reply.raw());
             match &request {
-                Request::Wait(_) if result["success"] != json!(true) => Err(Failure::Failed(None)),
+                Request::Wait(_) if reply.value()["success"] != json!(true) => {
+                    Err(Failure::Failed(None))
+                }
                 _ => Ok(()),
             }
         }
         Request::Status(_) | Request::Start(_) | Request::Restart(_) | Request::Add(_) => {
-            print!("{}", render::table(&jobs_of(&result), colour));
+            print!("{}", render::table(&reply.jobs(), colour));
             Ok(())
         }
         Request::Terminate(p) => {
-            for job in jobs_of(&result) {
+            for job in reply.jobs() {
                 if p.wait == Some(false) {
                     println!("{}: {}", job.name, job.state);
                 } else {
@@ -525,7 +519,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             Ok(())
         }
         Request::Kill(p) => {
-            for job in jobs_of(&result) {
+            for job in reply.jobs() {
                 match job.pid {
                     Some(pid) => println!("{}: sent {} to pid {pid}", job.name, p.signal),
                     None => println!("{}: not running ({}), nothing sent", job.name, job.state),
@@ -534,22 +528,23 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             Ok(())
         }
         Request::Wait(_) => {
-            for job in jobs_of(&result) {
+            for job in reply.jobs() {
                 println!("{}", render::ended(&job));
             }
-            if result["success"] == json!(true) {
+            if reply.value()["success"] == json!(true) {
                 Ok(())
             } else {
                 Err(Failure::Failed(None))
             }
         }
         Request::Remove(_) => {
-            for job in jobs_of(&result) {
+            for job in reply.jobs() {
                 println!("removed {}", render::ended(&job));
             }
             Ok(())
         }
         Request::Reload => {
+            let result = reply.value();
             for key in ["added", "changed", "removed", "unchanged"] {
                 let names: Vec<&str> = result[key]
                     .as_array()
@@ -585,6 +580,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             Ok(())
         }
         Request::Ping => {
+            let result = reply.value();
             let up = Duration::from_millis(result["uptime_ms"].as_u64().unwrap_or(0));
             println!(
                 "supervisord {} pid {} up {} at {}",
