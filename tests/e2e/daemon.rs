@@ -31,6 +31,19 @@ fn tree_script(d: &Daemon) -> String {
     script.display().to_string()
 }
 
+/// Start a daemon whose jobs `names` each run [`tree_script`] tagged with `marker`
+/// (a leader and a grandchild in its group), with `extra` job keys.
+fn start_trees(marker: &str, names: &[&str], extra: &str) -> Daemon {
+    let d = Daemon::prepare("");
+    let script = tree_script(&d);
+    let file: String = names
+        .iter()
+        .map(|n| format!("[job.{n}]\ncommand = [\"sh\", \"{script}\", \"{marker}\"]\n{extra}\n"))
+        .collect();
+    std::fs::write(&d.config, jobs(&file)).expect("write job file");
+    d.launch(&[])
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -194,16 +207,7 @@ fn sigint_is_a_graceful_shutdown() {
 #[test]
 fn a_sigkilled_daemon_leaves_no_job_process() {
     let m = marker("orphan");
-    let mut d = Daemon::prepare("");
-    let script = tree_script(&d);
-    std::fs::write(
-        &d.config,
-        jobs(&format!(
-            "[job.tree]\ncommand = [\"sh\", \"{script}\", \"{m}\"]\n\n[job.tree2]\ncommand = [\"sh\", \"{script}\", \"{m}\"]\n"
-        )),
-    )
-    .expect("write");
-    d = d.launch(&[]);
+    let mut d = start_trees(&m, &["tree", "tree2"], "");
     running(&d, "tree");
     running(&d, "tree2");
     let procs = wait_until("leaders and grandchildren", DEADLINE, || {
@@ -245,16 +249,7 @@ stop_timeout = "300ms"
 #[test]
 fn stopping_a_job_ends_its_whole_process_group() {
     let m = marker("group");
-    let mut d = Daemon::prepare("");
-    let script = tree_script(&d);
-    std::fs::write(
-        &d.config,
-        jobs(&format!(
-            "[job.tree]\ncommand = [\"sh\", \"{script}\", \"{m}\"]\n"
-        )),
-    )
-    .expect("write");
-    d = d.launch(&[]);
+    let d = start_trees(&m, &["tree"], "");
     running(&d, "tree");
     let gc = wait_until("the grandchild", DEADLINE, || {
         pids_with_arg(&format!("{m}-grandchild")).first().copied()
@@ -273,16 +268,7 @@ fn stopping_a_job_ends_its_whole_process_group() {
 #[test]
 fn with_kill_group_false_a_grandchild_survives_the_stop_but_not_the_daemon() {
     let m = marker("nogroup");
-    let mut d = Daemon::prepare("");
-    let script = tree_script(&d);
-    std::fs::write(
-        &d.config,
-        jobs(&format!(
-            "[job.tree]\ncommand = [\"sh\", \"{script}\", \"{m}\"]\nkill_group = false\n"
-        )),
-    )
-    .expect("write");
-    d = d.launch(&[]);
+    let mut d = start_trees(&m, &["tree"], "kill_group = false");
     let leader = running(&d, "tree");
     let gc = wait_until("the grandchild", DEADLINE, || {
         pids_with_arg(&format!("{m}-grandchild")).first().copied()
@@ -471,13 +457,7 @@ fn guard_pid(d: &Daemon, not: Option<i32>) -> i32 {
 #[test]
 fn a_killed_guard_is_replaced_and_still_ends_every_job() {
     let m = marker("reguard");
-    let d = Daemon::prepare("");
-    let script = tree_script(&d);
-    let file: String = (0..3)
-        .map(|i| format!("[job.t{i}]\ncommand = [\"sh\", \"{script}\", \"{m}\"]\n\n"))
-        .collect();
-    std::fs::write(&d.config, jobs(&file)).expect("write");
-    let mut d = d.launch(&[]);
+    let mut d = start_trees(&m, &["t0", "t1", "t2"], "");
     for i in 0..3 {
         running(&d, &format!("t{i}"));
     }
