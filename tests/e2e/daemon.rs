@@ -6,7 +6,7 @@ use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -103,13 +103,7 @@ fn a_peer_with_another_uid_is_refused_and_root_is_served() {
 #[test]
 fn a_second_daemon_on_a_live_socket_refuses_and_names_the_pid() {
     let d = Daemon::start(&jobs(""));
-    let out = d
-        .command(&[])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run a second supervisord");
+    let out = d.run_once();
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -135,13 +129,7 @@ fn a_stale_socket_left_by_a_killed_daemon_is_replaced() {
 fn a_regular_file_at_the_socket_path_is_left_alone() {
     let d = Daemon::prepare(&jobs(""));
     std::fs::write(&d.socket, "precious").expect("write file");
-    let out = d
-        .command(&[])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run supervisord");
+    let out = d.run_once();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a socket"), "{err}");
@@ -155,13 +143,7 @@ fn a_regular_file_at_the_socket_path_is_left_alone() {
 fn a_socket_path_over_107_bytes_is_one_clear_line() {
     let mut d = Daemon::prepare(&jobs(""));
     d.socket = d.dir.path().join("x".repeat(120));
-    let out = d
-        .command(&[])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run supervisord");
+    let out = d.run_once();
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");

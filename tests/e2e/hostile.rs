@@ -632,20 +632,15 @@ fn a_missing_socket_folder_is_created_0700() {
 /// clear line at start, exit non-zero.
 #[test]
 fn unusable_socket_paths_are_a_clear_error_at_start() {
-    let d = Daemon::prepare(&jobs(VICTIM));
+    let mut d = Daemon::prepare(&jobs(VICTIM));
     std::fs::write(d.dir.path().join("file"), "").expect("file");
     let long = d.dir.path().join("x".repeat(120)).join("sock");
     for (socket, needle) in [
         (d.dir.path().join("file/sock"), "file/sock".to_owned()),
         (long.clone(), "107".to_owned()),
     ] {
-        let out = Command::new(bin("supervisord"))
-            .arg("--config")
-            .arg(&d.config)
-            .arg("--socket")
-            .arg(&socket)
-            .output()
-            .expect("run supervisord");
+        d.socket = socket;
+        let out = d.run_once();
         assert!(!out.status.success(), "{out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&needle), "{err}");

@@ -192,6 +192,17 @@ impl Daemon {
         cmd
     }
 
+    /// Run supervisord for this folder to completion (it is expected to refuse to start),
+    /// with its default log level, capturing stdout and stderr.
+    pub fn run_once(&self) -> Output {
+        self.command(&[])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run supervisord")
+    }
+
     /// Start supervisord and wait until it answers `ping`.
     pub fn launch(mut self, args: &[&str]) -> Daemon {
         let child = self.command(args).spawn().expect("spawn supervisord");
