@@ -1,5 +1,5 @@
 #!/bin/sh
-# Capture throughput (issue 4), run by hand:
+# Capture throughput, run by hand:
 #
 #   bench/capture.sh [SIZE] [ROUNDS]        # defaults: 1G 3
 #

@@ -1,4 +1,4 @@
-//! supervisord itself (SPEC §5): the socket and who may use it, one daemon per socket,
+//! supervisord itself (README, "supervisord"): the socket and who may use it, one daemon per socket,
 //! signals, no job outliving the daemon, process groups, batch mode, and what a job gets
 //! (environment, working folder, argv).
 

@@ -1,4 +1,4 @@
-//! The event stream (issue 4): `subscribe` order and fields, `supctl events` output, and
+//! The event stream (docs/protocol.md, "Notifications"): `subscribe` order and fields, `supctl events` output, and
 //! what a subscriber that never reads costs everyone else (nothing).
 
 use crate::support::*;

@@ -1,4 +1,4 @@
-//! Hardening (issue 5): hostile clients, hostile jobs and a hostile OS. Each attack is
+//! Hardening (docs/SECURITY.md): hostile clients, hostile jobs and a hostile OS. Each attack is
 //! followed by the same check: another client is served promptly and the bystander job
 //! was not touched (same pid, still alive).
 

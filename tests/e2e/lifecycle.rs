@@ -1,4 +1,4 @@
-//! Job lifecycle (issue 3, SPEC §3–§7): restart policies and their counters, backoff
+//! Job lifecycle (docs/jobfile.md, docs/protocol.md): restart policies and their counters, backoff
 //! measured from event timestamps, fatal, spawn errors, restart, reload, add/remove, and
 //! the draining shutdown.
 

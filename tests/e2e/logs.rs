@@ -1,4 +1,4 @@
-//! Output capture (issue 4): byte-exact files, rotation, `logs -n`, `logs -f`, inherit
+//! Output capture (docs/jobfile.md, "Output"): byte-exact files, rotation, `logs -n`, `logs -f`, inherit
 //! prefixes, timestamps, and the jobs whose output is not captured.
 
 use crate::support::*;

@@ -1,4 +1,4 @@
-//! The control protocol (SPEC §7) over a raw connection: every method, every error code,
+//! The control protocol (docs/protocol.md) over a raw connection: every method, every error code,
 //! the framing rules, and the Job object's fields.
 
 use crate::support::*;

@@ -1,4 +1,4 @@
-//! Soak (issue 5), run by hand: `cargo test -p supervisor-tests -- --ignored soak
+//! Soak, run by hand: `cargo test -p supervisor-tests -- --ignored soak
 //! --nocapture`. 20,000 start/exit cycles and 2,000 connect/status/disconnect cycles, then
 //! the daemon's descriptors and memory must be back where they started, with no zombie.
 

@@ -1,4 +1,4 @@
-//! supctl (SPEC §6) against a live daemon: each command, its output, and its exit code
+//! supctl (README, "supctl") against a live daemon: each command, its output, and its exit code
 //! (0 done, 1 failed or a waited job did not succeed, 2 usage, 3 unreachable).
 
 use crate::support::*;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Every field SPEC §7 lists for a Job, always present.
+/// Every field docs/protocol.md lists for a Job, always present.
 pub const JOB_FIELDS: [&str; 14] = [
     "name",
     "group",

@@ -68,6 +68,14 @@ impl RpcError {
         RpcError::new(code::INVALID_PARAMS, message)
     }
 
+    /// The same error with typed `data` attached.
+    fn with(self, data: &impl Serialize) -> Self {
+        match serde_json::to_value(data) {
+            Ok(v) => self.with_data(v),
+            Err(_) => self,
+        }
+    }
+
     /// 1001 for these names.
     pub fn no_such_job(names: Vec<String>) -> Self {
         let message = if names.len() == 1 {
@@ -75,13 +83,62 @@ impl RpcError {
         } else {
             format!("no such jobs: {}", names.join(", "))
         };
-        RpcError::new(code::NO_SUCH_JOB, message).with_data(serde_json::json!({ "names": names }))
+        RpcError::new(code::NO_SUCH_JOB, message).with(&NoSuchJob { names, group: None })
+    }
+
+    /// 1001 for a group no job belongs to.
+    pub fn no_such_group(group: &str) -> Self {
+        RpcError::new(code::NO_SUCH_JOB, format!("no such group: {group}")).with(&NoSuchJob {
+            names: Vec::new(),
+            group: Some(group.to_owned()),
+        })
+    }
+
+    /// -32602 about the job named `name` (a bad `add`).
+    pub fn invalid_job(name: &str, message: impl Into<String>) -> Self {
+        RpcError::invalid_params(message).with(&JobNamed {
+            name: name.to_owned(),
+        })
+    }
+
+    /// 1003: the job file was refused, at this place.
+    pub fn invalid_job_file(message: impl Into<String>, at: &FilePosition) -> Self {
+        RpcError::new(code::INVALID_JOB_FILE, message).with(at)
     }
 
     /// 1004.
     pub fn shutting_down() -> Self {
         RpcError::new(code::SHUTTING_DOWN, "supervisord is shutting down")
     }
+}
+
+/// `data` of error 1001: the unknown names (and the group, when a group was unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoSuchJob {
+    /// Unknown job names.
+    pub names: Vec<String>,
+    /// The unknown group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// `data` of an `invalid params` error about one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobNamed {
+    /// The job.
+    pub name: String,
+}
+
+/// `data` of error 1003: where the job file is wrong (`line` and `column` are `null`
+/// when the file could not be read at all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// The job file.
+    pub file: String,
+    /// 1-based line.
+    pub line: Option<usize>,
+    /// 1-based column.
+    pub column: Option<usize>,
 }
 
 impl std::fmt::Display for RpcError {
@@ -125,15 +182,6 @@ impl Response {
             id,
             result: None,
             error: Some(error),
-        }
-    }
-
-    /// The result, or the error as `Err`.
-    pub fn into_result(self) -> Result<Value, RpcError> {
-        match (self.result, self.error) {
-            (_, Some(e)) => Err(e),
-            (Some(r), None) => Ok(r),
-            (None, None) => Ok(Value::Null),
         }
     }
 }

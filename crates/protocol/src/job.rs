@@ -58,6 +58,60 @@ impl fmt::Display for JobState {
     }
 }
 
+/// Why a job's last run ended, or why it is not running: one word from a fixed list.
+/// `Job::reason` says the same for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// Ended on its own with an exit status (`exitcode >= 0`).
+    Exit,
+    /// Ended on its own by a signal supervisord did not send.
+    Signal,
+    /// Ended by a stop, terminate, restart or shutdown.
+    Stopped,
+    /// Did not end within `stop_timeout` and was killed with SIGKILL.
+    StopTimeout,
+    /// Could not be started (`spawn_error` has the OS's words).
+    SpawnError,
+    /// Did not become ready within its readiness timeout.
+    NotReady,
+    /// Stopped or restarted by its health check.
+    Unhealthy,
+    /// Missed its notify watchdog.
+    Watchdog,
+    /// Not started: a dependency can no longer meet its condition.
+    Dependency,
+    /// Killed by the kernel's out-of-memory killer.
+    Oom,
+    /// supervisord died while it ran.
+    DaemonLost,
+}
+
+impl Cause {
+    /// The word on the wire (`stop_timeout`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Exit => "exit",
+            Cause::Signal => "signal",
+            Cause::Stopped => "stopped",
+            Cause::StopTimeout => "stop_timeout",
+            Cause::SpawnError => "spawn_error",
+            Cause::NotReady => "not_ready",
+            Cause::Unhealthy => "unhealthy",
+            Cause::Watchdog => "watchdog",
+            Cause::Dependency => "dependency",
+            Cause::Oom => "oom",
+            Cause::DaemonLost => "daemon_lost",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A job's status. Every field is always present, `null` where it does not apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -89,6 +143,12 @@ pub struct Job {
     pub uptime_ms: Option<u64>,
     /// Why the last spawn failed.
     pub spawn_error: Option<String>,
+    /// Why the last run ended, or why the job is not running; `null` for a job that
+    /// never ran and is not held back.
+    pub cause: Option<Cause>,
+    /// The same in words: `exit 3`, `stopped by request`,
+    /// `killed with SIGKILL after stop_timeout 10s`.
+    pub reason: Option<String>,
     /// Why output capture is failing (for example an unwritable log folder); the job runs
     /// on with that output discarded. Extension: see docs/protocol.md.
     pub output_error: Option<String>,
@@ -130,6 +190,11 @@ pub struct Event {
     pub exitcode: Option<i32>,
     /// Set when the exit was by a signal.
     pub signal: Option<String>,
+    /// Why the run ended (set when the change is an end, a failed spawn or a stop of a
+    /// job in backoff).
+    pub cause: Option<Cause>,
+    /// The same in words.
+    pub reason: Option<String>,
     /// When (RFC 3339 UTC, milliseconds).
     pub at: String,
 }
@@ -187,6 +252,8 @@ mod tests {
             ended_at: Some("2026-11-25T10:00:01.500Z".into()),
             uptime_ms: None,
             spawn_error: None,
+            cause: Some(Cause::Stopped),
+            reason: Some("stopped by request".into()),
             output_error: None,
         };
         let v = serde_json::to_value(&job).expect("serialize");
@@ -205,10 +272,13 @@ mod tests {
             "ended_at",
             "uptime_ms",
             "spawn_error",
+            "cause",
+            "reason",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["state"], "stopped");
+        assert_eq!(v["cause"], "stopped");
         assert_eq!(serde_json::from_value::<Job>(v).expect("parse"), job);
     }
 
@@ -222,12 +292,14 @@ mod tests {
             pid: Some(10),
             exitcode: Some(0),
             signal: None,
+            cause: Some(Cause::Exit),
+            reason: Some("exit 0".into()),
             at: "2026-11-25T10:00:00.000Z".into(),
         };
         let s = serde_json::to_string(&e).expect("serialize");
         assert_eq!(
             s,
-            r#"{"name":"a","group":"a","from":"running","to":"exited","pid":10,"exitcode":0,"signal":null,"at":"2026-11-25T10:00:00.000Z"}"#
+            r#"{"name":"a","group":"a","from":"running","to":"exited","pid":10,"exitcode":0,"signal":null,"cause":"exit","reason":"exit 0","at":"2026-11-25T10:00:00.000Z"}"#
         );
         assert_eq!(serde_json::from_str::<Event>(&s).expect("parse"), e);
     }
@@ -241,6 +313,29 @@ mod tests {
         assert_eq!(describe_exit(-40), "killed by signal 40 (-40)");
         assert_eq!(signal_name(-15).as_deref(), Some("SIGTERM"));
         assert_eq!(signal_name(0), None);
+    }
+
+    #[test]
+    fn causes_are_snake_case_on_the_wire() {
+        for (cause, word) in [
+            (Cause::Exit, "exit"),
+            (Cause::Signal, "signal"),
+            (Cause::Stopped, "stopped"),
+            (Cause::StopTimeout, "stop_timeout"),
+            (Cause::SpawnError, "spawn_error"),
+            (Cause::NotReady, "not_ready"),
+            (Cause::Unhealthy, "unhealthy"),
+            (Cause::Watchdog, "watchdog"),
+            (Cause::Dependency, "dependency"),
+            (Cause::Oom, "oom"),
+            (Cause::DaemonLost, "daemon_lost"),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&cause).expect("serialize"),
+                format!("\"{word}\"")
+            );
+            assert_eq!(cause.as_str(), word);
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A blocking client for the control socket: one request at a time, notifications
 //! handed to the caller. No async runtime: supctl starts in about a millisecond.
 
-use protocol::{Job, Notification, Request, RpcError};
+use protocol::{Notification, Request, RpcError};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -10,33 +11,28 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// Why a request got no answer from the daemon.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be reached (exit code 3).
+    #[error("cannot reach supervisord at {}: {source} (is it running? see --socket)", path.display())]
     Unreachable {
         /// The path tried.
         path: PathBuf,
         /// The OS's reason.
         source: io::Error,
     },
-    /// The connection broke or the daemon said something unreadable (exit code 1).
-    Broken(String),
+    /// The daemon closed the connection before answering (exit code 1).
+    #[error("connection to supervisord broke: the daemon closed the connection")]
+    Closed,
+    /// Reading or writing the socket failed (exit code 1).
+    #[error("connection to supervisord broke: {0}")]
+    Io(#[source] io::Error),
+    /// The daemon said something that is not the protocol (exit code 1).
+    #[error("connection to supervisord broke: unreadable answer: {0}")]
+    Unreadable(#[source] serde_json::Error),
     /// The daemon answered with an error (exit code 1).
+    #[error("{}", .0.message)]
     Rpc(RpcError),
-}
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::Unreachable { path, source } => write!(
-                f,
-                "cannot reach supervisord at {}: {source} (is it running? see --socket)",
-                path.display()
-            ),
-            ClientError::Broken(why) => write!(f, "connection to supervisord broke: {why}"),
-            ClientError::Rpc(e) => write!(f, "{}", e.message),
-        }
-    }
 }
 
 /// A connection to supervisord.
@@ -53,9 +49,7 @@ impl Client {
             path: path.to_path_buf(),
             source,
         })?;
-        let writer = stream
-            .try_clone()
-            .map_err(|e| ClientError::Broken(e.to_string()))?;
+        let writer = stream.try_clone().map_err(ClientError::Io)?;
         Ok(Client {
             reader: BufReader::new(stream),
             writer,
@@ -76,7 +70,7 @@ impl Client {
         line.push('\n');
         self.writer
             .write_all(line.as_bytes())
-            .map_err(|e| ClientError::Broken(e.to_string()))?;
+            .map_err(ClientError::Io)?;
         loop {
             match self.read()? {
                 Message::Response {
@@ -107,7 +101,7 @@ impl Client {
             match self.read() {
                 Ok(Message::Note(note)) => return Ok(Some(note)),
                 Ok(Message::Response { .. }) => {}
-                Err(ClientError::Broken(ref why)) if why == EOF => return Ok(None),
+                Err(ClientError::Closed) => return Ok(None),
                 Err(e) => return Err(e),
             }
         }
@@ -126,12 +120,11 @@ impl Client {
     fn read(&mut self) -> Result<Message, ClientError> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
-            Ok(0) => return Err(ClientError::Broken(EOF.into())),
+            Ok(0) => return Err(ClientError::Closed),
             Ok(_) => {}
-            Err(e) => return Err(ClientError::Broken(e.to_string())),
+            Err(e) => return Err(ClientError::Io(e)),
         }
-        let env: Envelope = serde_json::from_str(&line)
-            .map_err(|e| ClientError::Broken(format!("unreadable answer: {e}")))?;
+        let env: Envelope = serde_json::from_str(&line).map_err(ClientError::Unreadable)?;
         Ok(match env.method {
             Some(method) => Message::Note(Notification {
                 jsonrpc: env.jsonrpc,
@@ -174,8 +167,8 @@ enum Message {
 }
 
 /// A method's result, kept as the JSON text the daemon sent: printed as is for `--json`,
-/// parsed straight into jobs for tables (no intermediate `Value` tree for 200 jobs).
-/// (`None`: the result was `null` or absent.)
+/// decoded straight into the protocol's result type otherwise (no intermediate `Value`
+/// tree for 200 jobs). (`None`: the result was `null` or absent.)
 pub struct Reply(Option<Box<RawValue>>);
 
 impl Reply {
@@ -184,22 +177,8 @@ impl Reply {
         self.0.as_deref().map_or("null", RawValue::get)
     }
 
-    /// The result as a JSON value.
-    pub fn value(&self) -> Value {
-        serde_json::from_str(self.raw()).unwrap_or(Value::Null)
-    }
-
-    /// The result's `jobs`, if it has them.
-    pub fn jobs(&self) -> Vec<Job> {
-        #[derive(Deserialize)]
-        struct Jobs {
-            #[serde(default)]
-            jobs: Vec<Job>,
-        }
-        serde_json::from_str::<Jobs>(self.raw())
-            .map(|j| j.jobs)
-            .unwrap_or_default()
+    /// The result as the method's result type.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+        serde_json::from_str(self.raw()).map_err(ClientError::Unreadable)
     }
 }
-
-const EOF: &str = "the daemon closed the connection";

@@ -2,17 +2,22 @@
 //!
 //! Exit codes: 0 done; 1 the request failed or a waited job did not succeed; 2 usage
 //! error; 3 the daemon could not be reached.
+//!
+//! A command is turned into a [`Request`] by [`request`], sent, and its typed result is
+//! printed by one `print_*` function per kind of result.
+#![forbid(unsafe_code)]
 
 mod client;
 mod render;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use client::{Client, ClientError};
+use client::{Client, ClientError, Reply};
 use protocol::{
-    AddParams, KillParams, LogsParams, NamesParams, Request, Selection, ShutdownParams, Signal,
-    Stream, TerminateParams, WaitParams,
+    AddParams, Event, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult, NamesParams,
+    PingResult, ReloadResult, Request, Selection, ShutdownParams, Signal, Stream,
+    TerminateParams, WaitParams,
 };
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -64,15 +69,15 @@ struct Select {
 }
 
 impl Select {
-    fn selection(self) -> Selection {
+    fn selection(&self) -> Selection {
         Selection {
-            names: (!self.names.is_empty()).then_some(self.names),
-            group: self.group,
+            names: (!self.names.is_empty()).then(|| self.names.clone()),
+            group: self.group.clone(),
             all: self.all.then_some(true),
         }
     }
 
-    fn require(self) -> Result<Selection, Failure> {
+    fn require(&self) -> Result<Selection, Failure> {
         let s = self.selection();
         if s.is_empty() {
             Err(Failure::Usage(
@@ -299,15 +304,10 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
             return Ok(s);
         }
     }
-    Ok(
-        match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-            Some(dir) => Path::new(&dir).join("supervisord.sock"),
-            None => PathBuf::from(format!(
-                "/tmp/supervisord-{}/supervisord.sock",
-                nix::unistd::geteuid()
-            )),
-        },
-    )
+    Ok(protocol::default_socket_path(
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        nix::unistd::geteuid().as_raw(),
+    ))
 }
 
 fn socket_from_job_file(file: &Path) -> Result<Option<PathBuf>, String> {
@@ -326,17 +326,57 @@ fn socket_from_job_file(file: &Path) -> Result<Option<PathBuf>, String> {
 }
 
 fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
-    let colour = render::colour_enabled();
-    let json_out = cli.json;
-    let is_alive = matches!(cli.command, Cmd::IsAlive { .. });
-    let shutdown_wait = match cli.command {
-        Cmd::Shutdown { no_wait, drain } => Some((!no_wait, drain)),
-        _ => None,
+    let out = Out {
+        json: cli.json,
+        colour: render::colour_enabled(),
     };
-    let request = match cli.command {
+    let request = request(&cli.command)?;
+    let mut client = Client::connect(socket)?;
+    let reply = client.call(&request)?;
+    match cli.command {
+        Cmd::IsAlive { .. } => print_is_alive(out, &reply),
+        Cmd::Logs { follow, .. } => print_logs(out, &reply, &mut client, follow),
+        Cmd::Events => print_events(out, &reply, &mut client),
+        Cmd::Shutdown { no_wait, drain } => {
+            print_shutdown(out, &reply, &mut client, !no_wait, drain)
+        }
+        Cmd::Wait { .. } => print_waited(out, &reply),
+        _ if out.json => print_raw(&reply),
+        Cmd::Status { names, group } => {
+            let list: JobList = reply.decode()?;
+            match (names.len(), group, list.jobs.as_slice()) {
+                (1, None, [job]) => print!("{}", render::block(job)),
+                _ => print!("{}", render::table(&list.jobs, out.colour)),
+            }
+            Ok(())
+        }
+        Cmd::Start(_) | Cmd::Restart(_) | Cmd::Add { .. } => {
+            let list: JobList = reply.decode()?;
+            print!("{}", render::table(&list.jobs, out.colour));
+            Ok(())
+        }
+        Cmd::Terminate { no_wait, .. } => print_terminated(&reply, no_wait),
+        Cmd::Kill { signal, .. } => print_killed(&reply, signal),
+        Cmd::Remove { .. } => print_removed(&reply),
+        Cmd::Reload => print_reload(&reply),
+        Cmd::Ping => print_ping(&reply, socket),
+        Cmd::Completions { .. } | Cmd::Man { .. } => Ok(()),
+    }
+}
+
+/// How output is printed.
+#[derive(Debug, Clone, Copy)]
+struct Out {
+    json: bool,
+    colour: bool,
+}
+
+/// The request a command sends.
+fn request(cmd: &Cmd) -> Result<Request, Failure> {
+    Ok(match cmd {
         Cmd::Status { names, group } => Request::Status(Selection {
-            names: (!names.is_empty()).then_some(names),
-            group,
+            names: (!names.is_empty()).then(|| names.clone()),
+            group: group.clone(),
             all: None,
         }),
         Cmd::Start(sel) => Request::Start(sel.require()?),
@@ -346,64 +386,58 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             no_wait,
         } => Request::Terminate(TerminateParams {
             selection: select.require()?,
-            signal,
+            signal: *signal,
             wait: Some(!no_wait),
         }),
         Cmd::Restart(sel) => Request::Restart(sel.require()?),
-        Cmd::Kill { names, signal } => Request::Kill(KillParams { names, signal }),
-        Cmd::IsAlive { name } => Request::Status(Selection::names(vec![name])),
+        Cmd::Kill { names, signal } => Request::Kill(KillParams {
+            names: names.clone(),
+            signal: *signal,
+        }),
+        Cmd::IsAlive { name } => Request::Status(Selection::names(vec![name.clone()])),
         Cmd::Wait {
             names,
             group,
             all,
             timeout,
         } => Request::Wait(WaitParams {
-            selection: Select { names, group, all }.selection(),
+            selection: Selection {
+                names: (!names.is_empty()).then(|| names.clone()),
+                group: group.clone(),
+                all: all.then_some(true),
+            },
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         }),
         Cmd::Logs {
-            ref name,
+            name,
             stderr,
             lines,
             follow,
         } => Request::Logs(LogsParams {
             name: name.clone(),
-            stream: if stderr {
+            stream: if *stderr {
                 Stream::Stderr
             } else {
                 Stream::Stdout
             },
-            lines: Some(lines),
-            follow: Some(follow),
+            lines: Some(*lines),
+            follow: Some(*follow),
         }),
         Cmd::Events => Request::Subscribe,
         Cmd::Add {
-            ref name,
-            ref group,
+            name,
+            group,
             daemon,
-            ref restart,
+            restart,
             no_start,
-            ref command,
-        } => {
-            let mut job = json!({ "command": command });
-            if let Some(g) = group {
-                job["group"] = json!(g);
-            }
-            if daemon {
-                job["daemon"] = json!(true);
-            }
-            if let Some(r) = restart {
-                job["restart"] = json!(r);
-            }
-            if no_start {
-                job["autostart"] = json!(false);
-            }
-            Request::Add(AddParams {
-                name: name.clone(),
-                job,
-            })
-        }
-        Cmd::Remove { names } => Request::Remove(NamesParams { names }),
+            command,
+        } => Request::Add(AddParams {
+            name: name.clone(),
+            job: added_job(command, group.as_deref(), *daemon, restart.as_deref(), *no_start),
+        }),
+        Cmd::Remove { names } => Request::Remove(NamesParams {
+            names: names.clone(),
+        }),
         Cmd::Reload => Request::Reload,
         Cmd::Shutdown { drain, .. } => Request::Shutdown(ShutdownParams {
             drain: drain.then_some(true),
@@ -412,184 +446,229 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         Cmd::Completions { .. } | Cmd::Man { .. } => {
             return Err(Failure::Usage("completions and man need no daemon".into()))
         }
-    };
+    })
+}
 
-    let mut client = Client::connect(socket)?;
-    let reply = client.call(&request)?;
+/// The job keys of `supctl add`, as the `add` method takes them.
+fn added_job(
+    command: &[String],
+    group: Option<&str>,
+    daemon: bool,
+    restart: Option<&str>,
+    no_start: bool,
+) -> Value {
+    let mut job = Map::new();
+    job.insert("command".into(), Value::from(command.to_vec()));
+    if let Some(g) = group {
+        job.insert("group".into(), Value::from(g));
+    }
+    if daemon {
+        job.insert("daemon".into(), Value::from(true));
+    }
+    if let Some(r) = restart {
+        job.insert("restart".into(), Value::from(r));
+    }
+    if no_start {
+        job.insert("autostart".into(), Value::from(false));
+    }
+    Value::Object(job)
+}
 
-    match &request {
-        _ if is_alive => {
-            let jobs = reply.jobs();
-            let job = jobs
-                .first()
-                .ok_or(Failure::Failed(Some("no such job".into())))?;
-            if json_out {
-                println!("{}", reply.raw());
-            } else {
-                println!("{}", job.state);
-            }
-            if job.alive {
-                Ok(())
-            } else {
-                Err(Failure::Failed(None))
-            }
-        }
-        Request::Logs(p) => {
-            if json_out {
-                println!("{}", reply.raw());
-            } else if let Some(lines) = reply.value()["lines"].as_array() {
-                for l in lines {
-                    println!("{}", l.as_str().unwrap_or_default());
-                }
-            }
-            if p.follow == Some(true) {
-                use std::io::Write;
-                while let Some(note) = client.next_notification()? {
-                    let mut out = std::io::stdout().lock();
-                    let written = if json_out {
-                        writeln!(out, "{}", serde_json::to_string(&note).unwrap_or_default())
-                    } else if note.method == "lagged" {
-                        writeln!(
-                            out,
-                            "[supctl: skipped output the terminal could not keep up with]"
-                        )
-                    } else {
-                        write!(out, "{}", note.params["data"].as_str().unwrap_or_default())
-                    };
-                    if written.and_then(|()| out.flush()).is_err() {
-                        break;
-                    }
-                }
-            }
-            Ok(())
-        }
-        Request::Subscribe => {
-            // Scripts get the snapshot first (`{"jobs":[...]}`, the state the events start
-            // from), then one line per event, and `{"lagged":true,"missed":N}` if they fell
-            // behind.
-            if json_out {
-                println!("{}", reply.raw());
-            }
-            while let Some(note) = client.next_notification()? {
-                let line = if json_out && note.method == "event" {
-                    serde_json::to_string(&note.params).unwrap_or_default()
-                } else if json_out {
-                    json!({ "lagged": true, "missed": note.params["missed"] }).to_string()
-                } else if note.method == "event" {
-                    match serde_json::from_value(note.params.clone()) {
-                        Ok(e) => render::event(&e),
-                        Err(_) => note.params.to_string(),
-                    }
-                } else {
-                    format!(
-                        "[supctl: missed {} events; run `supctl status`]",
-                        note.params["missed"]
-                    )
-                };
-                // A closed stdout (`supctl events | head -3`) ends the stream quietly.
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        }
-        _ if json_out => {
-            println!("{}", reply.raw());
-            match &request {
-                Request::Wait(_) if reply.value()["success"] != json!(true) => {
-                    Err(Failure::Failed(None))
-                }
-                _ => Ok(()),
-            }
-        }
-        Request::Status(_) | Request::Start(_) | Request::Restart(_) | Request::Add(_) => {
-            print!("{}", render::table(&reply.jobs(), colour));
-            Ok(())
-        }
-        Request::Terminate(p) => {
-            for job in reply.jobs() {
-                if p.wait == Some(false) {
-                    println!("{}: {}", job.name, job.state);
-                } else {
-                    println!("{}", render::ended(&job));
-                }
-            }
-            Ok(())
-        }
-        Request::Kill(p) => {
-            for job in reply.jobs() {
-                match job.pid {
-                    Some(pid) => println!("{}: sent {} to pid {pid}", job.name, p.signal),
-                    None => println!("{}: not running ({}), nothing sent", job.name, job.state),
-                }
-            }
-            Ok(())
-        }
-        Request::Wait(_) => {
-            for job in reply.jobs() {
-                println!("{}", render::ended(&job));
-            }
-            if reply.value()["success"] == json!(true) {
-                Ok(())
-            } else {
-                Err(Failure::Failed(None))
-            }
-        }
-        Request::Remove(_) => {
-            for job in reply.jobs() {
-                println!("removed {}", render::ended(&job));
-            }
-            Ok(())
-        }
-        Request::Reload => {
-            let result = reply.value();
-            for key in ["added", "changed", "removed", "unchanged"] {
-                let names: Vec<&str> = result[key]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                println!(
-                    "{key:<10} {}",
-                    if names.is_empty() {
-                        "-".into()
-                    } else {
-                        names.join(", ")
-                    }
-                );
-            }
-            if let Some(warnings) = result["warnings"].as_array() {
-                for w in warnings.iter().filter_map(Value::as_str) {
-                    eprintln!("supctl: warning: {w}");
-                }
-            }
-            Ok(())
-        }
-        Request::Shutdown(_) => {
-            let (wait, drain) = shutdown_wait.unwrap_or((false, false));
-            if !wait {
-                println!("supervisord is shutting down");
-            } else {
-                if drain {
-                    println!("supervisord is draining: waiting for jobs to finish");
-                }
-                client.wait_closed();
-                println!("supervisord has shut down");
-            }
-            Ok(())
-        }
-        Request::Ping => {
-            let result = reply.value();
-            let up = Duration::from_millis(result["uptime_ms"].as_u64().unwrap_or(0));
-            println!(
-                "supervisord {} pid {} up {} at {}",
-                result["version"].as_str().unwrap_or("?"),
-                result["pid"],
-                render::short_duration(up),
-                socket.display()
-            );
-            Ok(())
+fn print_raw(reply: &Reply) -> Result<(), Failure> {
+    println!("{}", reply.raw());
+    Ok(())
+}
+
+/// Print a line and flush; false once stdout is closed (`supctl events | head -3`),
+/// which ends a stream quietly.
+fn emit(line: std::fmt::Arguments<'_>) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(line).and_then(|()| out.flush()).is_ok()
+}
+
+fn print_is_alive(out: Out, reply: &Reply) -> Result<(), Failure> {
+    let list: JobList = reply.decode()?;
+    let job = list
+        .jobs
+        .first()
+        .ok_or(Failure::Failed(Some("no such job".into())))?;
+    if out.json {
+        println!("{}", reply.raw());
+    } else {
+        println!("{}", job.state);
+    }
+    if job.alive {
+        Ok(())
+    } else {
+        Err(Failure::Failed(None))
+    }
+}
+
+fn print_logs(out: Out, reply: &Reply, client: &mut Client, follow: bool) -> Result<(), Failure> {
+    if out.json {
+        println!("{}", reply.raw());
+    } else {
+        let tail: LogsResult = reply.decode()?;
+        for l in tail.lines {
+            println!("{l}");
         }
     }
+    if !follow {
+        return Ok(());
+    }
+    while let Some(note) = client.next_notification()? {
+        let written = if out.json {
+            emit(format_args!(
+                "{}\n",
+                serde_json::to_string(&note).unwrap_or_default()
+            ))
+        } else if note.method == protocol::note::LAGGED {
+            emit(format_args!(
+                "[supctl: skipped output the terminal could not keep up with]\n"
+            ))
+        } else {
+            match serde_json::from_value::<LogData>(note.params) {
+                Ok(data) => emit(format_args!("{}", data.data)),
+                Err(e) => return Err(ClientError::Unreadable(e).into()),
+            }
+        };
+        if !written {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Scripts get the snapshot first (`{"jobs":[...]}`, the state the events start from),
+/// then one line per event, and `{"lagged":true,"missed":N}` if they fell behind.
+fn print_events(out: Out, reply: &Reply, client: &mut Client) -> Result<(), Failure> {
+    if out.json {
+        println!("{}", reply.raw());
+    }
+    while let Some(note) = client.next_notification()? {
+        let line = if note.method == protocol::note::EVENT {
+            let event: Event = serde_json::from_value(note.params).map_err(ClientError::Unreadable)?;
+            if out.json {
+                serde_json::to_string(&event).unwrap_or_default()
+            } else {
+                render::event(&event)
+            }
+        } else {
+            let lag: Lagged = serde_json::from_value(note.params).map_err(ClientError::Unreadable)?;
+            if out.json {
+                format!("{{\"lagged\":true,\"missed\":{}}}", lag.missed)
+            } else {
+                format!("[supctl: missed {} events; run `supctl status`]", lag.missed)
+            }
+        };
+        if !emit(format_args!("{line}\n")) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn print_shutdown(
+    out: Out,
+    reply: &Reply,
+    client: &mut Client,
+    wait: bool,
+    drain: bool,
+) -> Result<(), Failure> {
+    if out.json {
+        println!("{}", reply.raw());
+    } else if !wait {
+        println!("supervisord is shutting down");
+    } else if drain {
+        println!("supervisord is draining: waiting for jobs to finish");
+    }
+    if wait {
+        client.wait_closed();
+        if !out.json {
+            println!("supervisord has shut down");
+        }
+    }
+    Ok(())
+}
+
+fn print_waited(out: Out, reply: &Reply) -> Result<(), Failure> {
+    let list: JobList = reply.decode()?;
+    if out.json {
+        println!("{}", reply.raw());
+    } else {
+        for job in &list.jobs {
+            println!("{}", render::ended(job));
+        }
+    }
+    if list.success == Some(true) {
+        Ok(())
+    } else {
+        Err(Failure::Failed(None))
+    }
+}
+
+fn print_terminated(reply: &Reply, no_wait: bool) -> Result<(), Failure> {
+    let list: JobList = reply.decode()?;
+    for job in list.jobs {
+        if no_wait {
+            println!("{}: {}", job.name, job.state);
+        } else {
+            println!("{}", render::ended(&job));
+        }
+    }
+    Ok(())
+}
+
+fn print_killed(reply: &Reply, signal: Signal) -> Result<(), Failure> {
+    let list: JobList = reply.decode()?;
+    for job in list.jobs {
+        match job.pid {
+            Some(pid) => println!("{}: sent {signal} to pid {pid}", job.name),
+            None => println!("{}: not running ({}), nothing sent", job.name, job.state),
+        }
+    }
+    Ok(())
+}
+
+fn print_removed(reply: &Reply) -> Result<(), Failure> {
+    let list: JobList = reply.decode()?;
+    for job in list.jobs {
+        println!("removed {}", render::ended(&job));
+    }
+    Ok(())
+}
+
+fn print_reload(reply: &Reply) -> Result<(), Failure> {
+    let result: ReloadResult = reply.decode()?;
+    for (key, names) in [
+        ("added", &result.added),
+        ("changed", &result.changed),
+        ("removed", &result.removed),
+        ("unchanged", &result.unchanged),
+    ] {
+        let names = if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(", ")
+        };
+        println!("{key:<10} {names}");
+    }
+    for w in &result.warnings {
+        eprintln!("supctl: warning: {w}");
+    }
+    Ok(())
+}
+
+fn print_ping(reply: &Reply, socket: &Path) -> Result<(), Failure> {
+    let ping: PingResult = reply.decode()?;
+    let up = Duration::from_millis(ping.uptime_ms);
+    println!(
+        "supervisord {} pid {} up {} at {}",
+        ping.version,
+        ping.pid,
+        render::short_duration(up),
+        socket.display()
+    );
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Output for people: aligned tables, short durations, exits in words, colour on a
 //! terminal only (never with `NO_COLOR`).
 
-use protocol::{describe_exit, Event, Job, JobState};
+use protocol::{describe_exit, Cause, Event, Job, JobState};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ fn paint(state: JobState, text: &str, colour: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// What the last column says: uptime while alive, the exit otherwise.
+/// What the last column says: uptime while alive, why it is not running otherwise.
 pub fn uptime_or_exit(job: &Job) -> String {
     if job.alive {
         return job.uptime_ms.map_or_else(
@@ -45,13 +45,55 @@ pub fn uptime_or_exit(job: &Job) -> String {
             |ms| format!("up {}", short_duration(Duration::from_millis(ms))),
         );
     }
-    if let Some(err) = &job.spawn_error {
-        return err.clone();
+    why(job)
+}
+
+/// Why a job is not running, in words: its `reason`, with the exit where the reason
+/// does not already say it (`stopped by request, killed by SIGTERM (-15)`).
+pub fn why(job: &Job) -> String {
+    let exit = job.exitcode.map(describe_exit);
+    match (job.cause, &job.reason, exit) {
+        (Some(Cause::Stopped), Some(reason), Some(exit)) => format!("{reason}, {exit}"),
+        (Some(_), Some(reason), _) => reason.clone(),
+        (_, _, Some(exit)) => exit,
+        _ => job.spawn_error.clone().unwrap_or_else(|| "-".into()),
     }
-    match job.exitcode {
-        Some(code) => describe_exit(code),
-        None => "-".into(),
+}
+
+/// Every field of one job, one per line, for `supctl status NAME`.
+pub fn block(job: &Job) -> String {
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut rows: Vec<(&str, String)> = vec![
+        ("name", job.name.clone()),
+        ("group", job.group.clone()),
+        ("state", job.state.to_string()),
+        ("alive", job.alive.to_string()),
+        ("pid", or_dash(job.pid.map(|p| p.to_string()))),
+        (
+            "uptime",
+            or_dash(
+                job.uptime_ms
+                    .map(|ms| short_duration(Duration::from_millis(ms))),
+            ),
+        ),
+        ("exitcode", or_dash(job.exitcode.map(|c| c.to_string()))),
+        ("signal", or_dash(job.signal.clone())),
+        ("success", or_dash(job.success.map(|s| s.to_string()))),
+        ("cause", or_dash(job.cause.map(|c| c.to_string()))),
+        ("reason", or_dash(job.reason.clone())),
+        ("daemon", job.daemon.to_string()),
+        ("restarts", job.restarts.to_string()),
+        ("started_at", or_dash(job.started_at.clone())),
+        ("ended_at", or_dash(job.ended_at.clone())),
+        ("spawn_error", or_dash(job.spawn_error.clone())),
+    ];
+    if let Some(e) = &job.output_error {
+        rows.push(("output_error", e.clone()));
     }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .collect()
 }
 
 /// The status table: NAME GROUP STATE PID UPTIME/EXIT.
@@ -137,8 +179,13 @@ pub fn event(e: &Event) -> String {
     if let Some(pid) = e.pid {
         s.push_str(&format!(" pid {pid}"));
     }
-    if let Some(code) = e.exitcode {
-        s.push_str(&format!(" ({})", describe_exit(code)));
+    match (e.cause, &e.reason, e.exitcode) {
+        (Some(Cause::Stopped), Some(reason), Some(code)) => {
+            s.push_str(&format!(" ({reason}, {})", describe_exit(code)));
+        }
+        (Some(_), Some(reason), _) => s.push_str(&format!(" ({reason})")),
+        (_, _, Some(code)) => s.push_str(&format!(" ({})", describe_exit(code))),
+        _ => {}
     }
     s
 }
@@ -163,8 +210,74 @@ mod tests {
             ended_at: None,
             uptime_ms: state.is_alive().then_some(133_000),
             spawn_error: None,
+            cause: None,
+            reason: None,
             output_error: None,
         }
+    }
+
+    fn because(mut j: Job, cause: Cause, reason: &str) -> Job {
+        j.cause = Some(cause);
+        j.reason = Some(reason.into());
+        j
+    }
+
+    #[test]
+    fn the_table_says_why_a_job_is_not_running() {
+        let t = table(
+            &[
+                because(
+                    job("by-hand", JobState::Stopped, Some(-15)),
+                    Cause::Stopped,
+                    "stopped by request",
+                ),
+                because(
+                    job("stubborn", JobState::Stopped, Some(-9)),
+                    Cause::StopTimeout,
+                    "killed with SIGKILL after stop_timeout 1s",
+                ),
+                because(
+                    job("missing", JobState::Fatal, None),
+                    Cause::SpawnError,
+                    "cannot spawn: cannot run \"nope\": no such program",
+                ),
+            ],
+            false,
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[1].ends_with("stopped by request, killed by SIGTERM (-15)"),
+            "{t}"
+        );
+        assert!(
+            lines[2].ends_with("killed with SIGKILL after stop_timeout 1s"),
+            "{t}"
+        );
+        assert!(
+            lines[3].ends_with("cannot spawn: cannot run \"nope\": no such program"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn one_job_as_a_block_has_every_field() {
+        let j = because(
+            job("File2", JobState::Stopped, Some(-15)),
+            Cause::Stopped,
+            "stopped by request",
+        );
+        let b = block(&j);
+        for key in [
+            "name", "group", "state", "alive", "pid", "uptime", "exitcode", "signal", "success",
+            "cause", "reason", "daemon", "restarts", "started_at", "ended_at", "spawn_error",
+        ] {
+            assert!(
+                b.lines().any(|l| l.split_whitespace().next() == Some(key)),
+                "{key} missing from\n{b}"
+            );
+        }
+        assert!(b.contains("cause        stopped\n"), "{b}");
+        assert!(b.contains("reason       stopped by request\n"), "{b}");
     }
 
     #[test]

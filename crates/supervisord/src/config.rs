@@ -48,15 +48,26 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// `{file, line, column}` for error 1003's `data`.
-    pub fn position(&self) -> serde_json::Value {
+    pub fn position(&self) -> protocol::FilePosition {
         match self {
-            ConfigError::Read { path, .. } => {
-                serde_json::json!({ "file": path, "line": null, "column": null })
-            }
+            ConfigError::Read { path, .. } => protocol::FilePosition {
+                file: path.to_string_lossy().into_owned(),
+                line: None,
+                column: None,
+            },
             ConfigError::Invalid {
                 file, line, column, ..
-            } => serde_json::json!({ "file": file, "line": line, "column": column }),
+            } => protocol::FilePosition {
+                file: file.to_string_lossy().into_owned(),
+                line: Some(*line),
+                column: Some(*column),
+            },
         }
+    }
+
+    /// The error a client gets for a refused reload (1003, with the position).
+    pub fn to_rpc(&self) -> protocol::RpcError {
+        protocol::RpcError::invalid_job_file(self.to_string(), &self.position())
     }
 
     /// The reason alone, without the position.
@@ -65,6 +76,25 @@ impl ConfigError {
             ConfigError::Read { message, .. } | ConfigError::Invalid { message, .. } => message,
         }
     }
+}
+
+/// Why a job sent over the socket (`add`) was refused. Every message names the job.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AddError {
+    /// The name is not a valid job name.
+    #[error("{0}")]
+    Name(String),
+    /// The job keys are not an object of job keys.
+    #[error("job {name:?}: {reason}")]
+    Invalid {
+        /// The job.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key is unknown or has a bad value (the message names the job and the key).
+    #[error("{0}")]
+    Key(String),
 }
 
 /// The validated job file.
@@ -587,20 +617,24 @@ impl Config {
     /// A job added over the socket: `job` holds the job-file keys as JSON; this file's
     /// `[defaults]` fill the gaps and its folder anchors relative paths. The error's
     /// message names the job; its position is meaningless and should not be shown.
-    pub fn job_from_json(&self, name: &str, job: &serde_json::Value) -> Result<JobSpec, String> {
+    pub fn job_from_json(&self, name: &str, job: &serde_json::Value) -> Result<JobSpec, AddError> {
+        let invalid = |reason: String| AddError::Invalid {
+            name: name.to_owned(),
+            reason,
+        };
         if !valid_name(name) {
-            return Err(name_problem("job name", name));
+            return Err(AddError::Name(name_problem("job name", name)));
         }
         let table: toml::Value =
-            serde_json::from_value(job.clone()).map_err(|e| format!("job {name:?}: {e}"))?;
+            serde_json::from_value(job.clone()).map_err(|e| invalid(e.to_string()))?;
         if !table.is_table() {
-            return Err(format!("job {name:?}: `job` must be an object of job keys"));
+            return Err(invalid("`job` must be an object of job keys".into()));
         }
         let mut doc = toml::Table::new();
         let mut jobs = toml::Table::new();
         jobs.insert(name.to_owned(), table);
         doc.insert("job".into(), toml::Value::Table(jobs));
-        let text = toml::to_string(&doc).map_err(|e| format!("job {name:?}: {e}"))?;
+        let text = toml::to_string(&doc).map_err(|e| invalid(e.to_string()))?;
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct JobsOnly {
@@ -611,13 +645,13 @@ impl Config {
             text: &text,
         };
         let parsed: JobsOnly = toml::from_str(&text)
-            .map_err(|e| format!("job {name:?}: {}", e.message().trim().replace('\n', " ")))?;
+            .map_err(|e| invalid(e.message().trim().replace('\n', " ")))?;
         let base = self.path.parent().unwrap_or(Path::new("/"));
         let (key, raw) = parsed
             .job
             .into_iter()
             .next()
-            .ok_or_else(|| format!("job {name:?}: no job keys"))?;
+            .ok_or_else(|| invalid("no job keys".into()))?;
         let span = raw.span();
         resolve(
             &src,
@@ -627,20 +661,7 @@ impl Config {
             base,
             &self.log_dir,
         )
-        .map_err(|e| e.reason().to_owned())
-    }
-
-    /// An empty configuration anchored at `path` (used when no jobs are defined yet).
-    #[cfg(test)]
-    pub fn empty(path: &Path) -> Config {
-        Config {
-            path: path.to_path_buf(),
-            socket: None,
-            log_dir: path.parent().unwrap_or(Path::new("/")).join("logs"),
-            exit_when_done: false,
-            defaults: RawJob::default(),
-            jobs: Vec::new(),
-        }
+        .map_err(|e| AddError::Key(e.reason().to_owned()))
     }
 }
 
@@ -868,22 +889,26 @@ daemon = true
         assert_eq!(spec.group, "g");
         let e = c
             .job_from_json("dyn", &serde_json::json!({"command": ["x"], "colour": 1}))
-            .expect_err("unknown key");
+            .expect_err("unknown key")
+            .to_string();
         assert!(e.contains("colour") && e.contains("dyn"), "{e}");
         let e = c
             .job_from_json("bad name", &serde_json::json!({"command": ["x"]}))
-            .expect_err("bad name");
+            .expect_err("bad name")
+            .to_string();
         assert!(e.contains("invalid job name"), "{e}");
         let e = c
             .job_from_json("x", &serde_json::json!({"command": []}))
-            .expect_err("empty");
+            .expect_err("empty")
+            .to_string();
         assert!(e.contains("empty"), "{e}");
         let e = c
             .job_from_json(
                 "x",
                 &serde_json::json!({"stop_timeout": "forever", "command": "a"}),
             )
-            .expect_err("bad duration");
+            .expect_err("bad duration")
+            .to_string();
         assert!(e.contains("bad duration"), "{e}");
     }
 }

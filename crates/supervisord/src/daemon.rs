@@ -1,12 +1,12 @@
 //! The daemon's life, top to bottom: bind, serve and supervise, then shut down in order.
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::guard::Guard;
 use crate::logs::{self, LogWriter};
 use crate::notify::{self, Notifier};
 use crate::server::{self, Context, Limits, Socket};
-use crate::supervisor::{Supervisor, SupervisorHandle};
-use protocol::{Request, ShutdownParams};
+use crate::supervisor::{Call, Supervisor, SupervisorHandle};
+use protocol::ShutdownParams;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -89,7 +89,7 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         () = server::serve(&socket, ctx, shutdown.clone(), tracker.clone()) => {
             unreachable_serve()
         }
-        () = handle_signals(handle, config_path, notifier.clone()) => unreachable_serve(),
+        () = handle_signals(handle, config_path, notifier.clone(), tracker.clone()) => unreachable_serve(),
     };
 
     // 3. Stop accepting, end connections, give output readers a moment to finish.
@@ -115,8 +115,15 @@ fn unreachable_serve() -> (u8, Option<Guard>) {
     (1, None)
 }
 
-/// SIGTERM/SIGINT: shut down (a second one kills every job at once). SIGHUP: reload.
-async fn handle_signals(handle: SupervisorHandle, config_path: PathBuf, notifier: Notifier) {
+/// SIGTERM/SIGINT: shut down (a second one kills every job at once). SIGHUP: reload, in
+/// a task of its own, since a reload answers only once applied (a stop can take
+/// `stop_timeout`) and a SIGTERM meanwhile must still be heard.
+async fn handle_signals(
+    handle: SupervisorHandle,
+    config_path: PathBuf,
+    notifier: Notifier,
+    tracker: TaskTracker,
+) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -131,16 +138,13 @@ async fn handle_signals(handle: SupervisorHandle, config_path: PathBuf, notifier
             _ = int.recv() => shutdown(&handle, "SIGINT", &notifier).await,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
-                notifier.reloading();
-                let path = config_path.clone();
-                match tokio::task::spawn_blocking(move || config::load(&path)).await {
-                    Ok(config) => match handle.reload(config).await {
+                let (handle, path, notifier) = (handle.clone(), config_path.clone(), notifier.clone());
+                tracker.spawn(async move {
+                    match server::reload_from_disk(&handle, &path, &notifier).await {
                         Ok(v) => tracing::info!(result = %v, "reloaded on SIGHUP"),
                         Err(e) => tracing::error!(error = %e.message, "reload on SIGHUP refused"),
-                    },
-                    Err(e) => tracing::error!(error = %e, "reading the job file failed"),
-                }
-                notifier.reloaded();
+                    }
+                });
             }
         }
     }
@@ -150,6 +154,6 @@ async fn shutdown(handle: &SupervisorHandle, why: &str, notifier: &Notifier) {
     tracing::info!("{why}: shutting down");
     notifier.stopping();
     let _ = handle
-        .rpc(Request::Shutdown(ShutdownParams { drain: Some(false) }))
+        .call(Call::Shutdown(ShutdownParams { drain: Some(false) }))
         .await;
 }

@@ -2,13 +2,13 @@
 //!
 //! Nothing here touches a process, a clock or a channel: the supervisor feeds inputs
 //! (a request, a spawn result, an exit, a timer) and carries out the [`Effect`]s it gets
-//! back. That keeps every rule of SPEC §3 (and the restart policy) unit-testable.
+//! back. That keeps every rule of a job's states (docs/protocol.md, "Job states") and its restart policy unit-testable.
 //!
 //! Timers are identified by the job's `epoch`, which changes on every state change, so a
 //! timer set in one state can never act in a later one.
 
 use crate::config::{JobSpec, RestartPolicy};
-use protocol::{JobState, Signal};
+use protocol::{describe_exit, Cause, JobState, Signal};
 use std::time::{Duration, SystemTime};
 
 /// Something that happened to a job.
@@ -66,6 +66,11 @@ pub struct Transition {
     pub pid: Option<u32>,
     /// The exit, when the change is one.
     pub exitcode: Option<i32>,
+    /// Why the job is no longer alive, when the change is an end (exit, failed spawn,
+    /// stop of a job in backoff); `None` when it enters a live state.
+    pub cause: Option<Cause>,
+    /// The same in words.
+    pub reason: Option<String>,
 }
 
 /// The outcome of one input.
@@ -77,31 +82,28 @@ pub struct Step {
     pub effects: Vec<Effect>,
 }
 
-/// A job's runtime state.
+/// A job's runtime state. The fields are private: only [`Lifecycle::step`] changes them,
+/// so the invariants it keeps (a live state has a pid, an epoch moves with every
+/// transition, `cause` is set exactly when the job stopped being alive) cannot be broken
+/// from outside.
 #[derive(Debug, Clone)]
 pub struct Lifecycle {
-    /// The current state.
-    pub state: JobState,
-    /// Changes on every state change; timers carry it.
-    pub epoch: u64,
-    /// The live process.
-    pub pid: Option<u32>,
-    /// The last run's exit.
-    pub exitcode: Option<i32>,
-    /// Whether the last run's exit counts as success.
-    pub success: Option<bool>,
-    /// Restarts so far (by policy or by request).
-    pub restarts: u32,
-    /// Failed starts in a row.
-    pub failures: u32,
-    /// When the current or last run started.
-    pub started_at: Option<SystemTime>,
-    /// When the last run ended.
-    pub ended_at: Option<SystemTime>,
-    /// Why the last spawn failed.
-    pub spawn_error: Option<String>,
+    state: JobState,
+    epoch: u64,
+    pid: Option<u32>,
+    exitcode: Option<i32>,
+    success: Option<bool>,
+    restarts: u32,
+    failures: u32,
+    started_at: Option<SystemTime>,
+    ended_at: Option<SystemTime>,
+    spawn_error: Option<String>,
+    cause: Option<Cause>,
+    reason: Option<String>,
     /// Start again once the stop in progress completes.
     restart_after_stop: bool,
+    /// The stop in progress was escalated to SIGKILL after `stop_timeout`.
+    escalated: bool,
 }
 
 impl Default for Lifecycle {
@@ -124,8 +126,71 @@ impl Lifecycle {
             started_at: None,
             ended_at: None,
             spawn_error: None,
+            cause: None,
+            reason: None,
             restart_after_stop: false,
+            escalated: false,
         }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> JobState {
+        self.state
+    }
+
+    /// Changes on every state change; timers carry it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The live process.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The last run's exit.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.exitcode
+    }
+
+    /// Whether the last run's exit counts as success.
+    pub fn success(&self) -> Option<bool> {
+        self.success
+    }
+
+    /// Restarts so far (by policy or by request).
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// Failed starts in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// When the current or last run started.
+    pub fn started_at(&self) -> Option<SystemTime> {
+        self.started_at
+    }
+
+    /// When the last run ended.
+    pub fn ended_at(&self) -> Option<SystemTime> {
+        self.ended_at
+    }
+
+    /// Why the last spawn failed.
+    pub fn spawn_error(&self) -> Option<&str> {
+        self.spawn_error.as_deref()
+    }
+
+    /// Why the last run ended, or why the job is not running.
+    pub fn cause(&self) -> Option<Cause> {
+        self.cause
+    }
+
+    /// [`cause`](Self::cause) in words.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     /// Whether a restart waits for the stop in progress.
@@ -163,7 +228,10 @@ impl Lifecycle {
                 self.stop(sig, spec, &mut step);
             }
             (Stopping, Input::Stop(_)) => self.restart_after_stop = false,
-            (Backoff, Input::Stop(_)) => self.transition(Stopped, None, None, &mut step),
+            (Backoff, Input::Stop(_)) => {
+                self.because(Cause::Stopped, STOPPED_BY_REQUEST.to_owned());
+                self.transition(Stopped, None, None, &mut step);
+            }
             (Stopped | Exited | Fatal, Input::Stop(_)) => {}
             (_, Input::Spawned { pid }) => {
                 self.pid = Some(pid);
@@ -172,6 +240,9 @@ impl Lifecycle {
                 self.spawn_error = None;
                 self.started_at = Some(now);
                 self.ended_at = None;
+                self.cause = None;
+                self.reason = None;
+                self.escalated = false;
                 self.transition(Starting, Some(pid), None, &mut step);
                 if spec.start_secs.is_zero() {
                     self.failures = 0;
@@ -183,6 +254,7 @@ impl Lifecycle {
             }
             (_, Input::SpawnFailed(error)) => {
                 self.pid = None;
+                self.because(Cause::SpawnError, format!("cannot spawn: {error}"));
                 self.spawn_error = Some(error);
                 self.ended_at = Some(now);
                 self.failures += 1;
@@ -197,6 +269,7 @@ impl Lifecycle {
                 self.transition(Running, self.pid, None, &mut step);
             }
             (Stopping, Input::Timer(TimerKind::StopTimeout)) => {
+                self.escalated = true;
                 step.effects.push(Effect::Signal(Signal::Kill));
             }
             (Backoff, Input::Timer(TimerKind::Backoff)) => {
@@ -206,6 +279,17 @@ impl Lifecycle {
             (_, Input::Timer(_)) => {}
             (Stopping, Input::Exited(code)) => {
                 let pid = self.ended(spec, code, now);
+                if self.escalated {
+                    self.because(
+                        Cause::StopTimeout,
+                        format!(
+                            "killed with SIGKILL after stop_timeout {}",
+                            humantime::format_duration(spec.stop_timeout)
+                        ),
+                    );
+                } else {
+                    self.because(Cause::Stopped, STOPPED_BY_REQUEST.to_owned());
+                }
                 self.transition(Stopped, pid, Some(code), &mut step);
                 if std::mem::take(&mut self.restart_after_stop) {
                     self.restarts += 1;
@@ -216,6 +300,12 @@ impl Lifecycle {
             (Starting | Running, Input::Exited(code)) => {
                 let failed_start = self.state == Starting;
                 let pid = self.ended(spec, code, now);
+                let cause = if code >= 0 {
+                    Cause::Exit
+                } else {
+                    Cause::Signal
+                };
+                self.because(cause, describe_exit(code));
                 let again = match spec.restart {
                     RestartPolicy::Never => false,
                     RestartPolicy::OnFailure => self.success != Some(true),
@@ -275,6 +365,11 @@ impl Lifecycle {
         ));
     }
 
+    fn because(&mut self, cause: Cause, reason: String) {
+        self.cause = Some(cause);
+        self.reason = Some(reason);
+    }
+
     /// Record an exit; returns the pid that ended.
     fn ended(&mut self, spec: &JobSpec, code: i32, now: SystemTime) -> Option<u32> {
         self.exitcode = Some(code);
@@ -293,14 +388,20 @@ impl Lifecycle {
         let from = self.state;
         self.state = to;
         self.epoch += 1;
+        let ended = !to.is_alive();
         step.transitions.push(Transition {
             from,
             to,
             pid,
             exitcode,
+            cause: self.cause.filter(|_| ended),
+            reason: self.reason.clone().filter(|_| ended),
         });
     }
 }
+
+/// The reason of a job ended by a stop, terminate, restart or shutdown.
+pub const STOPPED_BY_REQUEST: &str = "stopped by request";
 
 #[cfg(test)]
 mod tests {
@@ -670,5 +771,119 @@ mod tests {
         assert_eq!(l.step(&s, Input::Stop(Signal::Term), T0), Step::default());
         started(&s, &mut l);
         assert_eq!(l.step(&s, Input::Start, T0), Step::default());
+    }
+
+    fn cause_of(step: &Step) -> (Option<Cause>, Option<&str>) {
+        let t = step.transitions.last().expect("a transition");
+        (t.cause, t.reason.as_deref())
+    }
+
+    #[test]
+    fn a_job_that_never_ran_has_no_cause() {
+        let l = Lifecycle::new();
+        assert_eq!((l.cause(), l.reason()), (None, None));
+    }
+
+    #[test]
+    fn an_exit_is_cause_exit_in_words() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        assert_eq!((l.cause(), l.reason()), (None, None), "alive: no cause");
+        let step = l.step(&s, Input::Exited(3), T0);
+        assert_eq!(cause_of(&step), (Some(Cause::Exit), Some("exit 3")));
+        assert_eq!((l.cause(), l.reason()), (Some(Cause::Exit), Some("exit 3")));
+    }
+
+    #[test]
+    fn a_signal_we_did_not_send_is_cause_signal() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Exited(-11), T0);
+        assert_eq!(
+            cause_of(&step),
+            (Some(Cause::Signal), Some("killed by SIGSEGV (-11)"))
+        );
+    }
+
+    #[test]
+    fn a_stop_is_cause_stopped_even_when_the_job_exits_zero() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        assert_eq!(l.cause(), None, "stopping is still alive");
+        let step = l.step(&s, Input::Exited(0), T0);
+        assert_eq!(
+            cause_of(&step),
+            (Some(Cause::Stopped), Some(STOPPED_BY_REQUEST))
+        );
+    }
+
+    #[test]
+    fn a_stop_escalated_to_sigkill_is_cause_stop_timeout() {
+        let s = spec("stop_timeout = \"10s\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        l.step(&s, Input::Timer(TimerKind::StopTimeout), T0);
+        let step = l.step(&s, Input::Exited(-9), T0);
+        assert_eq!(
+            cause_of(&step),
+            (
+                Some(Cause::StopTimeout),
+                Some("killed with SIGKILL after stop_timeout 10s")
+            )
+        );
+        // The next run starts clean: a later ordinary stop is not a timeout.
+        l.step(&s, Input::Start, T0);
+        l.step(&s, Input::Spawned { pid: 8 }, T0);
+        assert_eq!((l.cause(), l.reason()), (None, None));
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        let step = l.step(&s, Input::Exited(-15), T0);
+        assert_eq!(step.transitions[0].cause, Some(Cause::Stopped));
+    }
+
+    #[test]
+    fn a_spawn_error_is_cause_spawn_error() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let step = l.step(&s, Input::SpawnFailed("no such program: x".into()), T0);
+        assert_eq!(states(&step), vec![(Stopped, Fatal)]);
+        assert_eq!(
+            cause_of(&step),
+            (
+                Some(Cause::SpawnError),
+                Some("cannot spawn: no such program: x")
+            )
+        );
+    }
+
+    #[test]
+    fn stopping_a_job_in_backoff_is_cause_stopped() {
+        let s = spec("restart = \"on-failure\"\nbackoff = \"1s\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Exited(1), T0);
+        assert_eq!(cause_of(&step), (Some(Cause::Exit), Some("exit 1")));
+        let step = l.step(&s, Input::Stop(Signal::Term), T0);
+        assert_eq!(states(&step), vec![(Backoff, Stopped)]);
+        assert_eq!(
+            cause_of(&step),
+            (Some(Cause::Stopped), Some(STOPPED_BY_REQUEST))
+        );
+    }
+
+    #[test]
+    fn live_transitions_carry_no_cause() {
+        let s = spec("start_secs = 0");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let step = l.step(&s, Input::Spawned { pid: 7 }, T0);
+        assert!(step.transitions.iter().all(|t| t.cause.is_none()));
+        let step = l.step(&s, Input::Stop(Signal::Term), T0);
+        assert_eq!(cause_of(&step), (None, None));
     }
 }

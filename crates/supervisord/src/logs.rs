@@ -70,6 +70,44 @@ pub enum Target {
 /// A chunk of followed output: whole lines, lossily decoded.
 pub type FollowChunk = Arc<str>;
 
+/// Why output capture or a `logs` read failed. Capture failures leave the job running
+/// with that output discarded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LogError {
+    /// The writer thread is gone (only during shutdown).
+    #[error("the log writer has stopped")]
+    Stopped,
+    /// The log file could not be opened.
+    #[error("cannot open log file {path}: {reason}")]
+    Open {
+        /// The file.
+        path: String,
+        /// The OS's words.
+        reason: String,
+    },
+    /// The same sink failed to open for an earlier run and is still unusable.
+    #[error("log file could not be opened earlier; output is discarded")]
+    OpenedEarlier,
+    /// Writing the log file fails (a full disk).
+    #[error("writing log file {path} failed at {at}: {reason}; output is discarded while it fails")]
+    Write {
+        /// The file.
+        path: String,
+        /// When it started failing.
+        at: String,
+        /// The OS's words.
+        reason: String,
+    },
+    /// Reading the log for `logs` failed.
+    #[error("{path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS's words.
+        reason: String,
+    },
+}
+
 /// The answer to a tail request.
 pub struct Tail {
     /// The last lines, oldest first, without their newlines.
@@ -83,7 +121,7 @@ enum Msg {
         key: SinkKey,
         target: Target,
         timestamps: bool,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), LogError>>,
     },
     Data {
         key: SinkKey,
@@ -96,14 +134,14 @@ enum Msg {
     /// Where to tell about a sink's write failures (the latest run's capture).
     Watch {
         key: SinkKey,
-        problems: mpsc::UnboundedSender<String>,
+        problems: mpsc::UnboundedSender<LogError>,
     },
     Tail {
         key: SinkKey,
         path: PathBuf,
         lines: usize,
         follow: bool,
-        reply: oneshot::Sender<Result<Tail, String>>,
+        reply: oneshot::Sender<Result<Tail, LogError>>,
     },
     Print(String),
 }
@@ -147,7 +185,12 @@ pub fn start() -> io::Result<(LogHub, LogWriter)> {
 impl LogHub {
     /// Open a sink (or take another reference to it); an `Err` says why output will be
     /// discarded.
-    pub async fn open(&self, key: SinkKey, target: Target, timestamps: bool) -> Result<(), String> {
+    pub async fn open(
+        &self,
+        key: SinkKey,
+        target: Target,
+        timestamps: bool,
+    ) -> Result<(), LogError> {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Open {
             key,
@@ -156,8 +199,7 @@ impl LogHub {
             reply,
         })
         .await;
-        rx.await
-            .unwrap_or_else(|_| Err("the log writer has stopped".into()))
+        rx.await.unwrap_or(Err(LogError::Stopped))
     }
 
     /// Copy a pipe into a sink until end of file, then close the sink once everything read
@@ -168,7 +210,7 @@ impl LogHub {
         &self,
         key: SinkKey,
         mut pipe: impl tokio::io::AsyncRead + Unpin,
-        mut on_problem: impl FnMut(String),
+        mut on_problem: impl FnMut(LogError),
     ) {
         let (problems, mut heard) = mpsc::unbounded_channel();
         self.send(Msg::Watch {
@@ -226,7 +268,7 @@ impl LogHub {
         path: PathBuf,
         lines: usize,
         follow: bool,
-    ) -> Result<Tail, String> {
+    ) -> Result<Tail, LogError> {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Tail {
             key,
@@ -236,8 +278,7 @@ impl LogHub {
             reply,
         })
         .await;
-        rx.await
-            .unwrap_or_else(|_| Err("the log writer has stopped".into()))
+        rx.await.unwrap_or(Err(LogError::Stopped))
     }
 
     /// Print one line on supervisord's stdout, never inside another job's line.
@@ -272,7 +313,7 @@ struct Sink {
     /// writes succeed. The failure is logged once, and once more when it ends.
     failing: Option<u64>,
     /// Who hears about write failures: the capture of the latest run.
-    problems: Option<mpsc::UnboundedSender<String>>,
+    problems: Option<mpsc::UnboundedSender<LogError>>,
 }
 
 impl Sink {
@@ -323,7 +364,10 @@ impl Writer {
                                 .subscribe()
                         }),
                     });
-                    let _ = reply.send(result.map_err(|e| format!("{}: {e}", path.display())));
+                    let _ = reply.send(result.map_err(|e| LogError::Read {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    }));
                 }
                 Msg::Print(line) => {
                     let mut out = io::stdout().lock();
@@ -339,13 +383,13 @@ impl Writer {
         }
     }
 
-    fn open(&mut self, key: SinkKey, target: Target, timestamps: bool) -> Result<(), String> {
+    fn open(&mut self, key: SinkKey, target: Target, timestamps: bool) -> Result<(), LogError> {
         if let Some(sink) = self.sinks.get_mut(&key) {
             if sink.target == target {
                 sink.refs += 1;
                 sink.timestamps = timestamps;
                 return if sink.file.is_none() && matches!(target, Target::File { .. }) {
-                    Err("log file could not be opened earlier; output is discarded".into())
+                    Err(LogError::OpenedEarlier)
                 } else {
                     Ok(())
                 };
@@ -359,9 +403,12 @@ impl Writer {
             Target::File { path, .. } => match open_log(path) {
                 Ok((f, size)) => (Some(f), size, Ok(())),
                 Err(e) => {
-                    let msg = format!("cannot open log file {}: {e}", path.display());
-                    tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %msg, "output capture failed; discarding output");
-                    (None, 0, Err(msg))
+                    let err = LogError::Open {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    };
+                    tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %err, "output capture failed; discarding output");
+                    (None, 0, Err(err))
                 }
             },
         };
@@ -485,10 +532,11 @@ fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8]) {
                 sink.failing = Some(bytes.len() as u64);
                 if let (Some(tx), Target::File { path, .. }) = (&sink.problems, &sink.target) {
                     let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-                    let _ = tx.send(format!(
-                        "writing log file {} failed at {at}: {e}; output is discarded while it fails",
-                        path.display()
-                    ));
+                    let _ = tx.send(LogError::Write {
+                        path: path.display().to_string(),
+                        at: at.to_string(),
+                        reason: e.to_string(),
+                    });
                 }
             }
         },
@@ -787,7 +835,7 @@ mod tests {
                 false,
             )
             .expect_err("cannot open");
-        assert!(e.contains("/proc/definitely/not/here.log"), "{e}");
+        assert!(e.to_string().contains("/proc/definitely/not/here.log"), "{e}");
         w.data(&key(), b"dropped\n");
         w.close(&key());
     }

@@ -305,13 +305,10 @@ fn find_config() -> Option<PathBuf> {
 }
 
 fn default_socket() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => Path::new(&dir).join("supervisord.sock"),
-        _ => PathBuf::from(format!(
-            "/tmp/supervisord-{}/supervisord.sock",
-            nix::unistd::geteuid()
-        )),
-    }
+    protocol::default_socket_path(
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        nix::unistd::geteuid().as_raw(),
+    )
 }
 
 /// `--check`: the resolved job file on stdout. Written in one piece, so a reader that

@@ -9,8 +9,8 @@
 //! kernel (as with libsystemd's `sd_notify`), so it is done inline, which also keeps the
 //! messages in order.
 
-use crate::supervisor::SupervisorHandle;
-use protocol::{Job, JobState, Request, Selection};
+use crate::supervisor::{Call, SupervisorHandle};
+use protocol::{Job, JobList, JobState, Selection};
 use sd_notify::NotifyState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -148,7 +148,7 @@ pub async fn run(notifier: Notifier, handle: SupervisorHandle, shutdown: Cancell
             () = sleep_until(due), if due.is_some() => {}
             _ = tick(&mut watchdog), if watchdog.is_some() => {
                 // Ping only if the supervisor itself answers, not merely this task.
-                if handle.rpc(Request::Ping).await.is_ok() {
+                if handle.call(Call::Ping).await.is_ok() {
                     notifier.send(&[NotifyState::Watchdog]);
                 }
             }
@@ -156,8 +156,8 @@ pub async fn run(notifier: Notifier, handle: SupervisorHandle, shutdown: Cancell
         if dirty && last_status.elapsed() >= STATUS_GAP {
             dirty = false;
             last_status = Instant::now();
-            let all = Request::Status(Selection::default());
-            if let Ok(result) = handle.rpc(all).await {
+            let all = Call::Status(Selection::default());
+            if let Ok(result) = handle.call(all).await {
                 let jobs: Vec<Job> = serde_json::from_str::<JobList>(result.get())
                     .map(|list| list.jobs)
                     .unwrap_or_default();
@@ -167,11 +167,6 @@ pub async fn run(notifier: Notifier, handle: SupervisorHandle, shutdown: Cancell
     }
 }
 
-/// The part of a `status` answer the status line needs.
-#[derive(serde::Deserialize)]
-struct JobList {
-    jobs: Vec<Job>,
-}
 
 async fn sleep_until(due: Option<Instant>) {
     if let Some(at) = due {

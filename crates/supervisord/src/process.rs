@@ -6,7 +6,7 @@
 //! an unrelated process that reused the number.
 
 use crate::config::{JobSpec, Output};
-use crate::logs::{LogHub, SinkKey, Target};
+use crate::logs::{LogError, LogHub, SinkKey, Target};
 use crate::os;
 use protocol::{Signal, Stream};
 use std::os::unix::process::ExitStatusExt;
@@ -39,7 +39,7 @@ pub enum Report {
         /// The job.
         name: String,
         /// What failed.
-        message: String,
+        error: LogError,
     },
 }
 
@@ -74,23 +74,73 @@ pub fn exitcode(status: ExitStatus) -> i32 {
     }
 }
 
-/// Spawn `spec` as a new process group and start its task. On error, the message is for
-/// `spawn_error`.
-///
-/// `guarded`: the guard process will be told about this process group, so it is killed
-/// if supervisord dies. Then the child is not also given `PR_SET_PDEATHSIG`: that needs
-/// code run between fork and exec, which makes std fork (copying the daemon's page tables,
-/// then copy-on-write faults in the daemon) instead of `posix_spawn`'s vfork. With 1000
-/// jobs that was most of the daemon's time in a burst of starts, and starting 10,000 jobs
-/// took 66 s instead of 12 s. Without a guard, the child still gets the death signal.
-pub fn spawn(
-    spec: &JobSpec,
-    run: u64,
-    guarded: bool,
-    logs: &LogHub,
-    reports: &mpsc::UnboundedSender<Report>,
-    tracker: &TaskTracker,
-) -> Result<Run, String> {
+/// Why a job could not be spawned; the message goes into the job's `spawn_error`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpawnError {
+    /// Its `stdout`/`stderr` file could not be opened.
+    #[error("cannot open output file {path}: {reason}")]
+    OutputFile {
+        /// The file.
+        path: String,
+        /// The OS's words.
+        reason: String,
+    },
+    /// The working folder does not exist.
+    #[error("working folder {0} does not exist")]
+    NoCwd(String),
+    /// The program is not there.
+    #[error("cannot run {0:?}: no such program")]
+    NoProgram(String),
+    /// The program is there but may not be run.
+    #[error("cannot run {0:?}: permission denied (not executable?)")]
+    NotExecutable(String),
+    /// Any other reason the OS gave.
+    #[error("cannot run {program:?}: {reason}")]
+    Other {
+        /// The program.
+        program: String,
+        /// The OS's words.
+        reason: String,
+    },
+    /// The child was gone before its pid could be read.
+    #[error("the process ended before its pid could be read")]
+    NoPid,
+}
+
+/// How a job is kept from outliving supervisord.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathWatch {
+    /// The guard process is told about the job's process group and kills it if
+    /// supervisord dies. Then the child is not also given `PR_SET_PDEATHSIG`: that needs
+    /// code run between fork and exec, which makes std fork (copying the daemon's page
+    /// tables, then copy-on-write faults in the daemon) instead of `posix_spawn`'s vfork.
+    /// With 1000 jobs that was most of the daemon's time in a burst of starts, and
+    /// starting 10,000 jobs took 66 s instead of 12 s.
+    Guard,
+    /// No guard runs: the child gets `PR_SET_PDEATHSIG` instead.
+    ParentDeathSignal,
+}
+
+/// What every spawn needs from the supervisor.
+pub struct SpawnContext<'a> {
+    /// Where captured output goes.
+    pub logs: &'a LogHub,
+    /// Where the run's task reports.
+    pub reports: &'a mpsc::UnboundedSender<Report>,
+    /// Owns the run's tasks.
+    pub tracker: &'a TaskTracker,
+    /// How the job dies with supervisord.
+    pub death: DeathWatch,
+}
+
+/// Spawn `spec` as a new process group and start its task.
+pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, SpawnError> {
+    let SpawnContext {
+        logs,
+        reports,
+        tracker,
+        death,
+    } = *ctx;
     let mut cmd = Command::new(&spec.command[0]);
     cmd.args(&spec.command[1..])
         .current_dir(&spec.cwd)
@@ -106,12 +156,12 @@ pub fn spawn(
         .stderr(stdio(&spec.stderr)?)
         .process_group(0)
         .kill_on_drop(false);
-    if !guarded {
+    if death == DeathWatch::ParentDeathSignal {
         os::die_with_parent(&mut cmd);
     }
     let mut child = cmd.spawn().map_err(|e| spawn_problem(spec, &e))?;
     let Some(pid) = child.id() else {
-        return Err("the process ended before its pid could be read".into());
+        return Err(SpawnError::NoPid);
     };
 
     let mut readers = Vec::new();
@@ -136,17 +186,17 @@ pub fn spawn(
         };
         let (logs, reports, timestamps) = (logs.clone(), reports.clone(), spec.log_timestamps);
         readers.push(tracker.spawn(async move {
-            if let Err(message) = logs.open(key.clone(), target, timestamps).await {
+            if let Err(error) = logs.open(key.clone(), target, timestamps).await {
                 let _ = reports.send(Report::OutputError {
                     name: key.name.clone(),
-                    message,
+                    error,
                 });
             }
             let name = key.name.clone();
-            logs.capture(key, pipe, |message| {
+            logs.capture(key, pipe, |error| {
                 let _ = reports.send(Report::OutputError {
                     name: name.clone(),
-                    message,
+                    error,
                 });
             })
             .await;
@@ -219,7 +269,7 @@ impl<T: AsyncRead + Unpin + Send + 'static> Boxed for T {
     }
 }
 
-fn stdio(output: &Output) -> Result<Stdio, String> {
+fn stdio(output: &Output) -> Result<Stdio, SpawnError> {
     Ok(match output {
         Output::Log(_) | Output::Inherit => Stdio::piped(),
         Output::Null => Stdio::null(),
@@ -228,21 +278,25 @@ fn stdio(output: &Output) -> Result<Stdio, String> {
             .append(true)
             .open(path)
             .map(Stdio::from)
-            .map_err(|e| format!("cannot open output file {}: {e}", path.display()))?,
+            .map_err(|e| SpawnError::OutputFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
     })
 }
 
 /// A spawn error in words that say which part was wrong.
-fn spawn_problem(spec: &JobSpec, e: &std::io::Error) -> String {
+fn spawn_problem(spec: &JobSpec, e: &std::io::Error) -> SpawnError {
     if !spec.cwd.is_dir() {
-        return format!("working folder {} does not exist", spec.cwd.display());
+        return SpawnError::NoCwd(spec.cwd.display().to_string());
     }
-    let program = &spec.command[0];
+    let program = spec.command[0].clone();
     match e.kind() {
-        std::io::ErrorKind::NotFound => format!("cannot run {program:?}: no such program"),
-        std::io::ErrorKind::PermissionDenied => {
-            format!("cannot run {program:?}: permission denied (not executable?)")
-        }
-        _ => format!("cannot run {program:?}: {e}"),
+        std::io::ErrorKind::NotFound => SpawnError::NoProgram(program),
+        std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program),
+        _ => SpawnError::Other {
+            program,
+            reason: e.to_string(),
+        },
     }
 }

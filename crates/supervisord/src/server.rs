@@ -8,9 +8,13 @@
 
 use crate::config;
 use crate::logs::{LogHub, SinkKey};
-use crate::supervisor::{encode, Answer, SupervisorHandle};
-use protocol::{code, Notification, Request, Response, RpcError, MAX_LINE_BYTES};
-use serde_json::{json, Value};
+use crate::notify::Notifier;
+use crate::supervisor::{encode, Answer, Call, Route, SupervisorHandle};
+use protocol::{
+    code, note, JobList, Lagged, LogData, LogsParams, LogsResult, Notification, Request,
+    Response, RpcError, MAX_LINE_BYTES,
+};
+use serde_json::Value;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -504,134 +508,171 @@ struct Success<'a> {
 
 /// Answer one request (and, for a stream, keep sending until the client goes).
 async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Sender<String>) {
-    let reply = |result: Result<Answer, RpcError>| {
-        id.clone().map(|id| match result {
-            Ok(v) => to_line(&Success {
-                jsonrpc: protocol::JSONRPC,
-                id: &id,
-                result: &v,
-            }),
-            Err(e) => to_line(&Response::err(id, e)),
-        })
-    };
-    let send = |line: Option<String>| {
-        let out = out.clone();
-        async move {
-            match line {
-                Some(l) => out.send(l).await.is_ok(),
-                None => true,
-            }
-        }
-    };
-    match request {
-        Request::Subscribe => {
-            let (jobs, mut events) = match ctx.supervisor.subscribe().await {
+    let reply = Replier { id, out: &out };
+    match Route::from(request) {
+        Route::Subscribe => {
+            let (jobs, events) = match ctx.supervisor.subscribe().await {
                 Ok(pair) => pair,
                 Err(e) => {
-                    send(reply(Err(e))).await;
+                    reply.send(Err(e)).await;
                     return;
                 }
             };
-            if !send(reply(encode(&json!({ "jobs": jobs })))).await {
-                return;
-            }
-            loop {
-                let msg = match events.recv().await {
-                    Ok(event) => Notification::new("event", &event),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        Notification::new("lagged", json!({ "missed": missed }))
+            if reply.send(encode(&JobList::new(jobs))).await {
+                forward(events, &out, |event| Notification::new(note::EVENT, &event), |missed| {
+                    Lagged {
+                        name: None,
+                        stream: None,
+                        missed,
                     }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if out.send(to_line(&msg)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        Request::Logs(p) => {
-            let path = match ctx.supervisor.log_source(p.name.clone(), p.stream).await {
-                Ok(path) => path,
-                Err(e) => {
-                    send(reply(Err(e))).await;
-                    return;
-                }
-            };
-            let key = SinkKey {
-                name: p.name.clone(),
-                stream: p.stream,
-            };
-            let follow = p.follow.unwrap_or(false);
-            let tail = ctx
-                .logs
-                .tail(key, path, p.lines.unwrap_or(10), follow)
+                })
                 .await;
-            let tail = match tail {
-                Ok(t) => t,
-                Err(e) => {
-                    send(reply(Err(RpcError::new(
-                        code::INTERNAL_ERROR,
-                        format!("cannot read log: {e}"),
-                    ))))
-                    .await;
-                    return;
-                }
-            };
-            if !send(reply(encode(&json!({ "lines": tail.lines })))).await {
-                return;
-            }
-            let Some(mut rx) = tail.follow else { return };
-            loop {
-                let msg = match rx.recv().await {
-                    Ok(data) => Notification::new(
-                        "log",
-                        json!({ "name": p.name, "stream": p.stream, "data": &*data }),
-                    ),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => Notification::new(
-                        "lagged",
-                        json!({ "name": p.name, "stream": p.stream, "missed": missed }),
-                    ),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if out.send(to_line(&msg)).await.is_err() {
-                    return;
-                }
             }
         }
-        Request::Reload => {
-            ctx.notify.reloading();
-            let path = ctx.config_path.clone();
-            let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
-            let result = match loaded {
-                Ok(config) => ctx.supervisor.reload(config).await,
-                Err(e) => Err(RpcError::new(
-                    code::INTERNAL_ERROR,
-                    format!("reading the job file failed: {e}"),
-                )),
-            };
-            ctx.notify.reloaded();
-            send(reply(result)).await;
+        Route::Logs(p) => logs(p, &ctx, reply).await,
+        Route::Reload => {
+            let result = reload_from_disk(&ctx.supervisor, &ctx.config_path, &ctx.notify).await;
+            reply.send(result).await;
         }
-        Request::Wait(p) => {
-            let timeout = p.timeout_ms.map(Duration::from_millis);
-            let wait = ctx.supervisor.rpc(Request::Wait(p));
+        Route::Call(call) => {
+            let timeout = match &call {
+                Call::Wait(p) => p.timeout_ms.map(Duration::from_millis),
+                Call::Shutdown(_) => {
+                    ctx.notify.stopping();
+                    None
+                }
+                _ => None,
+            };
+            let answer = ctx.supervisor.call(call);
             let result = match timeout {
-                None => wait.await,
-                Some(t) => tokio::time::timeout(t, wait).await.unwrap_or_else(|_| {
+                None => answer.await,
+                Some(t) => tokio::time::timeout(t, answer).await.unwrap_or_else(|_| {
                     Err(RpcError::new(
                         code::TIMED_OUT,
                         format!("timed out after {}", humantime::format_duration(t)),
                     ))
                 }),
             };
-            send(reply(result)).await;
+            reply.send(result).await;
         }
-        other => {
-            if matches!(other, Request::Shutdown(_)) {
-                ctx.notify.stopping();
+    }
+}
+
+/// `logs`: the tail, then (with `follow`) `log` notifications.
+async fn logs(p: LogsParams, ctx: &Context, reply: Replier<'_>) {
+    let path = match ctx.supervisor.log_source(p.name.clone(), p.stream).await {
+        Ok(path) => path,
+        Err(e) => {
+            reply.send(Err(e)).await;
+            return;
+        }
+    };
+    let key = SinkKey {
+        name: p.name.clone(),
+        stream: p.stream,
+    };
+    let follow = p.follow.unwrap_or(false);
+    let tail = match ctx
+        .logs
+        .tail(key, path, p.lines.unwrap_or(10), follow)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            let e = RpcError::new(code::INTERNAL_ERROR, format!("cannot read log: {e}"));
+            reply.send(Err(e)).await;
+            return;
+        }
+    };
+    if !reply.send(encode(&LogsResult { lines: tail.lines })).await {
+        return;
+    }
+    let Some(rx) = tail.follow else { return };
+    let (name, stream) = (p.name, p.stream);
+    forward(
+        rx,
+        reply.out,
+        |data| {
+            Notification::new(
+                note::LOG,
+                &LogData {
+                    name: name.clone(),
+                    stream,
+                    data: data.to_string(),
+                },
+            )
+        },
+        |missed| Lagged {
+            name: Some(name.clone()),
+            stream: Some(stream),
+            missed,
+        },
+    )
+    .await;
+}
+
+/// Forward a broadcast stream to the client as notifications until either side ends;
+/// falling behind becomes one `lagged` notification with the count, then it goes on.
+async fn forward<T: Clone>(
+    mut rx: broadcast::Receiver<T>,
+    out: &mpsc::Sender<String>,
+    note: impl Fn(T) -> Notification,
+    lagged: impl Fn(u64) -> Lagged,
+) {
+    loop {
+        let msg = match rx.recv().await {
+            Ok(item) => note(item),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                Notification::new(protocol::note::LAGGED, lagged(missed))
             }
-            let result = ctx.supervisor.rpc(other).await;
-            send(reply(result)).await;
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if out.send(to_line(&msg)).await.is_err() {
+            return;
         }
+    }
+}
+
+/// Read the job file off the runtime and hand it to the supervisor; answers once the
+/// reload is applied. The one way to reload, for `reload` requests and SIGHUP alike.
+pub async fn reload_from_disk(
+    supervisor: &SupervisorHandle,
+    path: &Path,
+    notify: &Notifier,
+) -> Result<Answer, RpcError> {
+    notify.reloading();
+    let path = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+    let result = match loaded {
+        Ok(config) => supervisor.reload(config).await,
+        Err(e) => Err(RpcError::new(
+            code::INTERNAL_ERROR,
+            format!("reading the job file failed: {e}"),
+        )),
+    };
+    notify.reloaded();
+    result
+}
+
+/// Sends a request's one answer (nothing for a notification, which has no id).
+struct Replier<'a> {
+    id: Option<Value>,
+    out: &'a mpsc::Sender<String>,
+}
+
+impl Replier<'_> {
+    /// Send the answer; false when the client has gone.
+    async fn send(&self, result: Result<Answer, RpcError>) -> bool {
+        let Some(id) = &self.id else { return true };
+        let line = match result {
+            Ok(v) => to_line(&Success {
+                jsonrpc: protocol::JSONRPC,
+                id,
+                result: &v,
+            }),
+            Err(e) => to_line(&Response::err(id.clone(), e)),
+        };
+        self.out.send(line).await.is_ok()
     }
 }
 

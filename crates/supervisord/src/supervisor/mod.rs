@@ -1,0 +1,751 @@
+//! The supervisor: the one owner of the process table.
+//!
+//! # Theory of operation
+//!
+//! A single task runs [`Supervisor::run`], a `select!` loop over four sources: commands
+//! from connections (each with a `oneshot` for its reply), reports from child tasks
+//! (exits, output errors), timers (start_secs, stop escalation, backoff) and SIGCHLD (to
+//! reap adopted orphans). Every state change happens here, in one order, through
+//! [`Lifecycle::step`], and each one publishes exactly one [`Event`] on a broadcast
+//! channel. Requests that answer later (`wait`, `terminate`, `restart`, `remove`,
+//! `reload`) park a waiter that is checked after every turn of the loop, so they never
+//! block the loop or each other.
+//!
+//! The files of this module, by concern:
+//! - `mod.rs` (here): the table, the loop, and the edge of the state machine (feeding
+//!   inputs, carrying out effects: spawn, signal, timers; publishing events).
+//! - `requests.rs`: one function per protocol method the actor answers, and the
+//!   [`Route`] that sends streaming requests elsewhere before they reach the actor.
+//! - `reload.rs`: a pure plan of what a new job file changes, then its application.
+//! - `waiters.rs`: what happens after every turn: answering waiters, forgetting removed
+//!   jobs, ending batch mode or a drain.
+//! - `status.rs`: the table as the protocol's `Job`, and batch mode's lines.
+//!
+//! Channels: connections → supervisor is bounded (`mpsc`, awaited by the sender); child
+//! tasks → supervisor is unbounded but holds at most a few messages per run; supervisor →
+//! child tasks never waits (`try_send`). No two bounded channels form a cycle.
+
+mod reload;
+mod requests;
+mod status;
+mod waiters;
+
+pub use requests::{Call, Route};
+pub use status::rfc3339;
+
+use crate::config::{Config, ConfigError, JobSpec, Output};
+use crate::guard::Guard;
+use crate::lifecycle::{Effect, Input, Lifecycle, TimerKind, Transition};
+use crate::logs::LogHub;
+use crate::os;
+use crate::process::{self, DeathWatch, Report, Run, SpawnContext};
+use indexmap::IndexMap;
+use protocol::{code, signal_name, Event, Job, RpcError, Stream};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+use tokio_util::time::DelayQueue;
+use waiters::{Outcome, Waiter};
+
+/// How many events a subscriber may fall behind before it skips.
+const EVENT_BACKLOG: usize = 4096;
+/// How many commands may queue for the supervisor.
+const COMMAND_QUEUE: usize = 256;
+
+/// A request's result, already encoded as JSON. The job table is serialized once, straight
+/// from its structs into the text that goes on the socket (no `serde_json::Value` tree in
+/// between: for `status` of 200 jobs that tree was three quarters of the round trip).
+pub type Answer = Box<RawValue>;
+
+/// Encode a result (one of the protocol crate's result types).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Answer, RpcError> {
+    serde_json::value::to_raw_value(value).map_err(|e| {
+        RpcError::new(
+            code::INTERNAL_ERROR,
+            format!("cannot encode the answer: {e}"),
+        )
+    })
+}
+
+/// Where an answer goes.
+pub type Reply = oneshot::Sender<Result<Answer, RpcError>>;
+
+/// What connections (and signal handlers) ask of the supervisor.
+pub enum Command {
+    /// A request the actor answers (now or once its jobs reach a condition).
+    Call {
+        /// The request.
+        call: Call,
+        /// Where the answer goes.
+        reply: Reply,
+    },
+    /// `subscribe`: a snapshot and the event stream from the same instant.
+    Subscribe {
+        /// Where the pair goes.
+        reply: oneshot::Sender<(Vec<Job>, broadcast::Receiver<Event>)>,
+    },
+    /// Where a job's captured stream is written, for `logs`.
+    LogSource {
+        /// The job.
+        name: String,
+        /// The stream.
+        stream: Stream,
+        /// The log file, or why there is none.
+        reply: oneshot::Sender<Result<PathBuf, RpcError>>,
+    },
+    /// Apply a freshly read job file (or refuse it); answered once applied.
+    Reload {
+        /// The file as read.
+        config: Box<Result<Config, ConfigError>>,
+        /// Where the answer goes.
+        reply: Reply,
+    },
+}
+
+/// A cheap handle on the supervisor: what the server and signal handlers hold.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SupervisorHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RpcError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| RpcError::shutting_down())?;
+        rx.await.map_err(|_| RpcError::shutting_down())
+    }
+
+    /// Run a request the actor answers.
+    pub async fn call(&self, call: Call) -> Result<Answer, RpcError> {
+        self.ask(|reply| Command::Call { call, reply }).await?
+    }
+
+    /// Subscribe to events.
+    pub async fn subscribe(&self) -> Result<(Vec<Job>, broadcast::Receiver<Event>), RpcError> {
+        self.ask(|reply| Command::Subscribe { reply }).await
+    }
+
+    /// The log file of a job's stream.
+    pub async fn log_source(&self, name: String, stream: Stream) -> Result<PathBuf, RpcError> {
+        self.ask(|reply| Command::LogSource {
+            name,
+            stream,
+            reply,
+        })
+        .await?
+    }
+
+    /// Apply a job file read from disk; answers once removed jobs are gone, changed ones
+    /// restarted and added ones spawned.
+    pub async fn reload(&self, config: Result<Config, ConfigError>) -> Result<Answer, RpcError> {
+        self.ask(|reply| Command::Reload {
+            config: Box::new(config),
+            reply,
+        })
+        .await?
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Waiting for non-daemon jobs to end on their own.
+    Draining,
+    /// Stopping everything; the loop ends when no process is left.
+    Stopping,
+}
+
+/// One job of the table.
+struct Entry {
+    spec: Arc<JobSpec>,
+    life: Lifecycle,
+    run: Option<Run>,
+    output_error: Option<String>,
+    /// Where the job came from: reload keeps jobs added over the socket.
+    origin: Origin,
+    /// Forget the job once it has stopped.
+    removing: bool,
+}
+
+/// Where a job came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The job file.
+    File,
+    /// `add` over the socket.
+    Added,
+}
+
+impl Entry {
+    fn new(spec: JobSpec, origin: Origin) -> Entry {
+        Entry {
+            spec: Arc::new(spec),
+            life: Lifecycle::new(),
+            run: None,
+            output_error: None,
+            origin,
+            removing: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TimerEntry {
+    name: String,
+    epoch: u64,
+    kind: TimerKind,
+}
+
+/// The supervisor task's state. Build it with [`Supervisor::new`], run it with
+/// [`Supervisor::run`].
+pub struct Supervisor {
+    config: Config,
+    jobs: IndexMap<String, Entry>,
+    commands: mpsc::Receiver<Command>,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    new_timers: Vec<(TimerEntry, Duration)>,
+    events: broadcast::Sender<Event>,
+    waiters: Vec<Waiter>,
+    logs: LogHub,
+    guard: Option<Guard>,
+    tracker: TaskTracker,
+    next_run: u64,
+    phase: Phase,
+    batch: bool,
+    /// Process groups whose leader ended but whose members live on, by job.
+    lingering: HashMap<u32, String>,
+    /// Lines for supervisord's stdout (batch mode), printed after the turn.
+    prints: Vec<String>,
+    exit_code: u8,
+    started: Instant,
+}
+
+impl Supervisor {
+    /// A supervisor for `config` and the handle to reach it. `batch` is
+    /// `--exit-when-done` (or the file's `exit_when_done`).
+    pub fn new(
+        config: Config,
+        batch: bool,
+        logs: LogHub,
+        guard: Option<Guard>,
+        tracker: TaskTracker,
+    ) -> (Supervisor, SupervisorHandle) {
+        let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let jobs = config
+            .jobs
+            .iter()
+            .map(|spec| (spec.name.clone(), Entry::new(spec.clone(), Origin::File)))
+            .collect();
+        let sup = Supervisor {
+            config,
+            jobs,
+            commands,
+            reports_tx,
+            reports,
+            new_timers: Vec::new(),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+            waiters: Vec::new(),
+            logs,
+            guard,
+            tracker,
+            next_run: 1,
+            phase: Phase::Serving,
+            batch,
+            lingering: HashMap::new(),
+            prints: Vec::new(),
+            exit_code: 0,
+            started: Instant::now(),
+        };
+        (sup, SupervisorHandle { tx })
+    }
+
+    /// Start the autostart jobs and serve until shut down and every process is gone.
+    /// Returns supervisord's exit code. Hands the guard back for the caller to finish.
+    pub async fn run(mut self) -> (u8, Option<Guard>) {
+        let autostart: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|e| e.spec.autostart)
+            .map(|e| e.spec.name.clone())
+            .collect();
+        for name in autostart {
+            self.feed(&name, Input::Start);
+        }
+        let mut timers: DelayQueue<TimerEntry> = DelayQueue::new();
+        let mut sigchld = match signal(SignalKind::child()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGCHLD; adopted orphans will not be reaped");
+                None
+            }
+        };
+        loop {
+            self.after_turn();
+            for (entry, after) in self.new_timers.drain(..) {
+                timers.insert(entry, after);
+            }
+            for line in std::mem::take(&mut self.prints) {
+                self.logs.print(line).await;
+            }
+            if self.phase == Phase::Stopping && self.jobs.values().all(|e| e.run.is_none()) {
+                break;
+            }
+            tokio::select! {
+                Some(cmd) = self.commands.recv() => self.command(cmd),
+                Some(report) = self.reports.recv() => self.report(report),
+                Some(expired) = std::future::poll_fn(|cx| timers.poll_expired(cx)) => {
+                    self.timer(expired.into_inner());
+                }
+                Some(()) = async {
+                    match sigchld.as_mut() {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.reap(),
+            }
+        }
+        // Whatever is left of lingering groups goes with the daemon.
+        for pgid in std::mem::take(&mut self.lingering).into_keys() {
+            os::kill_group(pgid);
+            self.forget_group(pgid);
+        }
+        self.reap();
+        for w in self.waiters.drain(..) {
+            w.refuse(RpcError::shutting_down());
+        }
+        (self.exit_code, self.guard.take())
+    }
+
+    // ---- inputs ------------------------------------------------------------------------
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Call { call, reply } => {
+                let outcome = self.call(call);
+                self.settle(outcome, reply);
+            }
+            Command::Subscribe { reply } => {
+                let rx = self.events.subscribe();
+                let _ = reply.send((self.all_jobs(), rx));
+            }
+            Command::LogSource {
+                name,
+                stream,
+                reply,
+            } => {
+                let _ = reply.send(self.log_source(&name, stream));
+            }
+            Command::Reload { config, reply } => {
+                let outcome = self.reload(*config);
+                self.settle(outcome, reply);
+            }
+        }
+    }
+
+    /// Answer now, or park a waiter that answers later.
+    fn settle(&mut self, outcome: Outcome, reply: Reply) {
+        match outcome {
+            Outcome::Now(result) => {
+                let _ = reply.send(result);
+            }
+            Outcome::Later(pending) => self.park(pending, reply),
+        }
+    }
+
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Exited {
+                name,
+                run,
+                exitcode,
+            } => {
+                let Some(entry) = self.jobs.get_mut(&name) else {
+                    return;
+                };
+                if entry.run.as_ref().map(|r| r.id) != Some(run) {
+                    return;
+                }
+                let Some(finished) = entry.run.take() else {
+                    return;
+                };
+                let pgid = finished.pid;
+                let stopping = entry.life.state() == protocol::JobState::Stopping;
+                if stopping && finished.kill_group {
+                    // A stop ends the whole group: members that outlived the leader
+                    // already had the stop signal.
+                    os::kill_group(pgid);
+                    self.forget_group(pgid);
+                } else if os::group_exists(pgid) {
+                    self.lingering.insert(pgid, name.clone());
+                } else {
+                    self.forget_group(pgid);
+                }
+                self.feed(&name, Input::Exited(exitcode));
+            }
+            Report::OutputError { name, error } => {
+                if let Some(entry) = self.jobs.get_mut(&name) {
+                    entry.output_error = Some(error.to_string());
+                }
+            }
+        }
+    }
+
+    fn timer(&mut self, t: TimerEntry) {
+        let current = self.jobs.get(&t.name).map(|e| e.life.epoch());
+        if current != Some(t.epoch) {
+            return;
+        }
+        if t.kind == TimerKind::Backoff && self.phase != Phase::Serving {
+            // Nothing new starts once shutdown began: a job waiting to be restarted
+            // settles as stopped instead, so a drain can end.
+            self.stop(&t.name, None);
+        } else {
+            self.feed(&t.name, Input::Timer(t.kind));
+        }
+    }
+
+    /// SIGCHLD: reap adopted orphans and forget process groups that emptied.
+    fn reap(&mut self) {
+        self.mend_guard();
+        let mut ours: HashSet<u32> = self
+            .jobs
+            .values()
+            .filter_map(|e| e.run.as_ref().map(|r| r.pid))
+            .collect();
+        if let Some(g) = &self.guard {
+            ours.insert(g.pid());
+        }
+        let reaped = os::reap_orphans(&ours);
+        if reaped > 0 {
+            tracing::debug!(reaped, "reaped adopted orphans");
+        }
+        let gone: Vec<u32> = self
+            .lingering
+            .keys()
+            .copied()
+            .filter(|pgid| !os::group_exists(*pgid))
+            .collect();
+        for pgid in gone {
+            self.lingering.remove(&pgid);
+            self.forget_group(pgid);
+        }
+    }
+
+    /// Replace a guard that died (killed, or its pipe broke) and tell the new one every
+    /// live process group. Jobs are spawned without a parent-death signal while a guard
+    /// runs, so the guard must not stay missing.
+    fn mend_guard(&mut self) {
+        let Some(old) = self.guard.as_mut() else {
+            return;
+        };
+        if old.is_alive() {
+            return;
+        }
+        if let Some(old) = self.guard.take() {
+            old.discard();
+        }
+        match Guard::spawn() {
+            Ok(mut g) => {
+                let live = self
+                    .jobs
+                    .values()
+                    .filter_map(|e| e.run.as_ref().map(|r| r.pid))
+                    .chain(self.lingering.keys().copied());
+                for pgid in live {
+                    g.watch(pgid);
+                }
+                tracing::warn!(pid = g.pid(), "the guard process died; started a new one");
+                self.guard = Some(g);
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "the guard process died and cannot be restarted; running jobs may outlive a crash of supervisord"
+            ),
+        }
+    }
+
+    fn forget_group(&mut self, pgid: u32) {
+        if let Some(g) = self.guard.as_mut() {
+            g.forget(pgid);
+        }
+    }
+
+    // ---- the state machine's edge --------------------------------------------------------
+
+    /// Feed one input to a job's lifecycle and carry out what it asks.
+    fn feed(&mut self, name: &str, input: Input) {
+        let Some(entry) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let spec = entry.spec.clone();
+        let step = entry.life.step(&spec, input, SystemTime::now());
+        for t in &step.transitions {
+            self.publish(&spec, t);
+        }
+        for effect in step.effects {
+            match effect {
+                Effect::Spawn => self.spawn(name),
+                Effect::Signal(sig) => {
+                    if let Some(run) = self.jobs.get(name).and_then(|e| e.run.as_ref()) {
+                        run.signal(sig);
+                    }
+                }
+                Effect::Timer(kind, after) => {
+                    if let Some(e) = self.jobs.get(name) {
+                        self.new_timers.push((
+                            TimerEntry {
+                                name: name.to_owned(),
+                                epoch: e.life.epoch(),
+                                kind,
+                            },
+                            after,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, name: &str) {
+        // Once shutdown began (a drain included) nothing new starts: requests that start
+        // work are refused with 1004, and a job that ends is not restarted by its policy
+        // (a `restart = "always"` job would otherwise never let a drain end). The job
+        // keeps the settled state it reached.
+        if self.phase != Phase::Serving {
+            return;
+        }
+        self.mend_guard();
+        let Some(entry) = self.jobs.get(name) else {
+            return;
+        };
+        let run_id = self.next_run;
+        self.next_run += 1;
+        let ctx = SpawnContext {
+            logs: &self.logs,
+            reports: &self.reports_tx,
+            tracker: &self.tracker,
+            death: if self.guard.is_some() {
+                DeathWatch::Guard
+            } else {
+                DeathWatch::ParentDeathSignal
+            },
+        };
+        match process::spawn(&entry.spec, run_id, &ctx) {
+            Ok(run) => {
+                let pid = run.pid;
+                if let Some(g) = self.guard.as_mut() {
+                    g.watch(pid);
+                }
+                if let Some(e) = self.jobs.get_mut(name) {
+                    e.run = Some(run);
+                }
+                self.feed(name, Input::Spawned { pid });
+            }
+            Err(error) => {
+                tracing::warn!(job = name, error = %error, "spawn failed");
+                self.feed(name, Input::SpawnFailed(error.to_string()));
+            }
+        }
+    }
+
+    fn publish(&mut self, spec: &JobSpec, t: &Transition) {
+        let signal = t.exitcode.and_then(signal_name);
+        tracing::info!(
+            job = %spec.name,
+            group = %spec.group,
+            from = %t.from,
+            to = %t.to,
+            pid = t.pid,
+            exitcode = t.exitcode,
+            signal = signal.as_deref(),
+            cause = t.cause.map(|c| c.as_str()),
+            "job {} {} -> {}", spec.name, t.from, t.to
+        );
+        if self.batch && t.to.is_settled() {
+            self.prints
+                .push(status::batch_line(spec, t, self.jobs.get(&spec.name)));
+        }
+        let _ = self.events.send(Event {
+            name: spec.name.clone(),
+            group: spec.group.clone(),
+            from: t.from,
+            to: t.to,
+            pid: t.pid,
+            exitcode: t.exitcode,
+            signal,
+            cause: t.cause,
+            reason: t.reason.clone(),
+            at: rfc3339(SystemTime::now()),
+        });
+    }
+
+    fn begin_stop(&mut self) {
+        self.phase = Phase::Stopping;
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in names {
+            self.stop(&name, None);
+        }
+    }
+
+    /// Stop a job (with its own stop signal unless one is given), and end what is left of
+    /// a group its last run left behind.
+    fn stop(&mut self, name: &str, signal: Option<protocol::Signal>) {
+        let Some(entry) = self.jobs.get(name) else {
+            return;
+        };
+        let sig = signal.unwrap_or(entry.spec.stop_signal);
+        let leftovers: Vec<u32> = self
+            .lingering
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(pgid, _)| *pgid)
+            .collect();
+        for pgid in leftovers {
+            os::kill_group(pgid);
+        }
+        self.feed(name, Input::Stop(sig));
+    }
+
+    fn log_source(&self, name: &str, stream: Stream) -> Result<PathBuf, RpcError> {
+        let entry = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| RpcError::no_such_job(vec![name.to_owned()]))?;
+        let output = match stream {
+            Stream::Stdout => &entry.spec.stdout,
+            Stream::Stderr => &entry.spec.stderr,
+        };
+        let s = stream.as_str();
+        match output {
+            Output::Log(path) => Ok(path.clone()),
+            Output::Inherit => Err(RpcError::invalid_params(format!(
+                "job {name:?} does not capture its {s}: it goes to supervisord's own stdout ({s} = \"inherit\")"
+            ))),
+            Output::Null => Err(RpcError::invalid_params(format!(
+                "job {name:?} does not capture its {s}: it is discarded ({s} = \"null\")"
+            ))),
+            Output::File(path) => Err(RpcError::invalid_params(format!(
+                "job {name:?} does not capture its {s}: it goes to the file {}",
+                path.display()
+            ))),
+        }
+    }
+
+    fn all_jobs(&self) -> Vec<Job> {
+        self.jobs.values().map(status::job_status).collect()
+    }
+
+    fn jobs_named(&self, names: &[String]) -> Vec<Job> {
+        names
+            .iter()
+            .filter_map(|n| self.jobs.get(n))
+            .map(status::job_status)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod harness {
+    //! An in-process supervisor for unit tests: real processes, no socket.
+    use super::*;
+
+    pub struct Harness {
+        pub run: tokio::task::JoinHandle<(u8, Option<Guard>)>,
+        pub handle: SupervisorHandle,
+        writer: Option<crate::logs::LogWriter>,
+    }
+
+    /// A supervisor of `jobs` (a job file's text), running on the test's runtime.
+    pub fn start(jobs: &str) -> Harness {
+        let (sup, handle, writer) = build(jobs, false);
+        Harness {
+            run: tokio::spawn(sup.run()),
+            handle,
+            writer: Some(writer),
+        }
+    }
+
+    /// The supervisor before it runs (for tests that look inside).
+    pub fn build(jobs: &str, batch: bool) -> (Supervisor, SupervisorHandle, crate::logs::LogWriter) {
+        let file = std::env::temp_dir().join("supervisor-unit.toml");
+        let config = crate::config::parse(&file, jobs).expect("a valid job file");
+        let (logs, writer) = crate::logs::start().expect("the log writer");
+        let (sup, handle) = Supervisor::new(config, batch, logs, None, TaskTracker::new());
+        (sup, handle, writer)
+    }
+
+    impl Harness {
+        /// Shut down, and return supervisord's exit code.
+        pub async fn finish(mut self) -> u8 {
+            let _ = self
+                .handle
+                .call(Call::Shutdown(protocol::ShutdownParams { drain: None }))
+                .await;
+            let (code, _) = (&mut self.run).await.expect("the supervisor ends");
+            drop(self.handle);
+            if let Some(w) = self.writer.take() {
+                w.join();
+            }
+            code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{JobState, Selection};
+    use tokio::time::Instant as VirtualInstant;
+
+    /// The backoff timer lives in the supervisor's loop: under a paused clock, restarts of
+    /// a job that ends at once are `backoff` apart in (virtual) time, never a hot loop.
+    #[tokio::test(start_paused = true)]
+    async fn restarts_of_a_job_that_ends_at_once_wait_for_the_backoff_timer() {
+        let h = harness::start(
+            r#"
+[job.quick]
+command = ["true"]
+restart = "always"
+start_secs = 0
+backoff = "10s"
+autostart = false
+stdout = "null"
+stderr = "null"
+"#,
+        );
+        let (_, mut events) = h.handle.subscribe().await.expect("subscribe");
+        h.handle
+            .call(Call::Start(Selection::names(vec!["quick".into()])))
+            .await
+            .expect("start");
+        let mut starts = Vec::new();
+        while starts.len() < 4 {
+            let e = events.recv().await.expect("an event");
+            if e.to == JobState::Starting {
+                starts.push(VirtualInstant::now());
+            }
+        }
+        for pair in starts.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_secs(9) && gap <= Duration::from_secs(10),
+                "restart {gap:?} after the last start"
+            );
+        }
+        assert_eq!(h.finish().await, 0);
+    }
+}

@@ -1,0 +1,383 @@
+//! One function per protocol method the actor answers, and the routing that sends the
+//! other methods elsewhere before they reach it.
+//!
+//! [`Route`] splits a decoded [`Request`] once, at the server: streaming requests
+//! (`subscribe`, `logs`) and `reload` (which reads the job file off the runtime first)
+//! are handled by the server; everything else is a [`Call`] for the actor. The dispatch in
+//! [`Supervisor::call`] is one line per method.
+
+use super::waiters::{Outcome, Pending, Until};
+use super::{encode, Entry, Origin, Phase, Supervisor};
+use crate::lifecycle::Input;
+use protocol::{
+    AddParams, JobList, JobState, KillParams, LogsParams, NamesParams, PingResult, Request,
+    RpcError, Selection, ShutdownParams, ShutdownResult, TerminateParams, WaitParams,
+};
+use std::collections::HashSet;
+
+/// A request the actor answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    /// `ping`
+    Ping,
+    /// `status`
+    Status(Selection),
+    /// `start`
+    Start(Selection),
+    /// `terminate`
+    Terminate(TerminateParams),
+    /// `restart`
+    Restart(Selection),
+    /// `kill`
+    Kill(KillParams),
+    /// `wait` (the server applies its timeout)
+    Wait(WaitParams),
+    /// `add`
+    Add(AddParams),
+    /// `remove`
+    Remove(NamesParams),
+    /// `shutdown`
+    Shutdown(ShutdownParams),
+}
+
+/// Where a request is handled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// By the actor.
+    Call(Call),
+    /// By the server: a snapshot, then events.
+    Subscribe,
+    /// By the server and the log writer: the tail, then (with `follow`) the stream.
+    Logs(LogsParams),
+    /// By the server: read the job file off the runtime, then hand it to the actor.
+    Reload,
+}
+
+impl From<Request> for Route {
+    fn from(request: Request) -> Route {
+        match request {
+            Request::Ping => Route::Call(Call::Ping),
+            Request::Status(s) => Route::Call(Call::Status(s)),
+            Request::Start(s) => Route::Call(Call::Start(s)),
+            Request::Terminate(p) => Route::Call(Call::Terminate(p)),
+            Request::Restart(s) => Route::Call(Call::Restart(s)),
+            Request::Kill(p) => Route::Call(Call::Kill(p)),
+            Request::Wait(p) => Route::Call(Call::Wait(p)),
+            Request::Add(p) => Route::Call(Call::Add(p)),
+            Request::Remove(p) => Route::Call(Call::Remove(p)),
+            Request::Shutdown(p) => Route::Call(Call::Shutdown(p)),
+            Request::Subscribe => Route::Subscribe,
+            Request::Logs(p) => Route::Logs(p),
+            Request::Reload => Route::Reload,
+        }
+    }
+}
+
+impl Call {
+    /// Whether the request starts work, which is refused (1004) once shutdown began.
+    fn starts_work(&self) -> bool {
+        matches!(self, Call::Start(_) | Call::Restart(_) | Call::Add(_))
+    }
+}
+
+/// Whether a `group` or `all` selection takes in daemon jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Daemons {
+    /// Every job of the group (`status`, `start`, `terminate`, ...).
+    Included,
+    /// Not daemon jobs: nobody waits for them (`wait`).
+    LeftOut,
+}
+
+fn jobs(list: Vec<protocol::Job>) -> Outcome {
+    Outcome::Now(encode(&JobList::new(list)))
+}
+
+impl Supervisor {
+    /// Handle a request: answer it now, or park a waiter that answers later.
+    pub(super) fn call(&mut self, call: Call) -> Outcome {
+        if call.starts_work() && self.phase != Phase::Serving {
+            return Outcome::Now(Err(RpcError::shutting_down()));
+        }
+        let outcome = match call {
+            Call::Ping => Ok(self.ping()),
+            Call::Status(sel) => self.status(&sel),
+            Call::Start(sel) => self.start(&sel),
+            Call::Terminate(p) => self.terminate(p),
+            Call::Restart(sel) => self.restart(&sel),
+            Call::Kill(p) => self.kill(p),
+            Call::Wait(p) => self.wait(&p),
+            Call::Add(p) => self.add(p),
+            Call::Remove(p) => self.remove(p),
+            Call::Shutdown(p) => Ok(self.shutdown(&p)),
+        };
+        outcome.unwrap_or_else(|e| Outcome::Now(Err(e)))
+    }
+
+    fn ping(&self) -> Outcome {
+        Outcome::Now(encode(&PingResult {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_ms: super::status::millis(self.started.elapsed()),
+        }))
+    }
+
+    fn status(&self, sel: &Selection) -> Result<Outcome, RpcError> {
+        let names = if sel.is_empty() {
+            self.jobs.keys().cloned().collect()
+        } else {
+            self.select(sel, Daemons::Included)?
+        };
+        Ok(jobs(self.jobs_named(&names)))
+    }
+
+    fn start(&mut self, sel: &Selection) -> Result<Outcome, RpcError> {
+        let names = self.select_some(sel)?;
+        for n in &names {
+            self.feed(n, Input::Start);
+        }
+        Ok(jobs(self.jobs_named(&names)))
+    }
+
+    fn terminate(&mut self, p: TerminateParams) -> Result<Outcome, RpcError> {
+        let names = self.select_some(&p.selection)?;
+        for n in &names {
+            self.stop(n, p.signal);
+        }
+        Ok(if p.wait.unwrap_or(true) {
+            Outcome::Later(Pending::jobs(names, Until::Settled))
+        } else {
+            jobs(self.jobs_named(&names))
+        })
+    }
+
+    fn restart(&mut self, sel: &Selection) -> Result<Outcome, RpcError> {
+        let names = self.select_some(sel)?;
+        for n in &names {
+            self.feed(n, Input::Restart);
+        }
+        Ok(Outcome::Later(Pending::jobs(names, Until::Restarted)))
+    }
+
+    fn kill(&mut self, p: KillParams) -> Result<Outcome, RpcError> {
+        let names = self.select(&Selection::names(p.names), Daemons::Included)?;
+        for n in &names {
+            if let Some(run) = self.jobs.get(n).and_then(|e| e.run.as_ref()) {
+                run.signal(p.signal);
+            }
+        }
+        Ok(jobs(self.jobs_named(&names)))
+    }
+
+    fn wait(&self, p: &WaitParams) -> Result<Outcome, RpcError> {
+        let names = if p.selection.is_empty() {
+            self.jobs
+                .values()
+                .filter(|e| !e.spec.daemon)
+                .map(|e| e.spec.name.clone())
+                .collect()
+        } else {
+            self.select(&p.selection, Daemons::LeftOut)?
+        };
+        Ok(Outcome::Later(Pending::wait(names)))
+    }
+
+    fn add(&mut self, p: AddParams) -> Result<Outcome, RpcError> {
+        if self.jobs.contains_key(&p.name) {
+            return Err(RpcError::invalid_job(
+                &p.name,
+                format!("a job named {:?} already exists", p.name),
+            ));
+        }
+        let spec = self
+            .config
+            .job_from_json(&p.name, &p.job)
+            .map_err(|e| RpcError::invalid_job(&p.name, e.to_string()))?;
+        let autostart = spec.autostart;
+        self.jobs
+            .insert(p.name.clone(), Entry::new(spec, Origin::Added));
+        tracing::info!(job = %p.name, "job added");
+        if autostart {
+            self.feed(&p.name, Input::Start);
+        }
+        Ok(jobs(self.jobs_named(&[p.name])))
+    }
+
+    fn remove(&mut self, p: NamesParams) -> Result<Outcome, RpcError> {
+        let names = self.select(&Selection::names(p.names), Daemons::Included)?;
+        for n in &names {
+            if let Some(e) = self.jobs.get_mut(n) {
+                e.removing = true;
+            }
+            self.stop(n, None);
+        }
+        Ok(Outcome::Later(Pending::jobs(names, Until::Settled)))
+    }
+
+    fn shutdown(&mut self, p: &ShutdownParams) -> Outcome {
+        match (self.phase, p.drain.unwrap_or(false)) {
+            (Phase::Serving, true) => {
+                tracing::info!("draining: waiting for jobs to finish, terminating daemon jobs");
+                self.phase = Phase::Draining;
+                // Daemon jobs end now; so do restarts that were only scheduled.
+                let daemons: Vec<String> = self
+                    .jobs
+                    .values()
+                    .filter(|e| e.spec.daemon || e.life.state() == JobState::Backoff)
+                    .map(|e| e.spec.name.clone())
+                    .collect();
+                for n in daemons {
+                    self.stop(&n, None);
+                }
+            }
+            (Phase::Serving | Phase::Draining, _) => {
+                tracing::info!("shutting down: stopping every job");
+                self.begin_stop();
+            }
+            (Phase::Stopping, true) => {}
+            (Phase::Stopping, false) => {
+                tracing::warn!("asked again to shut down: killing every job now");
+                for e in self.jobs.values() {
+                    if let Some(run) = &e.run {
+                        run.signal(protocol::Signal::Kill);
+                    }
+                }
+            }
+        }
+        Outcome::Now(encode(&ShutdownResult {}))
+    }
+
+    // ---- selection ------------------------------------------------------------------------
+
+    /// Like [`select`](Self::select), but an empty selection is an error.
+    fn select_some(&self, sel: &Selection) -> Result<Vec<String>, RpcError> {
+        if sel.is_empty() {
+            return Err(RpcError::invalid_params(
+                "select jobs with \"names\", \"group\" or \"all\": true",
+            ));
+        }
+        self.select(sel, Daemons::Included)
+    }
+
+    /// The jobs a selection names, in table order. Unknown names or an unknown group are
+    /// an error (1001) and nothing is done.
+    pub(super) fn select(&self, sel: &Selection, daemons: Daemons) -> Result<Vec<String>, RpcError> {
+        let mut chosen: HashSet<&str> = HashSet::new();
+        let wanted = |e: &&Entry| daemons == Daemons::Included || !e.spec.daemon;
+        if let Some(names) = &sel.names {
+            let unknown: Vec<String> = names
+                .iter()
+                .filter(|n| !self.jobs.contains_key(n.as_str()))
+                .cloned()
+                .collect();
+            if !unknown.is_empty() {
+                return Err(RpcError::no_such_job(unknown));
+            }
+            chosen.extend(names.iter().map(String::as_str));
+        }
+        if let Some(group) = &sel.group {
+            if !self.jobs.values().any(|e| &e.spec.group == group) {
+                return Err(RpcError::no_such_group(group));
+            }
+            chosen.extend(
+                self.jobs
+                    .values()
+                    .filter(|e| &e.spec.group == group)
+                    .filter(wanted)
+                    .map(|e| e.spec.name.as_str()),
+            );
+        }
+        if sel.all == Some(true) {
+            chosen.extend(
+                self.jobs
+                    .values()
+                    .filter(wanted)
+                    .map(|e| e.spec.name.as_str()),
+            );
+        }
+        Ok(self
+            .jobs
+            .keys()
+            .filter(|k| chosen.contains(k.as_str()))
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness;
+    use super::*;
+    use protocol::code;
+
+    const JOBS: &str = r#"
+[job.a]
+command = ["sleep", "30"]
+group = "g"
+autostart = false
+[job.b]
+command = ["sleep", "30"]
+group = "g"
+daemon = true
+autostart = false
+[job.c]
+command = ["sleep", "30"]
+autostart = false
+"#;
+
+    fn sup() -> super::super::Supervisor {
+        let (sup, _handle, writer) = harness::build(JOBS, false);
+        drop(writer);
+        sup
+    }
+
+    #[tokio::test]
+    async fn selection_keeps_table_order_and_leaves_daemons_out_only_when_asked() {
+        let s = sup();
+        let by_group = Selection::group("g");
+        assert_eq!(s.select(&by_group, Daemons::Included).expect("g"), ["a", "b"]);
+        assert_eq!(s.select(&by_group, Daemons::LeftOut).expect("g"), ["a"]);
+        assert_eq!(
+            s.select(&Selection::all(), Daemons::LeftOut).expect("all"),
+            ["a", "c"]
+        );
+        let named = Selection::names(vec!["c".into(), "b".into(), "c".into()]);
+        assert_eq!(
+            s.select(&named, Daemons::LeftOut).expect("named"),
+            ["b", "c"],
+            "named daemon jobs are kept, in table order, once each"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_names_and_groups_are_1001_with_what_was_unknown() {
+        let s = sup();
+        let e = s
+            .select(
+                &Selection::names(vec!["a".into(), "ghost".into()]),
+                Daemons::Included,
+            )
+            .expect_err("ghost");
+        assert_eq!(e.code, code::NO_SUCH_JOB);
+        assert_eq!(e.data, Some(serde_json::json!({ "names": ["ghost"] })));
+        let e = s
+            .select(&Selection::group("nope"), Daemons::Included)
+            .expect_err("group");
+        assert_eq!(e.code, code::NO_SUCH_JOB);
+        assert_eq!(
+            e.data,
+            Some(serde_json::json!({ "names": [], "group": "nope" }))
+        );
+        let e = s.select_some(&Selection::default()).expect_err("empty");
+        assert_eq!(e.code, code::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn every_request_has_one_route() {
+        assert_eq!(Route::from(Request::Subscribe), Route::Subscribe);
+        assert_eq!(Route::from(Request::Reload), Route::Reload);
+        assert_eq!(Route::from(Request::Ping), Route::Call(Call::Ping));
+        assert!(Call::Start(Selection::all()).starts_work());
+        assert!(!Call::Status(Selection::all()).starts_work());
+    }
+}

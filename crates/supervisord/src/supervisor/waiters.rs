@@ -1,0 +1,353 @@
+//! After every turn of the loop: answer the requests whose jobs reached their condition,
+//! forget removed jobs, and end batch mode or a drain.
+//!
+//! A request that cannot answer at once (`wait`, `terminate`, `restart`, `remove`,
+//! `reload`) becomes a [`Waiter`]: conditions on named jobs plus what to answer once they
+//! all hold. Conditions are judged on the table's current state after each turn, never on
+//! a past event, so a waiter cannot miss the change it waits for.
+
+use super::{encode, Answer, Entry, Phase, Reply, Supervisor};
+use protocol::{JobList, JobState, ReloadResult, RpcError};
+use std::collections::HashSet;
+
+/// What a job must reach for a waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Until {
+    /// Settled: `stopped`, `exited` or `fatal`, nothing scheduled (`wait`, `terminate`,
+    /// `remove`).
+    Settled,
+    /// Past its stop and respawned (`restart`, a changed job at `reload`).
+    Restarted,
+    /// Gone from the table (a job a `reload` removed), or no longer being removed.
+    Forgotten,
+}
+
+/// What a waiter answers once its conditions hold.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Then {
+    /// `{"jobs": [...]}` of the jobs named in the conditions.
+    Jobs,
+    /// The same with `"success"` (`wait`).
+    JobsAndSuccess,
+    /// A reload's summary, computed when it was applied.
+    Reload(ReloadResult),
+}
+
+/// A request that answers once its jobs reach their conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Pending {
+    conditions: Vec<(String, Until)>,
+    then: Then,
+}
+
+impl Pending {
+    /// Answer with these jobs once each reaches `until`.
+    pub(super) fn jobs(names: Vec<String>, until: Until) -> Pending {
+        Pending {
+            conditions: names.into_iter().map(|n| (n, until)).collect(),
+            then: Then::Jobs,
+        }
+    }
+
+    /// `wait`: answer with these jobs and whether all succeeded once all settled.
+    pub(super) fn wait(names: Vec<String>) -> Pending {
+        Pending {
+            conditions: names.into_iter().map(|n| (n, Until::Settled)).collect(),
+            then: Then::JobsAndSuccess,
+        }
+    }
+
+    /// `reload`: answer with `result` once removed jobs are gone and changed ones
+    /// restarted.
+    pub(super) fn reload(result: ReloadResult) -> Pending {
+        let conditions = result
+            .removed
+            .iter()
+            .map(|n| (n.clone(), Until::Forgotten))
+            .chain(result.changed.iter().map(|n| (n.clone(), Until::Restarted)))
+            .collect();
+        Pending {
+            conditions,
+            then: Then::Reload(result),
+        }
+    }
+}
+
+/// How a request is answered.
+pub(super) enum Outcome {
+    /// Now, with this.
+    Now(Result<Answer, RpcError>),
+    /// Once the jobs reach their conditions.
+    Later(Pending),
+}
+
+/// A parked request.
+pub(super) struct Waiter {
+    pending: Pending,
+    reply: Reply,
+}
+
+impl Waiter {
+    /// Answer with an error instead (the daemon is going away).
+    pub(super) fn refuse(self, error: RpcError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+/// A removed job can go once nothing of it runs and nothing is scheduled.
+fn forgettable(e: &Entry) -> bool {
+    e.run.is_none() && e.life.state().is_settled()
+}
+
+impl Supervisor {
+    /// Park a request until its jobs reach their conditions.
+    pub(super) fn park(&mut self, pending: Pending, reply: Reply) {
+        // Forget waiters whose client has gone, so clients that leave in the middle of a
+        // `wait` do not pile up until the job settles.
+        self.waiters.retain(|w| !w.reply.is_closed());
+        self.waiters.push(Waiter { pending, reply });
+    }
+
+    /// After every turn: answer waiters, forget removed jobs, end batch mode or a drain.
+    pub(super) fn after_turn(&mut self) {
+        if let Some(g) = self.guard.as_mut() {
+            g.flush();
+        }
+        self.answer_waiters();
+        self.forget_removed();
+        self.finish_batch_or_drain();
+    }
+
+    fn met(&self, name: &str, until: Until) -> bool {
+        let Some(e) = self.jobs.get(name) else {
+            return true;
+        };
+        match until {
+            Until::Settled => e.life.state().is_settled(),
+            Until::Restarted => {
+                e.life.state() != JobState::Stopping && !e.life.restart_pending()
+            }
+            Until::Forgotten => !e.removing || forgettable(e),
+        }
+    }
+
+    fn answer_waiters(&mut self) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &self.waiters[i];
+            if w.reply.is_closed() {
+                self.waiters.swap_remove(i);
+                continue;
+            }
+            if !w.pending.conditions.iter().all(|(n, u)| self.met(n, *u)) {
+                i += 1;
+                continue;
+            }
+            let w = self.waiters.swap_remove(i);
+            let names: Vec<String> = w.pending.conditions.into_iter().map(|(n, _)| n).collect();
+            let answer = match w.pending.then {
+                Then::Jobs => encode(&JobList::new(self.jobs_named(&names))),
+                Then::JobsAndSuccess => {
+                    let jobs = self.jobs_named(&names);
+                    let success = jobs.iter().all(|j| j.success == Some(true));
+                    encode(&JobList {
+                        jobs,
+                        success: Some(success),
+                    })
+                }
+                Then::Reload(result) => encode(&result),
+            };
+            let _ = w.reply.send(answer);
+        }
+    }
+
+    /// A removed job stays in the table while a request still waits to report its status,
+    /// so that `remove a b` answers with both last statuses even when `b` went at once.
+    fn forget_removed(&mut self) {
+        let awaited: HashSet<&str> = self
+            .waiters
+            .iter()
+            .flat_map(|w| w.pending.conditions.iter())
+            .filter(|(_, until)| *until != Until::Forgotten)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let removed: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|e| e.removing && forgettable(e))
+            .filter(|e| !awaited.contains(e.spec.name.as_str()))
+            .map(|e| e.spec.name.clone())
+            .collect();
+        for name in removed {
+            self.jobs.shift_remove(&name);
+            tracing::info!(job = %name, "job removed");
+        }
+    }
+
+    fn finish_batch_or_drain(&mut self) {
+        let non_daemon_settled = self
+            .jobs
+            .values()
+            .filter(|e| !e.spec.daemon)
+            .all(|e| e.life.state().is_settled());
+        if !non_daemon_settled {
+            return;
+        }
+        if self.batch && self.phase == Phase::Serving {
+            let ran: Vec<&Entry> = self
+                .jobs
+                .values()
+                .filter(|e| !e.spec.daemon && e.life.ended_at().is_some())
+                .collect();
+            let failed: Vec<&str> = ran
+                .iter()
+                .filter(|e| e.life.success() != Some(true))
+                .map(|e| e.spec.name.as_str())
+                .collect();
+            self.exit_code = u8::from(!failed.is_empty());
+            self.prints.push(if failed.is_empty() {
+                format!("supervisord: all {} jobs succeeded", ran.len())
+            } else {
+                format!(
+                    "supervisord: {} of {} jobs failed: {}",
+                    failed.len(),
+                    ran.len(),
+                    failed.join(", ")
+                )
+            });
+            self.begin_stop();
+        } else if self.phase == Phase::Draining {
+            self.begin_stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness;
+    use super::super::Call;
+    use super::*;
+    use protocol::{JobState, NamesParams, Selection, ShutdownParams, TerminateParams, WaitParams};
+
+    const TWO: &str = r#"
+[job.quick]
+command = ["sh", "-c", "exit 0"]
+start_secs = 0
+stdout = "null"
+stderr = "null"
+[job.sleeper]
+command = ["sleep", "30"]
+start_secs = 0
+stdout = "null"
+stderr = "null"
+"#;
+
+    fn decode(answer: Result<Answer, RpcError>) -> JobList {
+        let answer = answer.expect("an answer");
+        serde_json::from_str(answer.get()).expect("a job list")
+    }
+
+    #[tokio::test]
+    async fn wait_answers_once_every_job_settled_with_success() {
+        let h = harness::start(TWO);
+        let waited = h
+            .handle
+            .call(Call::Wait(WaitParams {
+                selection: Selection::names(vec!["quick".into()]),
+                timeout_ms: None,
+            }))
+            .await;
+        let list = decode(waited);
+        assert_eq!(list.success, Some(true));
+        assert_eq!(list.jobs[0].state, JobState::Exited);
+        assert_eq!(h.finish().await, 0);
+    }
+
+    #[tokio::test]
+    async fn terminate_answers_after_the_job_ended_and_remove_forgets_it_after_answering() {
+        let h = harness::start(TWO);
+        let stopped = h
+            .handle
+            .call(Call::Terminate(TerminateParams {
+                selection: Selection::names(vec!["sleeper".into()]),
+                signal: None,
+                wait: None,
+            }))
+            .await;
+        let list = decode(stopped);
+        assert_eq!(list.jobs[0].state, JobState::Stopped);
+        assert_eq!(list.jobs[0].exitcode, Some(-15));
+        assert_eq!(list.success, None, "only wait says success");
+
+        let removed = h
+            .handle
+            .call(Call::Remove(NamesParams {
+                names: vec!["quick".into(), "sleeper".into()],
+            }))
+            .await;
+        let names: Vec<String> = decode(removed).jobs.into_iter().map(|j| j.name).collect();
+        assert_eq!(names, ["quick", "sleeper"], "both last statuses");
+        let left = decode(h.handle.call(Call::Status(Selection::default())).await);
+        assert!(left.jobs.is_empty(), "removed jobs are forgotten: {left:?}");
+        assert_eq!(h.finish().await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_drain_terminates_daemon_jobs_and_ends_when_the_others_are_done() {
+        let h = harness::start(
+            r#"
+[job.helper]
+command = ["sleep", "30"]
+daemon = true
+start_secs = 0
+stdout = "null"
+stderr = "null"
+[job.work]
+command = ["sh", "-c", "sleep 0.3"]
+start_secs = 0
+stdout = "null"
+stderr = "null"
+"#,
+        );
+        let (_, mut events) = h.handle.subscribe().await.expect("subscribe");
+        h.handle
+            .call(Call::Shutdown(ShutdownParams { drain: Some(true) }))
+            .await
+            .expect("drain");
+        let mut order = Vec::new();
+        while order.len() < 2 {
+            let e = events.recv().await.expect("an event");
+            if e.to.is_settled() {
+                order.push((e.name, e.to));
+            }
+        }
+        assert_eq!(
+            order,
+            [
+                ("helper".to_owned(), JobState::Stopped),
+                ("work".to_owned(), JobState::Exited)
+            ],
+            "the daemon job is stopped at once; the worker finishes on its own"
+        );
+        let (code, _) = h.run.await.expect("the loop ends by itself after the drain");
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn a_reload_waits_for_removed_and_changed_jobs_only() {
+        let p = Pending::reload(ReloadResult {
+            added: vec!["a".into()],
+            removed: vec!["r".into()],
+            changed: vec!["c".into()],
+            unchanged: vec!["u".into()],
+            warnings: vec![],
+        });
+        assert_eq!(
+            p.conditions,
+            vec![
+                ("r".to_owned(), Until::Forgotten),
+                ("c".to_owned(), Until::Restarted)
+            ]
+        );
+    }
+}
