@@ -4,6 +4,7 @@
 
 mod support;
 
+mod causes;
 mod ctl_output;
 mod daemon;
 mod daemon_log;

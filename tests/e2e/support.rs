@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every field docs/protocol.md lists for a Job, always present.
-pub const JOB_FIELDS: [&str; 14] = [
+pub const JOB_FIELDS: [&str; 16] = [
     "name",
     "group",
     "state",
@@ -27,6 +27,8 @@ pub const JOB_FIELDS: [&str; 14] = [
     "ended_at",
     "uptime_ms",
     "spawn_error",
+    "cause",
+    "reason",
 ];
 
 /// The default deadline for anything a test waits for.
