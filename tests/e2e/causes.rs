@@ -26,7 +26,11 @@ fn each_job_says_why_it_is_not_running() {
         d.wait_job(name, "running", |j| j.state == JobState::Running);
     }
     let running = d.job("byhand");
-    assert_eq!((running.cause, running.reason), (None, None), "alive: no cause");
+    assert_eq!(
+        (running.cause, running.reason),
+        (None, None),
+        "alive: no cause"
+    );
 
     d.ctl_ok(&["terminate", "byhand", "stubborn"]);
     let byhand = d.job("byhand");
@@ -82,10 +86,7 @@ fn each_job_says_why_it_is_not_running() {
     assert_eq!(field("exitcode"), "-9");
     assert_eq!(field("signal"), "SIGKILL");
     assert_eq!(field("cause"), "stop_timeout");
-    assert_eq!(
-        field("reason"),
-        "killed with SIGKILL after stop_timeout 1s"
-    );
+    assert_eq!(field("reason"), "killed with SIGKILL after stop_timeout 1s");
 }
 
 #[test]
@@ -153,7 +154,11 @@ command = ["sh", "-c", "trap 'sleep 1; exit 0' TERM; sleep 300 & wait", "v2"]
         .iter()
         .filter_map(|j| j["name"].as_str())
         .collect();
-    assert_eq!(names, ["kept", "edited"], "the removed job is gone: {status}");
+    assert_eq!(
+        names,
+        ["kept", "edited"],
+        "the removed job is gone: {status}"
+    );
     let edited = &status["jobs"][1];
     assert!(
         edited["state"] == "starting" || edited["state"] == "running",

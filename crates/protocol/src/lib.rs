@@ -23,11 +23,11 @@ pub use envelope::{
     code, FilePosition, JobNamed, NoSuchJob, Notification, Response, RpcError, MAX_LINE_BYTES,
 };
 pub use job::{describe_exit, signal_name, Cause, Event, Job, JobState, LogData, Stream};
-pub use result::{note, JobList, Lagged, LogsResult, PingResult, ReloadResult, ShutdownResult};
 pub use request::{
     AddParams, KillParams, LogsParams, NamesParams, Request, Selection, ShutdownParams,
     TerminateParams, WaitParams,
 };
+pub use result::{note, JobList, Lagged, LogsResult, PingResult, ReloadResult, ShutdownResult};
 pub use signal::{Signal, UnknownSignal};
 
 /// The JSON-RPC version string every message carries.
@@ -37,10 +37,7 @@ pub const JSONRPC: &str = "2.0";
 /// `$XDG_RUNTIME_DIR/supervisord.sock`, else `/tmp/supervisord-<uid>/supervisord.sock`.
 /// The caller passes `$XDG_RUNTIME_DIR` (an empty value counts as unset) and its euid,
 /// so this stays free of I/O.
-pub fn default_socket_path(
-    runtime_dir: Option<&std::ffi::OsStr>,
-    uid: u32,
-) -> std::path::PathBuf {
+pub fn default_socket_path(runtime_dir: Option<&std::ffi::OsStr>, uid: u32) -> std::path::PathBuf {
     match runtime_dir.filter(|d| !d.is_empty()) {
         Some(dir) => std::path::Path::new(dir).join(SOCKET_FILE),
         None => std::path::PathBuf::from(format!("/tmp/supervisord-{uid}")).join(SOCKET_FILE),

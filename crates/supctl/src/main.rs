@@ -14,8 +14,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError, Reply};
 use protocol::{
     AddParams, Event, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult, NamesParams,
-    PingResult, ReloadResult, Request, Selection, ShutdownParams, Signal, Stream,
-    TerminateParams, WaitParams,
+    PingResult, ReloadResult, Request, Selection, ShutdownParams, Signal, Stream, TerminateParams,
+    WaitParams,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -433,7 +433,13 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
             command,
         } => Request::Add(AddParams {
             name: name.clone(),
-            job: added_job(command, group.as_deref(), *daemon, restart.as_deref(), *no_start),
+            job: added_job(
+                command,
+                group.as_deref(),
+                *daemon,
+                restart.as_deref(),
+                *no_start,
+            ),
         }),
         Cmd::Remove { names } => Request::Remove(NamesParams {
             names: names.clone(),
@@ -548,18 +554,23 @@ fn print_events(out: Out, reply: &Reply, client: &mut Client) -> Result<(), Fail
     }
     while let Some(note) = client.next_notification()? {
         let line = if note.method == protocol::note::EVENT {
-            let event: Event = serde_json::from_value(note.params).map_err(ClientError::Unreadable)?;
+            let event: Event =
+                serde_json::from_value(note.params).map_err(ClientError::Unreadable)?;
             if out.json {
                 serde_json::to_string(&event).unwrap_or_default()
             } else {
                 render::event(&event)
             }
         } else {
-            let lag: Lagged = serde_json::from_value(note.params).map_err(ClientError::Unreadable)?;
+            let lag: Lagged =
+                serde_json::from_value(note.params).map_err(ClientError::Unreadable)?;
             if out.json {
                 format!("{{\"lagged\":true,\"missed\":{}}}", lag.missed)
             } else {
-                format!("[supctl: missed {} events; run `supctl status`]", lag.missed)
+                format!(
+                    "[supctl: missed {} events; run `supctl status`]",
+                    lag.missed
+                )
             }
         };
         if !emit(format_args!("{line}\n")) {

@@ -268,8 +268,22 @@ mod tests {
         );
         let b = block(&j);
         for key in [
-            "name", "group", "state", "alive", "pid", "uptime", "exitcode", "signal", "success",
-            "cause", "reason", "daemon", "restarts", "started_at", "ended_at", "spawn_error",
+            "name",
+            "group",
+            "state",
+            "alive",
+            "pid",
+            "uptime",
+            "exitcode",
+            "signal",
+            "success",
+            "cause",
+            "reason",
+            "daemon",
+            "restarts",
+            "started_at",
+            "ended_at",
+            "spawn_error",
         ] {
             assert!(
                 b.lines().any(|l| l.split_whitespace().next() == Some(key)),

@@ -644,8 +644,8 @@ impl Config {
             path: Path::new("<add>"),
             text: &text,
         };
-        let parsed: JobsOnly = toml::from_str(&text)
-            .map_err(|e| invalid(e.message().trim().replace('\n', " ")))?;
+        let parsed: JobsOnly =
+            toml::from_str(&text).map_err(|e| invalid(e.message().trim().replace('\n', " ")))?;
         let base = self.path.parent().unwrap_or(Path::new("/"));
         let (key, raw) = parsed
             .job

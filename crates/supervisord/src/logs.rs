@@ -89,7 +89,9 @@ pub enum LogError {
     #[error("log file could not be opened earlier; output is discarded")]
     OpenedEarlier,
     /// Writing the log file fails (a full disk).
-    #[error("writing log file {path} failed at {at}: {reason}; output is discarded while it fails")]
+    #[error(
+        "writing log file {path} failed at {at}: {reason}; output is discarded while it fails"
+    )]
     Write {
         /// The file.
         path: String,
@@ -835,7 +837,10 @@ mod tests {
                 false,
             )
             .expect_err("cannot open");
-        assert!(e.to_string().contains("/proc/definitely/not/here.log"), "{e}");
+        assert!(
+            e.to_string().contains("/proc/definitely/not/here.log"),
+            "{e}"
+        );
         w.data(&key(), b"dropped\n");
         w.close(&key());
     }

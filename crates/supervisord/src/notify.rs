@@ -167,7 +167,6 @@ pub async fn run(notifier: Notifier, handle: SupervisorHandle, shutdown: Cancell
     }
 }
 
-
 async fn sleep_until(due: Option<Instant>) {
     if let Some(at) = due {
         tokio::time::sleep_until(at).await;

@@ -11,8 +11,8 @@ use crate::logs::{LogHub, SinkKey};
 use crate::notify::Notifier;
 use crate::supervisor::{encode, Answer, Call, Route, SupervisorHandle};
 use protocol::{
-    code, note, JobList, Lagged, LogData, LogsParams, LogsResult, Notification, Request,
-    Response, RpcError, MAX_LINE_BYTES,
+    code, note, JobList, Lagged, LogData, LogsParams, LogsResult, Notification, Request, Response,
+    RpcError, MAX_LINE_BYTES,
 };
 use serde_json::Value;
 use std::io;
@@ -519,13 +519,16 @@ async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Se
                 }
             };
             if reply.send(encode(&JobList::new(jobs))).await {
-                forward(events, &out, |event| Notification::new(note::EVENT, &event), |missed| {
-                    Lagged {
+                forward(
+                    events,
+                    &out,
+                    |event| Notification::new(note::EVENT, &event),
+                    |missed| Lagged {
                         name: None,
                         stream: None,
                         missed,
-                    }
-                })
+                    },
+                )
                 .await;
             }
         }

@@ -680,7 +680,10 @@ pub(crate) mod harness {
     }
 
     /// The supervisor before it runs (for tests that look inside).
-    pub fn build(jobs: &str, batch: bool) -> (Supervisor, SupervisorHandle, crate::logs::LogWriter) {
+    pub fn build(
+        jobs: &str,
+        batch: bool,
+    ) -> (Supervisor, SupervisorHandle, crate::logs::LogWriter) {
         let file = std::env::temp_dir().join("supervisor-unit.toml");
         let config = crate::config::parse(&file, jobs).expect("a valid job file");
         let (logs, writer) = crate::logs::start().expect("the log writer");

@@ -226,7 +226,9 @@ command = ["sleep", "1"]
         );
         let mut now = current(&old, Origin::File);
         now.extend(current(&dynamic, Origin::Added));
-        let new = config(&format!("{OLD}\n[job.File9]\ncommand = [\"sleep\", \"1\"]\n"));
+        let new = config(&format!(
+            "{OLD}\n[job.File9]\ncommand = [\"sleep\", \"1\"]\n"
+        ));
         let p = plan(now, &old, &new);
         assert!(p.removed.is_empty(), "added jobs are not removed: {p:?}");
         assert_eq!(p.changed, ["File9"], "same spec, but now the file's");

@@ -261,7 +261,11 @@ impl Supervisor {
 
     /// The jobs a selection names, in table order. Unknown names or an unknown group are
     /// an error (1001) and nothing is done.
-    pub(super) fn select(&self, sel: &Selection, daemons: Daemons) -> Result<Vec<String>, RpcError> {
+    pub(super) fn select(
+        &self,
+        sel: &Selection,
+        daemons: Daemons,
+    ) -> Result<Vec<String>, RpcError> {
         let mut chosen: HashSet<&str> = HashSet::new();
         let wanted = |e: &&Entry| daemons == Daemons::Included || !e.spec.daemon;
         if let Some(names) = &sel.names {
@@ -335,7 +339,10 @@ autostart = false
     async fn selection_keeps_table_order_and_leaves_daemons_out_only_when_asked() {
         let s = sup();
         let by_group = Selection::group("g");
-        assert_eq!(s.select(&by_group, Daemons::Included).expect("g"), ["a", "b"]);
+        assert_eq!(
+            s.select(&by_group, Daemons::Included).expect("g"),
+            ["a", "b"]
+        );
         assert_eq!(s.select(&by_group, Daemons::LeftOut).expect("g"), ["a"]);
         assert_eq!(
             s.select(&Selection::all(), Daemons::LeftOut).expect("all"),

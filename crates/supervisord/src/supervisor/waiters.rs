@@ -124,9 +124,7 @@ impl Supervisor {
         };
         match until {
             Until::Settled => e.life.state().is_settled(),
-            Until::Restarted => {
-                e.life.state() != JobState::Stopping && !e.life.restart_pending()
-            }
+            Until::Restarted => e.life.state() != JobState::Stopping && !e.life.restart_pending(),
             Until::Forgotten => !e.removing || forgettable(e),
         }
     }
@@ -329,7 +327,10 @@ stderr = "null"
             ],
             "the daemon job is stopped at once; the worker finishes on its own"
         );
-        let (code, _) = h.run.await.expect("the loop ends by itself after the drain");
+        let (code, _) = h
+            .run
+            .await
+            .expect("the loop ends by itself after the drain");
         assert_eq!(code, 0);
     }
 
