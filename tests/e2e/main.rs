@@ -10,6 +10,7 @@ mod daemon;
 mod daemon_log;
 mod docs;
 mod events;
+mod first_hour;
 mod hostile;
 mod import;
 mod lifecycle;

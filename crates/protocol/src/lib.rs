@@ -13,6 +13,7 @@
 #![warn(missing_docs, clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 
+pub mod discovery;
 mod envelope;
 mod job;
 mod request;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be reached (exit code 3).
-    #[error("cannot reach supervisord at {}: {source} (is it running? see --socket)", path.display())]
+    #[error("{}", unreachable(path, source))]
     Unreachable {
         /// The path tried.
         path: PathBuf,
@@ -33,6 +33,27 @@ pub enum ClientError {
     /// The daemon answered with an error (exit code 1).
     #[error("{}", .0.message)]
     Rpc(RpcError),
+}
+
+/// Why the socket could not be used. A permission error says whose the socket is, not
+/// "is it running?".
+fn unreachable(path: &Path, source: &io::Error) -> String {
+    if source.kind() != io::ErrorKind::PermissionDenied {
+        return format!(
+            "cannot reach supervisord at {}: {source} (is it running?)",
+            path.display()
+        );
+    }
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => format!(
+            "cannot use {}: permission denied: the socket belongs to uid {} and supctl runs as uid {}",
+            path.display(),
+            m.uid(),
+            nix::unistd::geteuid()
+        ),
+        Err(_) => format!("cannot use {}: permission denied", path.display()),
+    }
 }
 
 /// A connection to supervisord.

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod discover;
 mod render;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -33,6 +34,7 @@ Environment:
   SUPERVISORD_SOCKET  the control socket, when --socket is not given
   NO_COLOR            never colour the output (colour is used on a terminal only)
   XDG_RUNTIME_DIR     where the default socket lives
+  XDG_CONFIG_HOME     where a job file naming the socket is looked for
 
 --json prints each method's result as one JSON document (the protocol's result,
 unchanged); `events --json` and `logs -f --json` print one JSON object per line.
@@ -43,7 +45,9 @@ See docs/protocol.md.";
 #[command(name = "supctl", version, about, long_about = None, after_long_help = AFTER_HELP)]
 struct Cli {
     /// The control socket [default: $SUPERVISORD_SOCKET, then the --config file's
-    /// `socket`, then $XDG_RUNTIME_DIR/supervisord.sock or /tmp/supervisord-UID/supervisord.sock]
+    /// `socket`, then that of the job file supervisord finds (./supervisord.toml,
+    /// $XDG_CONFIG_HOME/supervisord/supervisord.toml, /etc/supervisord.toml), then
+    /// $XDG_RUNTIME_DIR/supervisord.sock or /tmp/supervisord-UID/supervisord.sock]
     #[arg(long, value_name = "PATH", global = true, conflicts_with = "config")]
     socket: Option<PathBuf>,
     /// Find the socket in this job file's `[supervisor] socket`
@@ -239,14 +243,14 @@ fn main() -> ExitCode {
     if let Some(code) = offline(&cli.command) {
         return code;
     }
-    let socket = match socket_path(&cli) {
-        Ok(s) => s,
+    let found = match discover::socket(cli.socket.as_deref(), cli.config.as_deref()) {
+        Ok(f) => f,
         Err(msg) => {
             eprintln!("supctl: {msg}");
             return ExitCode::from(2);
         }
     };
-    match run(cli, &socket) {
+    match run(cli, &found.socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Failed(msg)) => {
             if let Some(m) = msg {
@@ -258,13 +262,16 @@ fn main() -> ExitCode {
             eprintln!("supctl: {msg}");
             ExitCode::from(2)
         }
-        Err(Failure::Client(e)) => {
-            eprintln!("supctl: {e}");
-            match e {
-                ClientError::Unreachable { .. } => ExitCode::from(3),
-                _ => ExitCode::from(1),
+        Err(Failure::Client(e)) => match e {
+            ClientError::Unreachable { .. } => {
+                eprintln!("supctl: {e}; looked at {}", found.trail.join(", "));
+                ExitCode::from(3)
             }
-        }
+            _ => {
+                eprintln!("supctl: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
@@ -290,41 +297,6 @@ fn offline(cmd: &Cmd) -> Option<ExitCode> {
     })
 }
 
-/// `--socket`, then `$SUPERVISORD_SOCKET`, then the `--config` file's socket, then the
-/// default.
-fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
-    if let Some(s) = &cli.socket {
-        return Ok(s.clone());
-    }
-    if let Some(s) = std::env::var_os("SUPERVISORD_SOCKET").filter(|s| !s.is_empty()) {
-        return Ok(PathBuf::from(s));
-    }
-    if let Some(file) = &cli.config {
-        if let Some(s) = socket_from_job_file(file)? {
-            return Ok(s);
-        }
-    }
-    Ok(protocol::default_socket_path(
-        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
-        nix::unistd::geteuid().as_raw(),
-    ))
-}
-
-fn socket_from_job_file(file: &Path) -> Result<Option<PathBuf>, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let doc: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("{}: {}", file.display(), e.message().trim()))?;
-    let socket = doc
-        .get("supervisor")
-        .and_then(|s| s.get("socket"))
-        .and_then(|s| s.as_str());
-    let base = std::path::absolute(file)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    Ok(socket.map(|s| base.join(s)))
-}
-
 fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
     let out = Out {
         json: cli.json,
@@ -341,6 +313,10 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             print_shutdown(out, &reply, &mut client, !no_wait, drain)
         }
         Cmd::Wait { .. } => print_waited(out, &reply),
+        Cmd::Start(_) | Cmd::Restart(_) if out.json => {
+            print_raw(&reply)?;
+            failed_start(&cli.command, &reply.decode()?)
+        }
         _ if out.json => print_raw(&reply),
         Cmd::Status { names, group } => {
             let list: JobList = reply.decode()?;
@@ -353,7 +329,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         Cmd::Start(_) | Cmd::Restart(_) | Cmd::Add { .. } => {
             let list: JobList = reply.decode()?;
             print!("{}", render::table(&list.jobs, out.colour));
-            Ok(())
+            failed_start(&cli.command, &list)
         }
         Cmd::Terminate { no_wait, .. } => print_terminated(&reply, no_wait),
         Cmd::Kill { signal, .. } => print_killed(&reply, signal),
@@ -682,4 +658,31 @@ fn print_ping(reply: &Reply, socket: &Path) -> Result<(), Failure> {
         socket.display()
     );
     Ok(())
+}
+
+/// `start` and `restart` fail (exit 1) when a job they started is `fatal` or in
+/// `backoff` once the daemon answers: it could not be spawned, or ended too soon.
+fn failed_start(cmd: &Cmd, list: &JobList) -> Result<(), Failure> {
+    if !matches!(cmd, Cmd::Start(_) | Cmd::Restart(_)) {
+        return Ok(());
+    }
+    let failed: Vec<&str> = list
+        .jobs
+        .iter()
+        .filter(|j| {
+            matches!(
+                j.state,
+                protocol::JobState::Fatal | protocol::JobState::Backoff
+            )
+        })
+        .map(|j| j.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(Some(format!(
+            "did not start: {}",
+            failed.join(", ")
+        ))))
+    }
 }

@@ -293,15 +293,9 @@ fn stderr_is_journal() -> bool {
 }
 
 fn find_config() -> Option<PathBuf> {
-    let mut candidates = vec![PathBuf::from("supervisord.toml")];
-    let xdg = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")));
-    if let Some(x) = xdg {
-        candidates.push(x.join("supervisord/supervisord.toml"));
-    }
-    candidates.push(PathBuf::from("/etc/supervisord.toml"));
-    candidates.into_iter().find(|p| p.is_file())
+    protocol::discovery::job_file_candidates()
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 fn default_socket() -> PathBuf {

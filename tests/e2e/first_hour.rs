@@ -1,0 +1,133 @@
+//! What a new user hits in the first hour: socket discovery from the job file supervisord
+//! found, failed starts that exit 1, merged stderr, following several logs, Supervisor's
+//! words, and the small things (levels, pipes, permissions, --json errors).
+
+use crate::support::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// supctl run from `cwd` with no --socket, no $SUPERVISORD_SOCKET and an empty XDG config
+/// folder: it has to find the socket the way supervisord found its job file.
+fn bare_ctl(cwd: &Path, xdg: &Path, args: &[&str]) -> Output {
+    Command::new(bin("supctl"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("SUPERVISORD_SOCKET")
+        .env("XDG_CONFIG_HOME", xdg)
+        .env("XDG_RUNTIME_DIR", xdg)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run supctl")
+}
+
+#[test]
+fn supctl_finds_the_socket_of_a_daemon_started_from_dot_supervisord_toml() {
+    let mut d = Daemon::prepare("");
+    d.config = d.dir.path().join("supervisord.toml");
+    d.socket = d.dir.path().join("run/here.sock");
+    std::fs::write(
+        &d.config,
+        jobs("[supervisor]\nsocket = \"run/here.sock\"\n\n[job.web]\ncommand = [\"sleep\", \"30\"]\n"),
+    )
+    .expect("write");
+    let d = d.launch(&[]);
+    let xdg = tempfile::tempdir().expect("tempdir");
+    let out = bare_ctl(d.dir.path(), xdg.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("web"), "{}", text(&out));
+
+    // The same through $XDG_CONFIG_HOME/supervisord/supervisord.toml, from elsewhere.
+    let conf = xdg.path().join("supervisord");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(
+        conf.join("supervisord.toml"),
+        format!(
+            "[supervisor]\nsocket = {:?}\n",
+            d.socket.display().to_string()
+        ),
+    )
+    .expect("write");
+    let out = bare_ctl(xdg.path(), xdg.path(), &["ping"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn an_unreachable_daemon_names_every_place_supctl_looked() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = bare_ctl(empty.path(), empty.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let xdg_file = empty.path().join("supervisord/supervisord.toml");
+    for place in [
+        "$SUPERVISORD_SOCKET (not set)",
+        "supervisord.toml (no such file)",
+        &format!("{} (no such file)", xdg_file.display()),
+        "/etc/supervisord.toml",
+        "the default socket",
+        &empty.path().join("supervisord.sock").display().to_string(),
+    ] {
+        assert!(err.contains(place), "{place:?} missing from: {err}");
+    }
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn start_and_restart_exit_1_when_the_job_goes_fatal() {
+    let d = Daemon::start(&jobs(
+        "[job.ghost]\ncommand = [\"/no/such/program\"]\nautostart = false\n\n\
+         [job.fine]\ncommand = [\"sleep\", \"30\"]\nautostart = false\n",
+    ));
+    let out = d.ctl(&["start", "ghost"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("fatal"), "{}", text(&out));
+    assert!(
+        text(&out).contains("did not start: ghost"),
+        "{}",
+        text(&out)
+    );
+    let out = d.ctl(&["--json", "restart", "ghost"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = d.ctl(&["start", "fine"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = d.ctl(&["restart", "fine"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn a_socket_of_another_user_says_permission_denied_and_whose_it_is() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run supctl as nobody against root's socket");
+        return;
+    }
+    let d = Daemon::start(&jobs(""));
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod dir");
+    let supctl = bin("supctl");
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&supctl)
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("ping")
+        .output()
+        .expect("run setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !err.contains("supctl:") {
+        eprintln!("skipped: nobody cannot run {}: {err}", supctl.display());
+        return;
+    }
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(err.contains("belongs to uid 0"), "{err}");
+    assert!(!err.contains("is it running"), "{err}");
+}
