@@ -347,7 +347,7 @@ fn a_command_string_is_split_like_a_shell_but_no_shell_runs() {
         r#"
 [job.words]
 command = "printf '%s|' 'two words' plain \"double quoted\" $HOME a\\ b"
-stdout = "words.txt"
+stdout = "./words.txt"
 "#,
     ));
     d.wait_job("words", "ends", |j| j.exitcode == Some(0));

@@ -131,3 +131,53 @@ fn a_socket_of_another_user_says_permission_denied_and_whose_it_is() {
     assert!(err.contains("belongs to uid 0"), "{err}");
     assert!(!err.contains("is it running"), "{err}");
 }
+
+const INTERLEAVED: &str = "for i in 1 2 3; do echo out$i; echo err$i >&2; done";
+
+#[test]
+fn stderr_stdout_merges_both_streams_into_the_stdout_log_in_order() {
+    let d = Daemon::start(&jobs(&format!(
+        "[job.both]\ncommand = [\"sh\", \"-c\", \"{INTERLEAVED}\"]\nstderr = \"stdout\"\n\n\
+         [job.file]\ncommand = [\"sh\", \"-c\", \"{INTERLEAVED}\"]\nstdout = \"./both.txt\"\nstderr = \"stdout\"\n"
+    )));
+    for name in ["both", "file"] {
+        d.wait_job(name, "exited", |j| j.state.as_str() == "exited");
+    }
+    let want = "out1\nerr1\nout2\nerr2\nout3\nerr3\n";
+    let logs = d.dir.path().join("logs");
+    assert_eq!(
+        std::fs::read_to_string(logs.join("both.stdout.log")).expect("stdout log"),
+        want
+    );
+    assert!(!logs.join("both.stderr.log").exists());
+    assert_eq!(
+        std::fs::read_to_string(d.dir.path().join("both.txt")).expect("file"),
+        want
+    );
+    assert!(
+        !d.dir.path().join("stdout").exists(),
+        "no file called stdout"
+    );
+    let out = d.ctl(&["logs", "both", "-n", "6"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+}
+
+#[test]
+fn a_bare_word_output_is_a_load_error_listing_the_keywords() {
+    for (key, value) in [("stdout", "none"), ("stdout", "Log"), ("stdout", "stdout")] {
+        let d = Daemon::prepare(&jobs(&format!(
+            "[job.a]\ncommand = [\"true\"]\n{key} = {value:?}\n"
+        )));
+        let out = d.run_once();
+        assert_eq!(out.status.code(), Some(2), "{value}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("jobs.toml:7:10:"), "{err}");
+        if value != "stdout" {
+            assert!(
+                err.contains("\"log\", \"inherit\", \"null\", \"stdout\""),
+                "{err}"
+            );
+        }
+        assert!(!d.dir.path().join(value).exists());
+    }
+}

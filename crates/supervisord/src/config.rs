@@ -149,6 +149,9 @@ pub enum Output {
     Null,
     /// Appended to this file by the job itself (no capture, no rotation).
     File(PathBuf),
+    /// stderr only: the same pipe or file as stdout, so both streams land in stdout's
+    /// destination in the order they were written (Supervisor's `redirect_stderr`).
+    Stdout,
 }
 
 impl fmt::Display for Output {
@@ -158,6 +161,7 @@ impl fmt::Display for Output {
             Output::Inherit => f.write_str("inherit"),
             Output::Null => f.write_str("null"),
             Output::File(p) => write!(f, "file {}", p.display()),
+            Output::Stdout => f.write_str("stdout (merged into stdout, in order)"),
         }
     }
 }
@@ -263,8 +267,8 @@ struct RawJob {
     kill_group: Option<bool>,
     cwd: Option<PathBuf>,
     env: Option<BTreeMap<String, String>>,
-    stdout: Option<OutputKey>,
-    stderr: Option<OutputKey>,
+    stdout: Option<Spanned<OutputKey>>,
+    stderr: Option<Spanned<OutputKey>>,
     log_timestamps: Option<bool>,
     log_max_bytes: Option<Size>,
     log_backups: Option<u32>,
@@ -444,8 +448,13 @@ enum OutputKey {
     Log,
     Inherit,
     Null,
+    Stdout,
     File(PathBuf),
 }
+
+/// What an output value may be, for error messages.
+const OUTPUT_KEYWORDS: &str = "\"log\", \"inherit\", \"null\", \"stdout\" (stderr only) \
+                               or a file path with a '/' (e.g. \"./out.txt\")";
 
 impl<'de> Deserialize<'de> for OutputKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -454,12 +463,15 @@ impl<'de> Deserialize<'de> for OutputKey {
             "log" => OutputKey::Log,
             "inherit" => OutputKey::Inherit,
             "null" => OutputKey::Null,
-            "" => {
-                return Err(serde::de::Error::custom(
-                    "output must be \"log\", \"inherit\", \"null\" or a file path",
-                ))
+            "stdout" => OutputKey::Stdout,
+            // A bare word is a mistyped keyword far more often than a file name
+            // (`"none"`, `"Log"`, `"stdout"` on stdout): only a path with a '/' is a file.
+            path if path.contains('/') => OutputKey::File(PathBuf::from(path)),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown output {other:?}: expected {OUTPUT_KEYWORDS}"
+                )))
             }
-            _ => OutputKey::File(PathBuf::from(s)),
         })
     }
 }
@@ -583,10 +595,23 @@ fn resolve(
         Some(g) => g.into_inner(),
         None => n.clone(),
     };
-    let output = |key: Option<OutputKey>, stream: &str| match key.unwrap_or(OutputKey::Log) {
+    if let Some(key) = raw
+        .stdout
+        .as_ref()
+        .filter(|k| *k.get_ref() == OutputKey::Stdout)
+    {
+        return Err(src.error(
+            Some(key.span()),
+            format!("job {n:?}: `stdout = \"stdout\"` means nothing; only stderr can be merged into stdout"),
+        ));
+    }
+    let output = |key: Option<Spanned<OutputKey>>, stream: &str| match key
+        .map_or(OutputKey::Log, Spanned::into_inner)
+    {
         OutputKey::Log => Output::Log(log_dir.join(format!("{n}.{stream}.log"))),
         OutputKey::Inherit => Output::Inherit,
         OutputKey::Null => Output::Null,
+        OutputKey::Stdout => Output::Stdout,
         OutputKey::File(p) => Output::File(base.join(p)),
     };
     Ok(JobSpec {
@@ -844,6 +869,26 @@ daemon = true
         let (line, _, msg) = err("[defaults]\ncommand = [\"x\"]\n");
         assert_eq!(line, 2);
         assert!(msg.contains("[defaults]"), "{msg}");
+    }
+
+    #[test]
+    fn output_keywords_and_paths() {
+        let c =
+            parse_str("[job.a]\ncommand = [\"x\"]\nstderr = \"stdout\"\nstdout = \"./out.txt\"\n")
+                .expect("valid");
+        assert_eq!(c.jobs[0].stderr, Output::Stdout);
+        assert_eq!(c.jobs[0].stdout, Output::File("/srv/jobs/out.txt".into()));
+        for bad in ["none", "Log", "stdout.txt", ""] {
+            let (line, col, msg) = err(&format!("[job.a]\ncommand = [\"x\"]\nstdout = {bad:?}\n"));
+            assert_eq!((line, col), (3, 10), "{bad}: {msg}");
+            assert!(
+                msg.contains("unknown output") && msg.contains("\"inherit\""),
+                "{msg}"
+            );
+        }
+        let (line, col, msg) = err("[job.a]\ncommand = [\"x\"]\nstdout = \"stdout\"\n");
+        assert_eq!((line, col), (3, 10));
+        assert!(msg.contains("only stderr"), "{msg}");
     }
 
     #[test]

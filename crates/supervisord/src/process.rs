@@ -141,6 +141,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         tracker,
         death,
     } = *ctx;
+    let (stdout_io, stderr_io, merged) = stdios(spec)?;
     let mut cmd = Command::new(&spec.command[0]);
     cmd.args(&spec.command[1..])
         .current_dir(&spec.cwd)
@@ -152,20 +153,33 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         .env("SUPERVISOR_JOB", &spec.name)
         .env("SUPERVISOR_GROUP", &spec.group)
         .stdin(Stdio::null())
-        .stdout(stdio(&spec.stdout)?)
-        .stderr(stdio(&spec.stderr)?)
+        .stdout(stdout_io)
+        .stderr(stderr_io)
         .process_group(0)
         .kill_on_drop(false);
     if death == DeathWatch::ParentDeathSignal {
         os::die_with_parent(&mut cmd);
     }
     let mut child = cmd.spawn().map_err(|e| spawn_problem(spec, &e))?;
+    // The command holds the write ends of a merged pipe: drop it, so the reader sees end
+    // of file when the job (and whatever inherited the pipe) is gone.
+    drop(cmd);
     let Some(pid) = child.id() else {
         return Err(SpawnError::NoPid);
     };
 
     let mut readers = Vec::new();
-    let stdout = child.stdout.take().map(|p| os::enlarge_pipe(p).boxed());
+    let stdout = match merged {
+        Some(read_end) => Some(
+            tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)
+                .map(|p| os::enlarge_pipe(p).boxed())
+                .map_err(|e| SpawnError::OutputFile {
+                    path: "(the pipe stdout and stderr share)".into(),
+                    reason: e.to_string(),
+                })?,
+        ),
+        None => child.stdout.take().map(|p| os::enlarge_pipe(p).boxed()),
+    };
     let stderr = child.stderr.take().map(|p| os::enlarge_pipe(p).boxed());
     for (stream, output, pipe) in [
         (Stream::Stdout, &spec.stdout, stdout),
@@ -269,19 +283,50 @@ impl<T: AsyncRead + Unpin + Send + 'static> Boxed for T {
     }
 }
 
+/// The child's stdout and stderr, and the read end of the one pipe both write to when
+/// stderr is merged into a captured stdout. One pipe (not two read in turn) is what keeps
+/// the order in which the job wrote the lines.
+fn stdios(spec: &JobSpec) -> Result<(Stdio, Stdio, Option<std::os::fd::OwnedFd>), SpawnError> {
+    if spec.stderr != Output::Stdout {
+        return Ok((stdio(&spec.stdout)?, stdio(&spec.stderr)?, None));
+    }
+    let shared = |reason: String| SpawnError::OutputFile {
+        path: "(the pipe stdout and stderr share)".into(),
+        reason,
+    };
+    let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(|e| shared(e.to_string()));
+    Ok(match &spec.stdout {
+        Output::Log(_) | Output::Inherit => {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| shared(e.to_string()))?;
+            let write2 = dup(&write)?;
+            (Stdio::from(write), Stdio::from(write2), Some(read))
+        }
+        Output::Null | Output::Stdout => (Stdio::null(), Stdio::null(), None),
+        Output::File(path) => {
+            let file = std::os::fd::OwnedFd::from(open_output_file(path)?);
+            let file2 = dup(&file)?;
+            (Stdio::from(file), Stdio::from(file2), None)
+        }
+    })
+}
+
+fn open_output_file(path: &std::path::Path) -> Result<std::fs::File, SpawnError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| SpawnError::OutputFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
 fn stdio(output: &Output) -> Result<Stdio, SpawnError> {
     Ok(match output {
         Output::Log(_) | Output::Inherit => Stdio::piped(),
-        Output::Null => Stdio::null(),
-        Output::File(path) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map(Stdio::from)
-            .map_err(|e| SpawnError::OutputFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?,
+        Output::Null | Output::Stdout => Stdio::null(),
+        Output::File(path) => Stdio::from(open_output_file(path)?),
     })
 }
 

@@ -458,26 +458,9 @@ fn program_jobs(
                 msgs.push((asgroup[0].1.line, format!("[program:{program}] killasgroup without stopasgroup: supervisord sends both the stop signal and SIGKILL to the whole group")));
             }
         }
-        if let Some(v) = s
-            .get("redirect_stderr")
-            .filter(|v| boolean(&v.text) == Some(true))
-        {
-            let stdout = lines
-                .iter()
-                .find(|(k, _)| k == "stdout")
-                .map(|(_, v)| v.clone());
-            match stdout.as_deref() {
-                Some(f) if f != quote("log") && f != quote("null") && f != quote("inherit") => {
-                    lines.push(("stderr".into(), f.to_owned()));
-                }
-                Some(f) if f == quote("null") || f == quote("inherit") => {
-                    lines.push(("stderr".into(), f.to_owned()));
-                }
-                _ => {
-                    lines.push(("stderr".into(), quote("log")));
-                    msgs.push((v.line, format!("[program:{program}] redirect_stderr: stderr is captured in its own log ({name}.stderr.log, `supctl logs {name} --stderr`), not mixed into stdout's")));
-                }
-            }
+        // Both streams into stdout's destination, in the order they were written.
+        if s.get("redirect_stderr").and_then(|v| boolean(&v.text)) == Some(true) {
+            lines.push(("stderr".into(), quote("stdout")));
         }
         if first {
             for (line, u) in &unknown_at {
@@ -584,6 +567,8 @@ fn map_key(s: &Section, program: &str, k: &str, raw: &str, text: &str) -> Mappin
                     quote("log")
                 }
                 "/dev/stdout" | "/dev/stderr" | "/dev/fd/1" | "/dev/fd/2" => quote("inherit"),
+                // A job file takes a bare word for a keyword, so a relative file gets its './'.
+                t if !t.contains('/') => quote(&format!("./{t}")),
                 t => quote(t),
             };
             if ours == "stderr"
@@ -801,16 +786,24 @@ stdout_logfile_backups=3
     #[test]
     fn redirect_stderr_follows_stdout() {
         let to_file = run("[program:a]\ncommand=a\nredirect_stderr=true\nstdout_logfile=/var/log/a.log\nstderr_logfile=/var/log/other.log\n");
-        assert_eq!(
-            job(&table(&to_file), "a")["stderr"].as_str(),
-            Some("/var/log/a.log")
-        );
+        let t = table(&to_file);
+        let a = job(&t, "a");
+        assert_eq!(a["stdout"].as_str(), Some("/var/log/a.log"));
+        assert_eq!(a["stderr"].as_str(), Some("stdout"));
         let captured = run("[program:a]\ncommand=a\nredirect_stderr=true\n");
-        assert_eq!(job(&table(&captured), "a")["stderr"].as_str(), Some("log"));
-        assert!(captured
+        assert_eq!(
+            job(&table(&captured), "a")["stderr"].as_str(),
+            Some("stdout")
+        );
+        assert!(!captured
             .notes
             .iter()
             .any(|n| n.message.contains("redirect_stderr")));
+        let relative = run("[program:a]\ncommand=a\nstdout_logfile=a.log\n");
+        assert_eq!(
+            job(&table(&relative), "a")["stdout"].as_str(),
+            Some("./a.log")
+        );
     }
 
     #[test]

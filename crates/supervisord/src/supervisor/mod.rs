@@ -642,6 +642,9 @@ impl Supervisor {
                 "job {name:?} does not capture its {s}: it goes to the file {}",
                 path.display()
             ))),
+            Output::Stdout => Err(RpcError::invalid_params(format!(
+                "job {name:?} merges its stderr into its stdout (stderr = \"stdout\"): read its stdout"
+            ))),
         }
     }
 
