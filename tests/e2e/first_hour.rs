@@ -181,3 +181,24 @@ fn a_bare_word_output_is_a_load_error_listing_the_keywords() {
         assert!(!d.dir.path().join(value).exists());
     }
 }
+
+#[test]
+fn followed_lines_carry_the_timestamps_the_file_has() {
+    let d = Daemon::start(&jobs(
+        "[job.ticker]\ncommand = [\"sh\", \"-c\", \"i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done\"]\nlog_timestamps = true\n",
+    ));
+    let (mut child, rx) = d.ctl_lines(&["logs", "ticker", "-f", "-n", "0"]);
+    let lines: Vec<String> = (0..3)
+        .map(|_| rx.recv_timeout(DEADLINE).expect("a followed line"))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let file = std::fs::read_to_string(d.dir.path().join("logs/ticker.stdout.log")).expect("log");
+    for line in &lines {
+        assert!(line.starts_with("20") && line.contains("Z tick "), "{line:?}");
+        assert!(
+            file.lines().any(|l| l == line),
+            "{line:?} is not a line of the file:\n{file}"
+        );
+    }
+}

@@ -448,15 +448,17 @@ impl Writer {
         let Some(sink) = self.sinks.get_mut(key) else {
             return;
         };
+        let follower = self.followers.get(key);
         let partial = std::mem::take(&mut sink.partial);
         if !partial.is_empty() {
-            write_lines(key, sink, &[&partial]);
+            let shown = write_lines(key, sink, &[&partial], follower.is_some());
+            if let (Some(tx), Some(shown)) = (follower, shown) {
+                let _ = tx.send(Arc::from(String::from_utf8_lossy(&shown).as_ref()));
+            }
         }
         let rest = std::mem::take(&mut sink.follow_partial);
-        if !rest.is_empty() {
-            if let Some(tx) = self.followers.get(key) {
-                let _ = tx.send(Arc::from(String::from_utf8_lossy(&rest).as_ref()));
-            }
+        if let (Some(tx), false) = (follower, rest.is_empty()) {
+            let _ = tx.send(Arc::from(String::from_utf8_lossy(&rest).as_ref()));
         }
     }
 
@@ -464,14 +466,20 @@ impl Writer {
         let Some(sink) = self.sinks.get_mut(key) else {
             return;
         };
-        if let Some(tx) = self.followers.get(key) {
-            if tx.receiver_count() == 0 {
-                self.followers.remove(key);
-            } else if let Some(text) = take_lines(&mut sink.follow_partial, bytes) {
-                let _ = tx.send(Arc::from(String::from_utf8_lossy(&text).as_ref()));
-            }
+        if self
+            .followers
+            .get(key)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            self.followers.remove(key);
         }
+        let follower = self.followers.get(key);
         if !sink.line_mode() {
+            if let Some(tx) = follower {
+                if let Some(text) = take_lines(&mut sink.follow_partial, bytes) {
+                    let _ = tx.send(Arc::from(String::from_utf8_lossy(&text).as_ref()));
+                }
+            }
             write_raw(key, sink, bytes);
             return;
         }
@@ -479,7 +487,11 @@ impl Writer {
             return;
         };
         let lines: Vec<&[u8]> = split_lines(&complete).collect();
-        write_lines(key, sink, &lines);
+        // Followers get the lines as the file has them (with their timestamps).
+        let shown = write_lines(key, sink, &lines, follower.is_some());
+        if let (Some(tx), Some(shown)) = (follower, shown) {
+            let _ = tx.send(Arc::from(String::from_utf8_lossy(&shown).as_ref()));
+        }
     }
 }
 
@@ -545,8 +557,9 @@ fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8]) {
     }
 }
 
-/// Write whole lines, rotating between them so no line spans two files.
-fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]]) {
+/// Write whole lines, rotating between them so no line spans two files. With `keep`,
+/// returns the bytes as written (for followers).
+fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]], keep: bool) -> Option<Vec<u8>> {
     let stamp = sink.timestamps.then(|| {
         format!(
             "{} ",
@@ -560,6 +573,7 @@ fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]]) {
         (Target::File { .. }, None) => Vec::new(),
     };
     let mut batch: Vec<u8> = Vec::new();
+    let mut kept = keep.then(Vec::new);
     for line in lines {
         let mut rendered = Vec::with_capacity(prefix.len() + line.len() + 1);
         rendered.extend_from_slice(&prefix);
@@ -581,6 +595,9 @@ fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]]) {
                 rotate(key, sink, &path, backups);
             }
         }
+        if let Some(k) = kept.as_mut() {
+            k.extend_from_slice(&rendered);
+        }
         batch.extend_from_slice(&rendered);
     }
     match sink.target {
@@ -591,6 +608,7 @@ fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]]) {
         }
         Target::File { .. } => write_raw(key, sink, &batch),
     }
+    kept
 }
 
 fn rotated(path: &Path, n: u32) -> PathBuf {
