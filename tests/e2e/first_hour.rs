@@ -195,10 +195,114 @@ fn followed_lines_carry_the_timestamps_the_file_has() {
     let _ = child.wait();
     let file = std::fs::read_to_string(d.dir.path().join("logs/ticker.stdout.log")).expect("log");
     for line in &lines {
-        assert!(line.starts_with("20") && line.contains("Z tick "), "{line:?}");
+        assert!(
+            line.starts_with("20") && line.contains("Z tick "),
+            "{line:?}"
+        );
         assert!(
             file.lines().any(|l| l == line),
             "{line:?} is not a line of the file:\n{file}"
         );
+    }
+}
+
+const CHATTY: &str = r#"
+[job.alpha]
+command = ["sh", "-c", "echo alpha-ready; while true; do echo alpha-out; echo alpha-err >&2; sleep 0.1; done"]
+group = "pair"
+
+[job.beta-long]
+command = ["sh", "-c", "echo beta-ready; while true; do echo beta-out; sleep 0.1; done"]
+group = "pair"
+
+[job.gamma]
+command = ["sh", "-c", "echo gamma-ready; sleep 30"]
+"#;
+
+#[test]
+fn logs_all_follow_labels_every_line_with_its_job_and_marks_stderr() {
+    let d = Daemon::start(&jobs(CHATTY));
+    for name in ["alpha", "beta-long", "gamma"] {
+        wait_until(&format!("{name}-ready in its log"), DEADLINE, || {
+            let log = d.dir.path().join(format!("logs/{name}.stdout.log"));
+            std::fs::read_to_string(log)
+                .ok()?
+                .contains("-ready")
+                .then_some(())
+        });
+    }
+    // Without -f: the last lines of each, labelled and aligned.
+    let out = d.ctl_ok(&["logs", "gamma", "alpha", "-n", "1"]);
+    assert!(out.contains("gamma | gamma-ready\n"), "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("gamma | ") || l.starts_with("alpha | ")),
+        "{out}"
+    );
+    assert!(out.contains("alpha | [stderr] alpha-err\n"), "{out}");
+    assert!(
+        !out.contains('\x1b'),
+        "no colour when not a terminal: {out:?}"
+    );
+
+    let (mut child, rx) = d.ctl_lines(&["logs", "--all", "-f", "-n", "0"]);
+    let mut seen = std::collections::HashSet::new();
+    wait_until("labelled lines of both chatty jobs", DEADLINE, || {
+        while let Ok(line) = rx.try_recv() {
+            seen.insert(line);
+        }
+        [
+            "alpha     | alpha-out",
+            "alpha     | [stderr] alpha-err",
+            "beta-long | beta-out",
+        ]
+        .iter()
+        .all(|want| seen.contains(*want))
+        .then_some(())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter()
+            .all(|l| l.starts_with("alpha     | ") || l.starts_with("beta-long | ")),
+        "{seen:?}"
+    );
+
+    // A group selects its jobs only.
+    let out = d.ctl_ok(&["logs", "--group", "pair", "-n", "1"]);
+    assert!(!out.contains("gamma"), "{out}");
+    assert!(out.contains("beta-long | "), "{out}");
+    // No jobs named at all is a usage error.
+    assert_eq!(d.ctl(&["logs"]).status.code(), Some(2));
+}
+
+#[test]
+fn logs_follow_json_prints_bare_name_stream_data_objects() {
+    let d = Daemon::start(&jobs(CHATTY));
+    for args in [
+        &["--json", "logs", "alpha", "-f", "-n", "0"][..],
+        &["--json", "logs", "alpha", "beta-long", "-f", "-n", "0"][..],
+    ] {
+        let (mut child, rx) = d.ctl_lines(args);
+        let mut objects = Vec::new();
+        while objects.len() < 4 {
+            let line = rx.recv_timeout(DEADLINE).expect("a line");
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+            if v.get("lines").is_none() {
+                objects.push(v);
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        for v in objects {
+            let mut keys: Vec<&str> = v
+                .as_object()
+                .expect("object")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            keys.sort_unstable();
+            assert_eq!(keys, ["data", "name", "stream"], "{args:?}: {v}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 mod client;
 mod discover;
+mod logs;
 mod render;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -147,11 +148,17 @@ enum Cmd {
         #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         timeout: Option<Duration>,
     },
-    /// Print a job's captured output
+    /// Print jobs' captured output; several jobs' lines are labelled `name | `
     Logs {
-        /// The job
-        name: String,
-        /// Standard error instead of standard output
+        /// The jobs (one job: its lines as they are, without labels)
+        names: Vec<String>,
+        /// Every job in this group (labelled lines, stdout and stderr)
+        #[arg(short, long, value_name = "G")]
+        group: Option<String>,
+        /// Every job (labelled lines, stdout and stderr)
+        #[arg(short, long)]
+        all: bool,
+        /// Standard error only
         #[arg(long)]
         stderr: bool,
         /// How many of the last lines
@@ -302,6 +309,18 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         json: cli.json,
         colour: render::colour_enabled(),
     };
+    if let Some(selection) = several_logs(&cli.command)? {
+        let Cmd::Logs {
+            stderr,
+            lines,
+            follow,
+            ..
+        } = cli.command
+        else {
+            return Ok(());
+        };
+        return logs::many(socket, selection, stderr, lines, follow, out.json);
+    }
     let request = request(&cli.command)?;
     let mut client = Client::connect(socket)?;
     let reply = client.call(&request)?;
@@ -385,12 +404,13 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         }),
         Cmd::Logs {
-            name,
+            names,
             stderr,
             lines,
             follow,
+            ..
         } => Request::Logs(LogsParams {
-            name: name.clone(),
+            name: names.first().cloned().unwrap_or_default(),
             stream: if *stderr {
                 Stream::Stderr
             } else {
@@ -500,11 +520,16 @@ fn print_logs(out: Out, reply: &Reply, client: &mut Client, follow: bool) -> Res
         return Ok(());
     }
     while let Some(note) = client.next_notification()? {
-        let written = if out.json {
+        let written = if out.json && note.method == protocol::note::LAGGED {
+            let lag: Lagged =
+                serde_json::from_value(note.params).map_err(ClientError::Unreadable)?;
             emit(format_args!(
-                "{}\n",
-                serde_json::to_string(&note).unwrap_or_default()
+                "{{\"lagged\":true,\"missed\":{}}}\n",
+                lag.missed
             ))
+        } else if out.json {
+            // Bare `{"name","stream","data"}` objects, as `events --json` prints events.
+            emit(format_args!("{}\n", note.params))
         } else if note.method == protocol::note::LAGGED {
             emit(format_args!(
                 "[supctl: skipped output the terminal could not keep up with]\n"
@@ -685,4 +710,24 @@ fn failed_start(cmd: &Cmd, list: &JobList) -> Result<(), Failure> {
             failed.join(", ")
         ))))
     }
+}
+
+/// `logs` of several jobs (`logs a b`, `--group`, `--all`): their selection. `None` for
+/// the one-job form, which prints the lines as they are.
+fn several_logs(cmd: &Cmd) -> Result<Option<Selection>, Failure> {
+    let Cmd::Logs {
+        names, group, all, ..
+    } = cmd
+    else {
+        return Ok(None);
+    };
+    if names.len() == 1 && group.is_none() && !all {
+        return Ok(None);
+    }
+    let select = Select {
+        names: names.clone(),
+        group: group.clone(),
+        all: *all,
+    };
+    select.require().map(Some)
 }
