@@ -306,3 +306,55 @@ fn logs_follow_json_prints_bare_name_stream_data_objects() {
         }
     }
 }
+
+fn check(text: &str) -> (Option<i32>, String) {
+    let d = Daemon::prepare(text);
+    let out = Command::new(bin("supervisord"))
+        .arg("--check")
+        .arg(&d.config)
+        .output()
+        .expect("run supervisord");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn supervisors_words_get_supctls() {
+    for (theirs, ours) in [("tail", "logs"), ("update", "reload"), ("avail", "status")] {
+        let out = Command::new(bin("supctl"))
+            .args([theirs, "web"])
+            .output()
+            .expect("run supctl");
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("did you mean `supctl {ours}`?")),
+            "{theirs}: {err}"
+        );
+    }
+    let (code, err) = check("[program:web]\ncommand=/usr/bin/web\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("jobs.toml:1:1: this looks like a Supervisor file"),
+        "{err}"
+    );
+    assert!(err.contains("run `supervisord import "), "{err}");
+
+    let (code, err) = check("[job.a]\ncommand = [\"x\"]\nstop_timout = \"1s\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("jobs.toml:3:1: unknown field `stop_timout`: did you mean `stop_timeout`?"),
+        "{err}"
+    );
+
+    let (code, err) = check("[job.a]\ncommand = [\"x\"]\nrestart = true\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "jobs.toml:3:11: restart = true: expected \"never\", \"on-failure\" or \"always\""
+        ),
+        "{err}"
+    );
+}

@@ -11,6 +11,7 @@ mod client;
 mod discover;
 mod logs;
 mod render;
+mod suggest;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError, Reply};
@@ -246,7 +247,16 @@ impl From<ClientError> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match suggest::for_error(&e) {
+            Some(line) => {
+                eprintln!("{line}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     if let Some(code) = offline(&cli.command) {
         return code;
     }

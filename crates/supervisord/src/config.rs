@@ -115,8 +115,7 @@ pub struct Config {
 }
 
 /// When a job is started again after it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RestartPolicy {
     /// Never.
     #[default]
@@ -126,6 +125,43 @@ pub enum RestartPolicy {
     /// Whenever it ends on its own.
     Always,
 }
+
+impl<'de> Deserialize<'de> for RestartPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RestartPolicy;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(RESTART_VALUES)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RestartPolicy, E> {
+                match v {
+                    "never" => Ok(RestartPolicy::Never),
+                    "on-failure" => Ok(RestartPolicy::OnFailure),
+                    "always" => Ok(RestartPolicy::Always),
+                    _ => Err(E::custom(format!(
+                        "restart = {v:?}: expected {RESTART_VALUES}"
+                    ))),
+                }
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RestartPolicy, E> {
+                Err(E::custom(format!(
+                    "restart = {v}: expected {RESTART_VALUES}"
+                )))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RestartPolicy, E> {
+                Err(E::custom(format!(
+                    "restart = {v}: expected {RESTART_VALUES}"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The allowed `restart` values, for error messages.
+const RESTART_VALUES: &str = "\"never\", \"on-failure\" or \"always\" \
+                              (Supervisor's autorestart = true is \"always\", unexpected is \"on-failure\")";
 
 impl RestartPolicy {
     /// The job-file spelling.
@@ -533,8 +569,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let src = Source { path, text };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
+        if let Some(at) = crate::suggest::supervisor_section(text) {
+            return src.error(
+                Some(at..at),
+                format!(
+                    "this looks like a Supervisor file ([program:x] sections), not a job file: \
+                     run `supervisord import {}` to convert it",
+                    path.display()
+                ),
+            );
+        }
         let message = e.message().trim().replace('\n', " ");
-        src.error(e.span(), message)
+        src.error(e.span(), crate::suggest::unknown_field(&message))
     })?;
     let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let defaults = raw.defaults;
@@ -669,8 +715,11 @@ impl Config {
             path: Path::new("<add>"),
             text: &text,
         };
-        let parsed: JobsOnly =
-            toml::from_str(&text).map_err(|e| invalid(e.message().trim().replace('\n', " ")))?;
+        let parsed: JobsOnly = toml::from_str(&text).map_err(|e| {
+            invalid(crate::suggest::unknown_field(
+                &e.message().trim().replace('\n', " "),
+            ))
+        })?;
         let base = self.path.parent().unwrap_or(Path::new("/"));
         let (key, raw) = parsed
             .job
@@ -809,6 +858,28 @@ daemon = true
     }
 
     #[test]
+    fn a_near_miss_key_gets_a_did_you_mean() {
+        let (line, col, msg) = err("[job.a]\ncommand = [\"x\"]\nstop_timout = \"1s\"\n");
+        assert_eq!((line, col), (3, 1));
+        assert_eq!(
+            msg,
+            "unknown field `stop_timout`: did you mean `stop_timeout`?"
+        );
+        let (_, _, msg) = err("[supervisor]\nsokcet = \"s\"\n");
+        assert!(msg.contains("did you mean `socket`?"), "{msg}");
+    }
+
+    #[test]
+    fn a_supervisor_file_is_pointed_at_import() {
+        let (line, col, msg) = err("; web\n[program:web]\ncommand=/usr/bin/web\n");
+        assert_eq!((line, col), (2, 1));
+        assert!(
+            msg.contains("supervisord import /srv/jobs/supervisord.toml"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn wrong_type() {
         let (line, _, msg) = err("[job.a]\ncommand = [\"x\"]\ndaemon = \"yes\"\n");
         assert_eq!(line, 3);
@@ -831,7 +902,16 @@ daemon = true
     fn bad_restart_policy() {
         let (line, _, msg) = err("[job.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n");
         assert_eq!(line, 3);
-        assert!(msg.contains("unknown variant"), "{msg}");
+        assert!(
+            msg.contains("\"never\", \"on-failure\" or \"always\""),
+            "{msg}"
+        );
+        let (line, col, msg) = err("[job.a]\ncommand = [\"x\"]\nrestart = true\n");
+        assert_eq!((line, col), (3, 11));
+        assert!(
+            msg.starts_with("restart = true: expected \"never\""),
+            "{msg}"
+        );
     }
 
     #[test]

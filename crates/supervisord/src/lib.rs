@@ -29,4 +29,5 @@ pub mod notify;
 pub mod os;
 pub mod process;
 pub mod server;
+pub mod suggest;
 pub mod supervisor;
