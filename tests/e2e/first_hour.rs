@@ -358,3 +358,41 @@ fn supervisors_words_get_supctls() {
         "{err}"
     );
 }
+
+#[test]
+fn status_shows_restarts_once_a_job_restarted_and_a_stop_is_no_failure() {
+    let d = Daemon::start(&jobs(
+        "[job.web]\ncommand = [\"sleep\", \"30\"]\n\n[job.db]\ncommand = [\"sleep\", \"30\"]\n",
+    ));
+    d.wait_job("web", "running", |j| j.state.as_str() == "running");
+    let header = |out: &str| {
+        out.lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        header(&d.ctl_ok(&["status"])),
+        ["NAME", "GROUP", "STATE", "PID", "UPTIME/EXIT"]
+    );
+    d.ctl_ok(&["restart", "web"]);
+    let out = d.ctl_ok(&["status"]);
+    assert_eq!(
+        header(&out),
+        ["NAME", "GROUP", "STATE", "PID", "RESTARTS", "UPTIME/EXIT"],
+        "{out}"
+    );
+    let web = out
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .expect("web row");
+    assert_eq!(web.split_whitespace().nth(4), Some("1"), "{out}");
+
+    let out = d.ctl_ok(&["terminate", "db"]);
+    assert_eq!(
+        out.trim(),
+        "db: stopped by request, killed by SIGTERM (-15)"
+    );
+}

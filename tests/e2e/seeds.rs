@@ -140,7 +140,7 @@ fn terminate_file2_mid_download_gives_minus_15() {
     let out = d.ctl_ok(&["terminate", "File2"]);
     assert_eq!(
         out.trim(),
-        "File2: stopped, killed by SIGTERM (-15) (failure)"
+        "File2: stopped by request, killed by SIGTERM (-15)"
     );
     let j = d.job("File2");
     assert_eq!(j.state.as_str(), "stopped");

@@ -280,20 +280,14 @@ mod tests {
 
     #[test]
     fn live_lines_are_labelled_one_by_one() {
-        let prefix = |n: &str, s: Stream| {
-            format!(
-                "{} | ",
-                label(&Source {
-                    name: n.into(),
-                    stream: s
-                })
-            )
-        };
+        let prefix = |n: &str, s: Stream| label(n, s, 5, false);
         let params = json!({ "name": "web", "stream": "stderr", "data": "a\nb\n" });
         assert_eq!(
             live("log", &params, false, &prefix),
-            "web.stderr | a\nweb.stderr | b\n"
+            "web   | [stderr] a\nweb   | [stderr] b\n"
         );
         assert_eq!(live("log", &params, true, &prefix), format!("{params}\n"));
+        let params = json!({ "name": "web", "stream": "stdout", "data": "c" });
+        assert_eq!(live("log", &params, false, &prefix), "web   | c\n");
     }
 }

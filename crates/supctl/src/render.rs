@@ -96,36 +96,46 @@ pub fn block(job: &Job) -> String {
         .collect()
 }
 
-/// The status table: NAME GROUP STATE PID UPTIME/EXIT.
+/// The status table: NAME GROUP STATE PID [RESTARTS] UPTIME/EXIT. The RESTARTS column
+/// appears only when some job has been restarted, so a quiet table stays narrow.
 pub fn table(jobs: &[Job], colour: bool) -> String {
-    let rows: Vec<[String; 5]> = jobs
+    let restarts = jobs.iter().any(|j| j.restarts > 0);
+    let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
             let mut name = j.name.clone();
             if j.daemon {
                 name.push_str(" (daemon)");
             }
-            [
+            let mut row = vec![
                 name,
                 j.group.clone(),
                 j.state.to_string(),
                 j.pid.map_or_else(|| "-".into(), |p| p.to_string()),
-                uptime_or_exit(j),
-            ]
+            ];
+            if restarts {
+                row.push(j.restarts.to_string());
+            }
+            row.push(uptime_or_exit(j));
+            row
         })
         .collect();
-    let header = ["NAME", "GROUP", "STATE", "PID", "UPTIME/EXIT"];
-    let mut widths = header.map(str::len);
+    let mut header = vec!["NAME", "GROUP", "STATE", "PID"];
+    if restarts {
+        header.push("RESTARTS");
+    }
+    header.push("UPTIME/EXIT");
+    let last = header.len() - 1;
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    let line = |cells: [&str; 5], state: Option<JobState>| {
+    let line = |cells: &[&str], state: Option<JobState>| {
         let mut s = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            let padded = if i == 4 {
+            let padded = if i == last {
                 (*cell).to_owned()
             } else {
                 format!("{cell:<w$}  ", w = widths[i])
@@ -137,25 +147,25 @@ pub fn table(jobs: &[Job], colour: bool) -> String {
         }
         s.trim_end().to_owned()
     };
-    out.push_str(&line(header, None));
+    let mut out = line(&header, None);
     out.push('\n');
     for (row, job) in rows.iter().zip(jobs) {
-        let cells = [
-            row[0].as_str(),
-            row[1].as_str(),
-            row[2].as_str(),
-            row[3].as_str(),
-            row[4].as_str(),
-        ];
-        out.push_str(&line(cells, Some(job.state)));
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells, Some(job.state)));
         out.push('\n');
     }
     out
 }
 
-/// One line for a job that ended: `File2: stopped, killed by SIGTERM (-15)`.
+/// One line for a job that ended: `File1: exited, exit 0 (success)`. A job stopped by a
+/// request says so, and is not called a failure for dying of the signal it was sent:
+/// `File2: stopped by request, killed by SIGTERM (-15)`.
 pub fn ended(job: &Job) -> String {
+    let by_request = job.state == JobState::Stopped;
     let mut s = format!("{}: {}", job.name, job.state);
+    if by_request {
+        s.push_str(" by request");
+    }
     if let Some(code) = job.exitcode {
         s.push_str(", ");
         s.push_str(&describe_exit(code));
@@ -165,6 +175,7 @@ pub fn ended(job: &Job) -> String {
         s.push_str(err);
     }
     match job.success {
+        _ if by_request => {}
         Some(true) => s.push_str(" (success)"),
         Some(false) => s.push_str(" (failure)"),
         None => {}
@@ -322,10 +333,24 @@ mod tests {
     }
 
     #[test]
+    fn restarts_column_only_when_a_job_restarted() {
+        let mut flappy = job("flappy", JobState::Running, None);
+        flappy.restarts = 3;
+        let t = table(&[job("File1", JobState::Running, None), flappy], false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME    GROUP  STATE    PID  RESTARTS  UPTIME/EXIT"
+        );
+        assert_eq!(lines[1], "File1   g      running  42   0         up 2m13s");
+        assert_eq!(lines[2], "flappy  g      running  42   3         up 2m13s");
+    }
+
+    #[test]
     fn ended_lines() {
         assert_eq!(
             ended(&job("File2", JobState::Stopped, Some(-15))),
-            "File2: stopped, killed by SIGTERM (-15) (failure)"
+            "File2: stopped by request, killed by SIGTERM (-15)"
         );
         assert_eq!(
             ended(&job("File1", JobState::Exited, Some(0))),
