@@ -396,3 +396,32 @@ fn status_shows_restarts_once_a_job_restarted_and_a_stop_is_no_failure() {
         "db: stopped by request, killed by SIGTERM (-15)"
     );
 }
+
+#[test]
+fn a_slow_shutdown_names_the_job_it_waits_for_once() {
+    let mut d = Daemon::start(
+        "[job.stubborn]\ncommand = [\"sh\", \"-c\", \"trap '' TERM; while true; do sleep 0.1; done\"]\n\
+         start_secs = \"100ms\"\nstop_timeout = \"30s\"\n\n\
+         [job.quick]\ncommand = [\"sleep\", \"30\"]\nstart_secs = \"100ms\"\n",
+    );
+    d.wait_job("stubborn", "running", |j| j.state.as_str() == "running");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let line = wait_until("the hint in the daemon's log", DEADLINE, || {
+        d.stderr()
+            .lines()
+            .find(|l| l.contains("^C again to kill now"))
+            .map(str::to_owned)
+    });
+    // 30 s of stop_timeout less the second the shutdown ran quietly (more on a busy box).
+    let secs: u32 = line
+        .split("waiting up to ")
+        .nth(1)
+        .and_then(|r| r.split("s for stubborn;").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((20..=29).contains(&secs), "{line}");
+    assert!(!line.contains("quick"), "{line}");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(d.wait_exit(), 0);
+    assert_eq!(d.stderr().matches("^C again to kill now").count(), 1);
+}

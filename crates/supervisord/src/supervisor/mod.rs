@@ -58,6 +58,9 @@ const EVENT_BACKLOG: usize = 4096;
 /// How many commands may queue for the supervisor.
 const COMMAND_QUEUE: usize = 256;
 
+/// How long a shutdown runs quietly before naming the jobs it is still waiting for.
+const STOP_HINT_AFTER: Duration = Duration::from_secs(1);
+
 /// A request's result, already encoded as JSON. The job table is serialized once, straight
 /// from its structs into the text that goes on the socket (no `serde_json::Value` tree in
 /// between: for `status` of 200 jobs that tree was three quarters of the round trip).
@@ -223,6 +226,8 @@ pub struct Supervisor {
     guard: Option<Guard>,
     tracker: TaskTracker,
     next_run: u64,
+    /// When a shutdown began, until the jobs still stopping have been named once.
+    stop_hint: Option<Instant>,
     phase: Phase,
     batch: bool,
     /// Process groups whose leader ended but whose members live on, by job.
@@ -263,6 +268,7 @@ impl Supervisor {
             guard,
             tracker,
             next_run: 1,
+            stop_hint: None,
             phase: Phase::Serving,
             batch,
             lingering: HashMap::new(),
@@ -304,7 +310,14 @@ impl Supervisor {
             if self.phase == Phase::Stopping && self.jobs.values().all(|e| e.run.is_none()) {
                 break;
             }
+            let stop_hint = self.stop_hint.map(|began| began + STOP_HINT_AFTER);
             tokio::select! {
+                () = async {
+                    match stop_hint {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.name_stubborn_jobs(),
                 Some(cmd) = self.commands.recv() => self.command(cmd),
                 Some(report) = self.reports.recv() => self.report(report),
                 Some(expired) = std::future::poll_fn(|cx| timers.poll_expired(cx)) => {
@@ -595,10 +608,38 @@ impl Supervisor {
 
     fn begin_stop(&mut self) {
         self.phase = Phase::Stopping;
+        self.stop_hint = Some(Instant::now());
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
             self.stop(&name, None);
         }
+    }
+
+    /// A shutdown that is still waiting after [`STOP_HINT_AFTER`] says, once, for whom and
+    /// how long at most, and how not to wait.
+    fn name_stubborn_jobs(&mut self) {
+        let Some(began) = self.stop_hint.take() else {
+            return;
+        };
+        let stubborn: Vec<(&str, Duration)> = self
+            .jobs
+            .values()
+            .filter(|e| e.life.state() == protocol::JobState::Stopping)
+            .map(|e| {
+                let left = e.spec.stop_timeout.saturating_sub(began.elapsed());
+                (e.spec.name.as_str(), left)
+            })
+            .filter(|(_, left)| !left.is_zero())
+            .collect();
+        let Some(longest) = stubborn.iter().map(|(_, left)| *left).max() else {
+            return;
+        };
+        let names: Vec<&str> = stubborn.iter().map(|(n, _)| *n).collect();
+        tracing::info!(
+            "waiting up to {}s for {}; ^C again to kill now",
+            longest.as_secs_f64().ceil(),
+            names.join(", ")
+        );
     }
 
     /// Stop a job (with its own stop signal unless one is given), and end what is left of
