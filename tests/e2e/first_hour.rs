@@ -425,3 +425,94 @@ fn a_slow_shutdown_names_the_job_it_waits_for_once() {
     assert_eq!(d.wait_exit(), 0);
     assert_eq!(d.stderr().matches("^C again to kill now").count(), 1);
 }
+
+/// Run a command with a stdout whose reader is already gone: every write is EPIPE.
+fn into_closed_pipe(mut cmd: Command) -> Output {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    cmd.stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_every_printing_command_quietly() {
+    let d = Daemon::start(&jobs(
+        "[job.web]\ncommand = [\"sh\", \"-c\", \"echo hi; sleep 30\"]\n",
+    ));
+    let ini = d.dir.path().join("sv.conf");
+    std::fs::write(&ini, "[program:web]\ncommand=/bin/true\n").expect("write");
+    let supctl = |args: &[&str]| {
+        let mut c = Command::new(bin("supctl"));
+        c.arg("--socket").arg(&d.socket).args(args);
+        c
+    };
+    let supervisord = |args: &[&std::ffi::OsStr]| {
+        let mut c = Command::new(bin("supervisord"));
+        c.args(args);
+        c
+    };
+    let runs = [
+        ("supctl man", supctl(&["man"])),
+        ("supctl completions", supctl(&["completions", "bash"])),
+        ("supctl status", supctl(&["status"])),
+        ("supctl --json status", supctl(&["--json", "status"])),
+        ("supctl logs", supctl(&["logs", "web"])),
+        ("supctl logs --all", supctl(&["logs", "--all"])),
+        ("supervisord man", supervisord(&["man".as_ref()])),
+        (
+            "supervisord --check",
+            supervisord(&["--check".as_ref(), d.config.as_os_str()]),
+        ),
+        (
+            "supervisord import",
+            supervisord(&["import".as_ref(), ini.as_os_str()]),
+        ),
+    ];
+    for (what, cmd) in runs {
+        let out = into_closed_pipe(cmd);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{what}: {err}");
+    }
+}
+
+#[test]
+fn man_dir_creates_a_missing_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (bin_name, page) in [
+        ("supctl", "supctl-logs.1"),
+        ("supervisord", "supervisord-import.1"),
+    ] {
+        let target = dir.path().join(format!("{bin_name}/share/man/man1"));
+        let out = Command::new(bin(bin_name))
+            .args(["man", "--dir"])
+            .arg(&target)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(target.join(page).is_file(), "{}", target.display());
+    }
+}
+
+#[test]
+fn an_unknown_log_level_is_refused() {
+    let d = Daemon::prepare(&jobs(""));
+    let out = d
+        .command(&["--log-level", "infoo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad --log-level \"infoo\""),
+        "{}",
+        text(&out)
+    );
+    assert!(!d.socket.exists());
+}

@@ -10,6 +10,7 @@
 mod client;
 mod discover;
 mod logs;
+mod pipe;
 mod render;
 mod suggest;
 
@@ -247,6 +248,7 @@ impl From<ClientError> for Failure {
 }
 
 fn main() -> ExitCode {
+    pipe::quiet_when_reader_goes();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => match suggest::for_error(&e) {
@@ -295,23 +297,29 @@ fn main() -> ExitCode {
 /// The commands that print something about supctl itself and need no daemon.
 fn offline(cmd: &Cmd) -> Option<ExitCode> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut text = Vec::new();
     let written = match cmd {
         Cmd::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "supctl", &mut out);
+            clap_complete::generate(*shell, &mut Cli::command(), "supctl", &mut text);
             Ok(())
         }
-        Cmd::Man { dir: Some(dir) } => clap_mangen::generate_to(Cli::command(), dir),
-        Cmd::Man { dir: None } => clap_mangen::Man::new(Cli::command()).render(&mut out),
+        Cmd::Man { dir: Some(dir) } => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+        Cmd::Man { dir: None } => clap_mangen::Man::new(Cli::command()).render(&mut text),
         _ => return None,
     };
-    Some(match written.and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("supctl: writing the output: {e}");
-            ExitCode::FAILURE
-        }
-    })
+    let mut out = std::io::stdout().lock();
+    Some(
+        match written.and_then(|()| out.write_all(&text).and_then(|()| out.flush())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if pipe::reader_gone(&e) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("supctl: writing the output: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    )
 }
 
 fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {

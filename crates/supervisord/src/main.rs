@@ -15,6 +15,8 @@ use supervisord::daemon::{self, Options};
 use supervisord::guard::{self, Guard};
 use supervisord::server::Limits;
 
+mod pipe;
+
 const AFTER_HELP: &str = "\
 Signals:
   SIGTERM, SIGINT  stop every job (stop_signal, then SIGKILL after stop_timeout) and exit
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
         .or_else(|| config.socket.clone())
         .unwrap_or_else(default_socket);
     if check {
+        pipe::quiet_when_reader_goes();
         print_check(&config, &socket);
         return ExitCode::SUCCESS;
     }
@@ -194,18 +197,23 @@ fn main() -> ExitCode {
 
 fn run_tool(tool: Tool) -> ExitCode {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    pipe::quiet_when_reader_goes();
+    let mut text = Vec::new();
     let written = match tool {
         Tool::Import { file } => return import(&file),
         Tool::Completions { shell } => {
-            clap_complete::generate(shell, &mut Args::command(), "supervisord", &mut out);
+            clap_complete::generate(shell, &mut Args::command(), "supervisord", &mut text);
             Ok(())
         }
-        Tool::Man { dir: Some(dir) } => clap_mangen::generate_to(Args::command(), dir),
-        Tool::Man { dir: None } => clap_mangen::Man::new(Args::command()).render(&mut out),
+        Tool::Man { dir: Some(dir) } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(Args::command(), &dir))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+        Tool::Man { dir: None } => clap_mangen::Man::new(Args::command()).render(&mut text),
     };
-    match written.and_then(|()| out.flush()) {
+    let mut out = std::io::stdout().lock();
+    match written.and_then(|()| out.write_all(&text).and_then(|()| out.flush())) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if pipe::reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("supervisord: writing the output: {e}");
             ExitCode::FAILURE
@@ -252,7 +260,10 @@ fn import(file: &Path) -> ExitCode {
 fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
-        Some(l) => EnvFilter::try_new(l).map_err(|e| format!("bad --log-level {l:?}: {e}"))?,
+        Some(l) => {
+            check_level(l)?;
+            EnvFilter::try_new(l).map_err(|e| format!("bad --log-level {l:?}: {e}"))?
+        }
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     // Under systemd the journal stamps every line itself.
@@ -269,6 +280,21 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
         (LogFormat::Json, false) => builder.json().flatten_event(true).init(),
         (LogFormat::Text, true) => builder.without_time().init(),
         (LogFormat::Text, false) => builder.init(),
+    }
+    Ok(())
+}
+
+/// A bare word in a filter names a *target*, so `infoo` parses and then lets nothing
+/// through: every directive without `=` must be a level.
+fn check_level(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    for directive in filter.split(',').map(str::trim) {
+        if !directive.contains('=') && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "bad --log-level {filter:?}: {directive:?} is not a level (expected error, warn, \
+                 info, debug, trace or off, or a filter such as supervisord=debug)"
+            ));
+        }
     }
     Ok(())
 }
@@ -361,5 +387,26 @@ fn print_job(out: &mut String, j: &JobSpec) {
         let _ = writeln!(out, "  log_max_bytes   {}", j.log_max_bytes);
         let _ = writeln!(out, "  log_backups     {}", j.log_backups);
         let _ = writeln!(out, "  log_timestamps  {}", j.log_timestamps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_level;
+
+    #[test]
+    fn levels_and_filters_pass_typos_do_not() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn,supervisord=trace",
+            "supervisord=debug",
+            "off",
+        ] {
+            assert_eq!(check_level(ok), Ok(()), "{ok}");
+        }
+        for bad in ["infoo", "verbose", "info,debgu", ""] {
+            assert!(check_level(bad).is_err(), "{bad}");
+        }
     }
 }
