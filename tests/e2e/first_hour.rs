@@ -516,3 +516,31 @@ fn an_unknown_log_level_is_refused() {
     );
     assert!(!d.socket.exists());
 }
+
+#[test]
+fn the_socket_warning_on_reload_compares_with_the_socket_in_use() {
+    let body = "[job.web]\ncommand = [\"sleep\", \"30\"]\n";
+    let d = Daemon::prepare("");
+    std::fs::write(
+        &d.config,
+        jobs(&format!("[supervisor]\nsocket = \"sock\"\n\n{body}")),
+    )
+    .expect("write");
+    let d = d.launch(&[]);
+    let warnings = |socket: &str| {
+        std::fs::write(
+            &d.config,
+            jobs(&format!("[supervisor]\nsocket = {socket:?}\n\n{body}")),
+        )
+        .expect("write");
+        d.ok("reload", serde_json::Value::Null)["warnings"].clone()
+    };
+    let w = warnings("other.sock");
+    assert!(
+        w.to_string().contains("other.sock but supervisord serves"),
+        "{w}"
+    );
+    // Back to the socket in use: nothing to warn about, whatever the previous file said.
+    let w = warnings("sock");
+    assert_eq!(w, serde_json::json!([]), "{w}");
+}

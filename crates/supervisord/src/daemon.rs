@@ -64,6 +64,7 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         guard,
         tracker.clone(),
     );
+    let supervisor = supervisor.serving(socket.path().to_path_buf());
     tracing::info!(socket = %socket.path().display(), pid = std::process::id(), "supervisord started");
 
     // 2. Serve and supervise until the supervisor has stopped every job.

@@ -228,6 +228,8 @@ pub struct Supervisor {
     next_run: u64,
     /// When a shutdown began, until the jobs still stopping have been named once.
     stop_hint: Option<Instant>,
+    /// The socket being served (reload compares a job file's `socket` with it).
+    serving: Option<PathBuf>,
     phase: Phase,
     batch: bool,
     /// Process groups whose leader ended but whose members live on, by job.
@@ -269,6 +271,7 @@ impl Supervisor {
             tracker,
             next_run: 1,
             stop_hint: None,
+            serving: None,
             phase: Phase::Serving,
             batch,
             lingering: HashMap::new(),
@@ -277,6 +280,12 @@ impl Supervisor {
             started: Instant::now(),
         };
         (sup, SupervisorHandle { tx })
+    }
+
+    /// The socket actually served, which may be `--socket`'s rather than the job file's.
+    pub fn serving(mut self, socket: PathBuf) -> Supervisor {
+        self.serving = Some(socket);
+        self
     }
 
     /// Start the autostart jobs and serve until shut down and every process is gone.

@@ -26,6 +26,21 @@ pub(super) struct Current<'a> {
 /// What a new job file changes: [`ReloadResult`] before it is applied.
 pub(super) type ReloadPlan = ReloadResult;
 
+/// The warning for a job file whose `socket` is not the one being served (`in_use`):
+/// compared with the socket in use, since the previous file's may never have applied
+/// (`--socket`), and a file that goes back to the socket in use needs no warning.
+pub(super) fn socket_warning(new: &Config, in_use: Option<&std::path::Path>) -> Option<String> {
+    let (wanted, in_use) = (new.socket.as_deref()?, in_use?);
+    (wanted != in_use).then(|| {
+        format!(
+            "[supervisor] socket is {} but supervisord serves {}: a new socket applies when \
+             supervisord restarts (and --socket overrides it)",
+            wanted.display(),
+            in_use.display()
+        )
+    })
+}
+
 /// Compare the table with a new job file. `old` is the file the daemon runs with.
 pub(super) fn plan<'a>(
     current: impl IntoIterator<Item = Current<'a>>,
@@ -48,10 +63,6 @@ pub(super) fn plan<'a>(
             Some(c) if c.spec == spec && c.origin == Origin::File => plan.unchanged.push(name),
             Some(_) => plan.changed.push(name),
         }
-    }
-    if new.socket != old.socket {
-        plan.warnings
-            .push("[supervisor] socket changed: it applies when supervisord restarts".to_owned());
     }
     if new.exit_when_done != old.exit_when_done {
         plan.warnings.push(
@@ -76,7 +87,11 @@ impl Supervisor {
             spec: &e.spec,
             origin: e.origin,
         });
-        let plan = plan(current, &self.config, &new);
+        let mut plan = plan(current, &self.config, &new);
+        let in_use = self.serving.as_deref().or(self.config.socket.as_deref());
+        if let Some(w) = socket_warning(&new, in_use) {
+            plan.warnings.insert(0, w);
+        }
         self.apply(&plan, &new);
         tracing::info!(
             added = plan.added.len(),
@@ -250,8 +265,18 @@ command = ["sleep", "1"]
             "[supervisor]\nsocket = \"other.sock\"\nexit_when_done = true\n{OLD}"
         ));
         let p = plan(current(&old, Origin::File), &old, &new);
-        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
-        assert!(p.warnings[0].contains("socket"));
-        assert!(p.warnings[1].contains("exit_when_done"));
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("exit_when_done"));
+    }
+
+    #[test]
+    fn the_socket_warning_compares_with_the_socket_served() {
+        let new = config(&format!("[supervisor]\nsocket = \"other.sock\"\n{OLD}"));
+        let other = new.socket.clone().expect("socket");
+        let served = other.with_file_name("served.sock");
+        let w = socket_warning(&new, Some(&served)).expect("a warning");
+        assert!(w.contains("other.sock but supervisord serves"), "{w}");
+        assert_eq!(socket_warning(&new, Some(&other)), None);
+        assert_eq!(socket_warning(&config(OLD), Some(&served)), None);
     }
 }
