@@ -544,3 +544,40 @@ fn the_socket_warning_on_reload_compares_with_the_socket_in_use() {
     let w = warnings("sock");
     assert_eq!(w, serde_json::json!([]), "{w}");
 }
+
+#[test]
+fn json_errors_are_one_json_object_on_stderr() {
+    let d = Daemon::start(&jobs("[job.web]\ncommand = [\"sleep\", \"30\"]\n"));
+    let error_of = |out: &Output| -> serde_json::Value {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        serde_json::from_str(&err).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"))
+    };
+    let out = d.ctl(&["--json", "start", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = error_of(&out);
+    assert!(e["error"]["code"].is_i64(), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nosuch"),
+        "{e}"
+    );
+    assert_eq!(e["exit"], 1);
+
+    let out = d.ctl(&["--json", "start"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(error_of(&out)["exit"], 2);
+
+    let out = Command::new(bin("supctl"))
+        .args(["--json", "--socket"])
+        .arg(d.dir.path().join("nobody-here.sock"))
+        .arg("status")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    let e = error_of(&out);
+    assert!(e["error"]["code"].is_null(), "{e}");
+    assert_eq!(e["exit"], 3);
+}

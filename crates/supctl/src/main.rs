@@ -12,6 +12,7 @@ mod discover;
 mod logs;
 mod pipe;
 mod render;
+mod report;
 mod suggest;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -262,35 +263,14 @@ fn main() -> ExitCode {
     if let Some(code) = offline(&cli.command) {
         return code;
     }
+    let json_out = cli.json;
     let found = match discover::socket(cli.socket.as_deref(), cli.config.as_deref()) {
         Ok(f) => f,
-        Err(msg) => {
-            eprintln!("supctl: {msg}");
-            return ExitCode::from(2);
-        }
+        Err(msg) => return report::failure(Failure::Usage(msg), json_out, &[]),
     };
     match run(cli, &found.socket) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Failed(msg)) => {
-            if let Some(m) = msg {
-                eprintln!("supctl: {m}");
-            }
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(msg)) => {
-            eprintln!("supctl: {msg}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Client(e)) => match e {
-            ClientError::Unreachable { .. } => {
-                eprintln!("supctl: {e}; looked at {}", found.trail.join(", "));
-                ExitCode::from(3)
-            }
-            _ => {
-                eprintln!("supctl: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Err(f) => report::failure(f, json_out, &found.trail),
     }
 }
 
