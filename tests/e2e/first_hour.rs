@@ -581,3 +581,31 @@ fn json_errors_are_one_json_object_on_stderr() {
     assert!(e["error"]["code"].is_null(), "{e}");
     assert_eq!(e["exit"], 3);
 }
+
+#[test]
+fn importing_a_file_that_is_not_supervisors_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, body, says) in [
+        (
+            "jobs.toml",
+            "[job.a]\ncommand = [\"true\"]\n",
+            "TOML job file",
+        ),
+        ("empty.conf", "", "empty"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, body).expect("write");
+        let out = Command::new(bin("supervisord"))
+            .arg("import")
+            .arg(&file)
+            .output()
+            .expect("run import");
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(out.stdout.is_empty(), "{name}: no job file is written");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{name}:1: ")) && err.contains(says),
+            "{err}"
+        );
+    }
+}

@@ -48,6 +48,49 @@ pub struct ImportError {
     pub message: String,
 }
 
+/// The section names (or prefixes, ending in `:`) that Supervisor reads.
+const SUPERVISOR_SECTIONS: [&str; 10] = [
+    "supervisord",
+    "supervisorctl",
+    "unix_http_server",
+    "inet_http_server",
+    "include",
+    "program:",
+    "group:",
+    "eventlistener:",
+    "fcgi-program:",
+    "rpcinterface:",
+];
+
+/// A file with none of Supervisor's sections is not a Supervisor file: an empty file, or
+/// a TOML job file given by mistake, is an error rather than an empty job file.
+fn not_supervisor(text: &str, sections: &[Section]) -> Result<(), ImportError> {
+    let known = |name: &str| {
+        SUPERVISOR_SECTIONS
+            .iter()
+            .any(|k| match k.strip_suffix(':') {
+                Some(prefix) => name
+                    .strip_prefix(prefix)
+                    .is_some_and(|r| r.starts_with(':')),
+                None => name == *k,
+            })
+    };
+    if sections.iter().any(|s| known(&s.name)) {
+        return Ok(());
+    }
+    let message = if sections.iter().any(|s| s.name.starts_with("job.")) || text.contains("[job.") {
+        "this is a TOML job file already, not a Supervisor INI file: check it with `supervisord --check FILE`"
+    } else if text.trim().is_empty() {
+        "the file is empty: there is nothing to import"
+    } else {
+        "no Supervisor sections ([program:x], [group:x], [supervisord], ...): not a Supervisor INI file"
+    };
+    Err(ImportError {
+        line: sections.first().map_or(1, |s| s.line),
+        message: message.to_owned(),
+    })
+}
+
 /// What `%(here)s`, `%(host_node_name)s` and `%(ENV_X)s` expand to.
 #[derive(Debug, Clone, Default)]
 pub struct Expansions {
@@ -134,6 +177,7 @@ fn unmappable(key: &str) -> Option<&'static str> {
 /// Convert Supervisor's INI text to a job file.
 pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
     let sections = parse_ini(text)?;
+    not_supervisor(text, &sections)?;
     let mut notes: Vec<Note> = Vec::new();
     let note = |notes: &mut Vec<Note>, line: usize, message: String| {
         notes.push(Note { line, message });
@@ -624,6 +668,21 @@ mod tests {
             host: "box".into(),
             env: HashMap::from([("APP_ROOT".to_owned(), "/var/www/shop".to_owned())]),
         }
+    }
+
+    #[test]
+    fn files_that_are_not_supervisors_are_refused() {
+        for (text, says) in [
+            ("", "empty"),
+            ("\n; only a comment\n", "no Supervisor sections"),
+            ("[job.a]\ncommand = [\"x\"]\n", "TOML job file"),
+            ("[server]\nport=1\n", "no Supervisor sections"),
+        ] {
+            let e = import(text, &exp()).expect_err(text);
+            assert!(e.message.contains(says), "{text:?}: {e}");
+        }
+        assert!(import("[include]\nfiles = conf.d/*.conf\n", &exp()).is_ok());
+        assert!(import("[program:a]\ncommand=a\n", &exp()).is_ok());
     }
 
     fn run(ini: &str) -> Imported {
