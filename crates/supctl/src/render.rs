@@ -161,11 +161,18 @@ pub fn table(jobs: &[Job], colour: bool) -> String {
 /// request says so, and is not called a failure for dying of the signal it was sent:
 /// `File2: stopped by request, killed by SIGTERM (-15)`.
 pub fn ended(job: &Job) -> String {
-    let by_request = job.state == JobState::Stopped;
-    let mut s = format!("{}: {}", job.name, job.state);
-    if by_request {
-        s.push_str(" by request");
+    if job.state == JobState::Stopped {
+        return match (job.cause, &job.reason, job.exitcode) {
+            (Some(Cause::StopTimeout), Some(reason), _) => {
+                format!("{}: stopped, {reason}", job.name)
+            }
+            (_, _, Some(code)) => {
+                format!("{}: stopped by request, {}", job.name, describe_exit(code))
+            }
+            _ => format!("{}: stopped by request", job.name),
+        };
     }
+    let mut s = format!("{}: {}", job.name, job.state);
     if let Some(code) = job.exitcode {
         s.push_str(", ");
         s.push_str(&describe_exit(code));
@@ -175,7 +182,6 @@ pub fn ended(job: &Job) -> String {
         s.push_str(err);
     }
     match job.success {
-        _ if by_request => {}
         Some(true) => s.push_str(" (success)"),
         Some(false) => s.push_str(" (failure)"),
         None => {}

@@ -123,6 +123,16 @@ fn man_dir_writes_a_page_per_command() {
         let text = std::fs::read_to_string(dir.path().join(page)).expect(page);
         assert!(text.starts_with(".ie"), "{page} is roff");
     }
-    let out = supctl(&["man", "--dir", "/nonexistent/folder"]);
+    // A missing folder is created (like `install -d`); one that cannot be is named.
+    let missing = dir.path().join("share/man/man1");
+    let out = supctl(&["man", "--dir", missing.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(missing.join("supctl.1").is_file());
+    let blocked = dir.path().join("supctl.1/man1");
+    let out = supctl(&["man", "--dir", blocked.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&blocked.display().to_string()),
+        "{out:?}"
+    );
 }
