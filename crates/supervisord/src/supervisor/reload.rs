@@ -26,12 +26,17 @@ pub(super) struct Current<'a> {
 /// What a new job file changes: [`ReloadResult`] before it is applied.
 pub(super) type ReloadPlan = ReloadResult;
 
-/// The warning for a job file whose `socket` is not the one being served (`in_use`):
-/// compared with the socket in use, since the previous file's may never have applied
-/// (`--socket`), and a file that goes back to the socket in use needs no warning.
-pub(super) fn socket_warning(new: &Config, in_use: Option<&std::path::Path>) -> Option<String> {
+/// The warning for a job file whose `socket` changed and is not the one being served
+/// (`in_use`). Compared with the socket in use, not only the previous file's: a file that
+/// goes back to the socket in use needs no warning, and neither does an unchanged file
+/// whose socket `--socket` overrides.
+pub(super) fn socket_warning(
+    new: &Config,
+    old: &Config,
+    in_use: Option<&std::path::Path>,
+) -> Option<String> {
     let (wanted, in_use) = (new.socket.as_deref()?, in_use?);
-    (wanted != in_use).then(|| {
+    (wanted != in_use && new.socket != old.socket).then(|| {
         format!(
             "[supervisor] socket is {} but supervisord serves {}: a new socket applies when \
              supervisord restarts (and --socket overrides it)",
@@ -89,7 +94,7 @@ impl Supervisor {
         });
         let mut plan = plan(current, &self.config, &new);
         let in_use = self.serving.as_deref().or(self.config.socket.as_deref());
-        if let Some(w) = socket_warning(&new, in_use) {
+        if let Some(w) = socket_warning(&new, &self.config, in_use) {
             plan.warnings.insert(0, w);
         }
         self.apply(&plan, &new);
@@ -274,9 +279,13 @@ command = ["sleep", "1"]
         let new = config(&format!("[supervisor]\nsocket = \"other.sock\"\n{OLD}"));
         let other = new.socket.clone().expect("socket");
         let served = other.with_file_name("served.sock");
-        let w = socket_warning(&new, Some(&served)).expect("a warning");
+        let old = config(OLD);
+        let w = socket_warning(&new, &old, Some(&served)).expect("a warning");
         assert!(w.contains("other.sock but supervisord serves"), "{w}");
-        assert_eq!(socket_warning(&new, Some(&other)), None);
-        assert_eq!(socket_warning(&config(OLD), Some(&served)), None);
+        // Back to the socket in use, after a file that named another.
+        assert_eq!(socket_warning(&new, &old, Some(&other)), None);
+        // Unchanged (the socket in use came from --socket).
+        assert_eq!(socket_warning(&new, &new, Some(&served)), None);
+        assert_eq!(socket_warning(&old, &old, Some(&served)), None);
     }
 }
