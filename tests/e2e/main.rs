@@ -11,6 +11,7 @@ mod daemon_log;
 mod docs;
 mod events;
 mod first_hour;
+mod harness;
 mod hostile;
 mod import;
 mod lifecycle;

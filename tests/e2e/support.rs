@@ -34,18 +34,108 @@ pub const JOB_FIELDS: [&str; 16] = [
 /// The default deadline for anything a test waits for.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A built binary of this workspace (`supervisord`, `supctl`).
+/// A binary of this workspace (`supervisord`, `supctl`), built from the current source.
+///
+/// The test package does not own these binaries, so nothing makes cargo rebuild them
+/// before the tests run (`cargo test -p supervisor-tests` would test a leftover build).
+/// The first call builds them, once per test run, with the cargo that runs the tests,
+/// into the same target folder and profile as this test binary: a no-op when they are
+/// current, a rebuild when any source changed.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/debug/deps/e2e-HASH -> target/debug
-    let dir = exe.parent().and_then(Path::parent).expect("target folder");
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let dir = match BUILT.get_or_init(build_binaries) {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
+    };
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests with `cargo test` from the workspace root",
-        path.display()
-    );
+    assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// The workspace root (where `Cargo.lock` is).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `cargo build` of the two binaries, like the build of this test binary; the folder
+/// they are in.
+fn build_binaries() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    // TARGET[/TRIPLE]/PROFILE/deps/e2e-HASH
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("{}: not in a cargo target folder", exe.display()))?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => return Err(format!("{}: no profile folder", exe.display())),
+    };
+    let mut target_dir = profile_dir
+        .parent()
+        .ok_or_else(|| format!("{}: no target folder", exe.display()))?;
+    let mut triple = None;
+    // Cargo marks the root of a target folder; one level more means `--target TRIPLE`.
+    if !target_dir.join("CACHEDIR.TAG").exists() {
+        if let Some(up) = target_dir
+            .parent()
+            .filter(|up| up.join("CACHEDIR.TAG").exists())
+        {
+            triple = target_dir.file_name().map(|t| t.to_os_string());
+            target_dir = up;
+        }
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "supervisord",
+        "-p",
+        "supctl",
+        "--bins",
+    ])
+    .arg("--profile")
+    .arg(profile)
+    .arg("--target-dir")
+    .arg(target_dir)
+    .arg("--manifest-path")
+    .arg(workspace_root().join("Cargo.toml"));
+    if let Some(t) = &triple {
+        cmd.arg("--target").arg(t);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {}: {e}", Path::new(&cargo).display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building supervisord and supctl failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(profile_dir.to_path_buf())
+}
+
+/// Print why a test does not run its checks, where it is seen even when the test
+/// harness captures output; with `SUPERVISOR_TESTS_NO_SKIP` set (CI sets it), a skip is
+/// a failure instead.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var_os("SUPERVISOR_TESTS_NO_SKIP").is_some_and(|v| !v.is_empty()) {
+        panic!("{test} would be skipped ({why}), and SUPERVISOR_TESTS_NO_SKIP is set");
+    }
+    // Straight to the stream: `eprintln!` is captured (hidden) for a passing test.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// Whether this process runs as root (for tests that need to act as another user).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 /// Poll `f` until it returns `Some`, or panic naming `what` after `timeout`.
