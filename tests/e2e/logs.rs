@@ -474,3 +474,68 @@ log_max_bytes = 0
         "{why}"
     );
 }
+
+/// `log_backups = 0`: a full log is started afresh, and no `.1` (or any backup) is kept.
+#[test]
+fn log_backups_zero_keeps_no_backup() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.none]
+command = ["seq", "1", "20000"]
+log_max_bytes = 10000
+log_backups = 0
+"#,
+    ));
+    d.wait_job("none", "exited", |j| j.state.as_str() == "exited");
+    let base = log_path(&d, "none");
+    let logs: Vec<String> = std::fs::read_dir(base.parent().expect("log dir"))
+        .expect("log dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("none.stdout.log"))
+        .collect();
+    assert_eq!(logs, ["none.stdout.log"], "no backup beside the log");
+    let text = std::fs::read_to_string(&base).expect("log");
+    assert!(text.len() <= 10_000, "{} bytes", text.len());
+    assert!(seq(1, 20_000).ends_with(&text), "the newest lines");
+    assert!(text.ends_with("20000\n"));
+}
+
+/// `stdout = PATH`: the job appends to the file (not rotated); what was there before,
+/// and each earlier run's output, stay.
+#[test]
+fn an_output_file_is_appended_to_across_runs() {
+    let d = Daemon::prepare("");
+    let file = d.dir.path().join("out.txt");
+    std::fs::write(&file, "from before\n").expect("seed the file");
+    std::fs::write(
+        &d.config,
+        jobs(
+            r#"
+[job.note]
+command = ["sh", "-c", "echo run-x; echo err-line >&2; sleep 0.3"]
+stdout = "out.txt"
+stderr = "out.txt"
+restart = "never"
+"#,
+        ),
+    )
+    .expect("job file");
+    let d = d.launch(&[]);
+    d.wait_job("note", "exited", |j| j.state.as_str() == "exited");
+    d.ctl_ok(&["start", "note"]);
+    d.wait_job("note", "exited again", |j| j.state.as_str() == "exited");
+    let text = wait_until("the second run's lines", DEADLINE, || {
+        let text = std::fs::read_to_string(&file).ok()?;
+        (text.matches("run-x").count() >= 2 && text.matches("err-line").count() >= 2)
+            .then_some(text)
+    });
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"from before"), "{text:?}");
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        ["err-line", "err-line", "from before", "run-x", "run-x"],
+        "both runs, both streams, nothing overwritten: {text:?}"
+    );
+}

@@ -8,6 +8,7 @@ mod causes;
 mod ctl_output;
 mod daemon;
 mod daemon_log;
+mod defaults;
 mod docs;
 mod events;
 mod first_hour;

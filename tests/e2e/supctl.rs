@@ -323,3 +323,52 @@ fn events_prints_one_json_line_per_state_change() {
     let _ = events.kill();
     let _ = events.wait();
 }
+
+/// `terminate --no-wait` answers at once with the job in `stopping`: the job here ignores
+/// SIGTERM, so a terminate that waited would take its whole 30 s stop_timeout.
+#[test]
+fn terminate_no_wait_answers_while_the_job_is_still_stopping() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.stubborn]
+command = ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.1; done"]
+stop_timeout = "30s"
+"#,
+    ));
+    let pid = running(&d, "stubborn");
+    let t0 = std::time::Instant::now();
+    let out = d.ctl(&["terminate", "--no-wait", "stubborn"]);
+    let took = t0.elapsed();
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "stubborn: stopping\n");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let j = d.job("stubborn");
+    assert_eq!((j.state.as_str(), j.alive), ("stopping", true));
+    assert!(alive(pid));
+    // --json: the same answer, as the jobs.
+    let out = d.ctl(&["--json", "terminate", "--no-wait", "stubborn"]);
+    assert_eq!(json_of(&out)["jobs"][0]["state"], "stopping");
+    d.ctl_ok(&["kill", "stubborn", "--signal", "KILL"]);
+    d.wait_job("stubborn", "ends", |j| !j.alive);
+}
+
+/// `add --no-start` defines the job without starting it; `start` then runs it.
+#[test]
+fn add_no_start_defines_a_stopped_job() {
+    let d = Daemon::start(&jobs(""));
+    let out = d.ctl(&["add", "later", "--no-start", "--", "sleep", "30"]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let j = d.job("later");
+    assert_eq!((j.state.as_str(), j.pid), ("stopped", None), "{j:?}");
+    let row = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("later"))
+        .map(str::to_owned);
+    assert!(
+        row.as_deref().is_some_and(|r| r.contains("stopped")),
+        "{}",
+        text(&out)
+    );
+    d.ctl_ok(&["start", "later"]);
+    running(&d, "later");
+}
