@@ -1,6 +1,6 @@
 //! supctl's output for people and for scripts: the status table, `is-alive`, `--json`.
 
-use crate::support::{jobs, Daemon, JOB_FIELDS};
+use crate::support::{jobs, skip, Daemon, JOB_FIELDS};
 use protocol::JobState;
 use serde_json::Value;
 
@@ -119,8 +119,14 @@ impl Volatile for Value {
     }
 }
 
-/// Run supctl on a pseudo-terminal (util-linux `script`), or `None` without one.
-fn on_a_terminal(d: &Daemon, no_color: bool) -> Option<String> {
+/// Whether util-linux `script` (which makes a pseudo-terminal) is on the PATH.
+fn have_script() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("script").is_file()))
+}
+
+/// Run supctl on a pseudo-terminal (util-linux `script`); what it printed.
+fn on_a_terminal(d: &Daemon, no_color: bool) -> String {
     let cmd = format!(
         "{} --socket {} status",
         crate::support::bin("supctl").display(),
@@ -133,22 +139,24 @@ fn on_a_terminal(d: &Daemon, no_color: bool) -> Option<String> {
     if no_color {
         script.env("NO_COLOR", "1");
     }
-    let out = script.env("TERM", "xterm").output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = script.env("TERM", "xterm").output().expect("run script");
+    assert!(out.status.success(), "supctl status under script: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
 fn states_are_coloured_on_a_terminal_unless_no_color() {
+    if !have_script() {
+        return skip(
+            "ctl_output::states_are_coloured_on_a_terminal_unless_no_color",
+            "no `script` (util-linux) on the PATH to make a terminal",
+        );
+    }
     let d = Daemon::start(&jobs(JOBS));
     settled(&d);
-    let Some(coloured) = on_a_terminal(&d, false) else {
-        eprintln!("no `script` to make a terminal; skipped");
-        return;
-    };
+    let coloured = on_a_terminal(&d, false);
     assert!(coloured.contains("\x1b[32mrunning"), "{coloured:?}");
-    let plain = on_a_terminal(&d, true).expect("script ran once already");
+    let plain = on_a_terminal(&d, true);
     assert!(plain.contains("running"), "{plain:?}");
     assert!(!plain.contains('\x1b'), "NO_COLOR: {plain:?}");
 }

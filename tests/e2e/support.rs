@@ -552,3 +552,41 @@ impl Conn {
 pub fn jobs(body: &str) -> String {
     format!("[defaults]\nstart_secs = \"100ms\"\nstop_timeout = \"5s\"\n\n{body}")
 }
+
+/// A copy of one of the binaries that the `nobody` user can run: the target folder may
+/// sit under a home folder nobody cannot enter, so tests that drop to nobody run this
+/// copy (in a world-readable temp folder) instead. Checked by running `--version` as
+/// nobody, so a test knows its precondition holds before it tests anything.
+pub struct NobodyCopy {
+    _dir: tempfile::TempDir,
+    /// The copy.
+    pub path: PathBuf,
+}
+
+/// Make a [`NobodyCopy`] of `name`, or say why it cannot run as nobody here.
+pub fn copy_for_nobody(name: &str) -> Result<NobodyCopy, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("svbin")
+        .tempdir()
+        .map_err(|e| format!("tempdir: {e}"))?;
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(dir.path(), open.clone()).map_err(|e| format!("chmod: {e}"))?;
+    let path = dir.path().join(name);
+    std::fs::copy(bin(name), &path).map_err(|e| format!("copy {name}: {e}"))?;
+    std::fs::set_permissions(&path, open).map_err(|e| format!("chmod: {e}"))?;
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&path)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run setpriv: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "nobody cannot run {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(NobodyCopy { _dir: dir, path })
+}

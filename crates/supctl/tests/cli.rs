@@ -81,7 +81,11 @@ fn bash_accepts_the_completion_script() {
         ))
         .output()
     else {
-        eprintln!("no bash; skipped");
+        // Straight to the stream, so the skip shows even when output is captured.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED bash_accepts_the_completion_script: no bash\n",
+        );
         return;
     };
     assert!(out.status.success(), "{out:?}");
