@@ -179,10 +179,8 @@ fn unknown_job_names_are_1001_and_nothing_is_done() {
         assert_unharmed(&d, &victim);
     }
     let r = d.rpc("status", json!({ "group": "ghosts" }));
-    assert!(
-        r.get("error").is_some() || r["result"]["jobs"] == json!([]),
-        "{r}"
-    );
+    assert_eq!(r["error"]["code"], 1001, "an unknown group: {r}");
+    assert_eq!(r["error"]["data"]["group"], "ghosts", "{r}");
     assert_eq!(d.jobs().len(), 1, "the victim was not removed");
 }
 
@@ -641,7 +639,8 @@ fn unusable_socket_paths_are_a_clear_error_at_start() {
     ] {
         d.socket = socket;
         let out = d.run_once();
-        assert!(!out.status.success(), "{out:?}");
+        // 1: the daemon could not start.
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&needle), "{err}");
     }

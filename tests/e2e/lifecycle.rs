@@ -123,11 +123,66 @@ fn counted(cases: &str) -> String {
     )
 }
 
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_millis()).expect("in range")
+}
+
+/// Event times are UTC with milliseconds (`2026-11-25T17:01:02.123Z`) and say when the
+/// change happened (which the backoff measurements below rely on).
 #[test]
-fn at_ms_reads_rfc3339() {
-    assert_eq!(at_ms("1970-01-01T00:00:00.000Z"), 0);
-    assert_eq!(at_ms("1970-01-02T00:00:01.5Z"), 86_401_500);
-    assert_eq!(at_ms("2026-11-25T17:01:02.123Z"), 1_795_626_062_123);
+fn event_times_are_utc_milliseconds_of_when_it_happened() {
+    let d = Daemon::start(&jobs(
+        "[job.w]\ncommand = [\"sleep\", \"30\"]\nautostart = false\n",
+    ));
+    let (mut ev, _) = Events::open(&d);
+    let before = now_ms();
+    d.ok("start", json!({ "names": ["w"] }));
+    let events = ev.until("w", "running");
+    let after = now_ms();
+    for e in &events {
+        let shape = e.at.len() == 24
+            && e.at.ends_with('Z')
+            && e.at.as_bytes()[10] == b'T'
+            && e.at.as_bytes()[19] == b'.';
+        assert!(shape, "{:?}", e.at);
+        let t = at_ms(&e.at);
+        assert!(
+            (before - 1..=after + 1).contains(&t),
+            "{} is not between {before} and {after}",
+            e.at
+        );
+    }
+}
+
+/// A run that lasted past `backoff` (and start_secs) is restarted at once: the gap between
+/// its exit and the next start is far below the 1 s backoff it would otherwise wait.
+#[test]
+fn a_run_that_lasted_is_restarted_without_backoff() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.lasting]
+command = ["sleep", "1.2"]
+restart = "always"
+backoff = "1s"
+"#,
+    ));
+    let (mut ev, _) = Events::open(&d);
+    ev.until("lasting", "running");
+    let next = ev.until("lasting", "starting");
+    let steps: Vec<(&str, &str)> = next
+        .iter()
+        .map(|e| (e.from.as_str(), e.to.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [("running", "exited"), ("exited", "starting")],
+        "no backoff state"
+    );
+    let gap = at_ms(&next[1].at) - at_ms(&next[0].at);
+    assert!(gap < 500, "restarted {gap} ms after a run that lasted");
 }
 
 #[test]
@@ -452,8 +507,6 @@ fn reload_adds_removes_restarts_changed_and_leaves_unchanged_alone() {
     assert_eq!(r["unchanged"], json!(["idle", "same"]), "{r}");
     assert_eq!(r["removed"], json!(["dropped"]), "{r}");
 
-    assert_eq!(d.job("same").pid, Some(same), "unchanged keeps its pid");
-    assert!(alive(same));
     let e = running(&d, "edited");
     assert_ne!(e, edited);
     assert!(!alive(edited));
@@ -466,6 +519,12 @@ fn reload_adds_removes_restarts_changed_and_leaves_unchanged_alone() {
     );
     running(&d, "fresh");
     assert_eq!(d.job("lazy").state.as_str(), "stopped", "autostart = false");
+    // Once the reload has settled (the changed job restarted, the new one running), the
+    // unchanged job still runs the process it had.
+    let j = d.job("same");
+    assert_eq!((j.state.as_str(), j.pid), ("running", Some(same)), "{j:?}");
+    assert_eq!(j.restarts, 0);
+    assert!(alive(same));
     assert_eq!(
         d.job("dynamic").pid,
         Some(dynamic),

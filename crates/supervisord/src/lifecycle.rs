@@ -533,6 +533,31 @@ mod tests {
         assert!(l.state.is_settled());
     }
 
+    /// Failed starts wait 5, 10, 20, 40 s (three doublings), then the 60 s cap, and stay
+    /// there: linear growth or a missing cap fails this.
+    #[test]
+    fn backoff_doubles_per_failed_start_up_to_the_cap() {
+        let s = spec("restart = \"on-failure\"\nmax_restarts = 10\nbackoff = \"5s\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let mut delays = Vec::new();
+        for pid in 10..16 {
+            let step = l.step(&s, Input::Exited(1), T0);
+            assert_eq!(states(&step), vec![(Starting, Backoff)]);
+            match step.effects.as_slice() {
+                [Effect::Timer(TimerKind::Backoff, d)] => delays.push(d.as_secs()),
+                other => panic!("expected one backoff timer, got {other:?}"),
+            }
+            assert_eq!(
+                l.step(&s, Input::Timer(TimerKind::Backoff), T0).effects,
+                vec![Effect::Spawn]
+            );
+            l.step(&s, Input::Spawned { pid }, T0);
+        }
+        assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(l.restarts, 6);
+    }
+
     #[test]
     fn on_failure_success_is_not_restarted() {
         let s = spec("restart = \"on-failure\"\nexit_codes = [0, 2]");
