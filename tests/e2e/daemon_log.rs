@@ -119,3 +119,44 @@ fn under_journald_json_records_have_no_timestamp() {
         "{records:?}"
     );
 }
+
+/// `--log-level` sets the filter and wins over `RUST_LOG` (the harness sets
+/// `RUST_LOG=debug`); a bad filter is a usage error naming it.
+#[test]
+fn log_level_filters_the_daemons_log_and_beats_rust_log() {
+    let job = jobs("[job.once]\ncommand = [\"true\"]\n");
+    let mut quiet = Daemon::start_with(&job, &["--log-level", "warn"]);
+    quiet.wait_job("once", "exited", |j| j.state.as_str() == "exited");
+    quiet.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(quiet.wait_exit(), 0);
+    let err = quiet.stderr();
+    assert!(
+        !err.contains(" INFO ") && !err.contains(" DEBUG "),
+        "--log-level warn: {err}"
+    );
+
+    let loud = Daemon::start_with(&job, &["--log-level", "debug"]);
+    loud.wait_job("once", "exited", |j| j.state.as_str() == "exited");
+    let err = loud.stderr();
+    assert!(err.contains(" DEBUG "), "--log-level debug: {err}");
+    assert!(err.contains(" INFO supervisord started"), "{err}");
+
+    // A per-target filter, as RUST_LOG takes: info for supervisord, so no DEBUG line.
+    let target = Daemon::start_with(&job, &["--log-level", "supervisord=info"]);
+    target.wait_job("once", "exited", |j| j.state.as_str() == "exited");
+    let err = target.stderr();
+    assert!(err.contains(" INFO supervisord started"), "{err}");
+    assert!(!err.contains(" DEBUG "), "{err}");
+
+    let bad = Daemon::prepare(&job);
+    let out = bad
+        .command(&["--log-level", "loud=["])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = std::fs::read_to_string(bad.dir.path().join("daemon.err")).expect("stderr");
+    assert!(
+        err.contains("--log-level") && err.contains("loud=[") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}

@@ -221,6 +221,8 @@ backoff = "50ms"
     let (mut ev, _) = Events::open(&d);
     let r = d.ok("terminate", json!({ "names": ["forever"] }));
     assert_eq!(r["jobs"][0]["state"], "stopped", "{r}");
+    // Nothing must happen: a restart would follow the exit after at most `backoff`
+    // (50 ms; the run lasted), so 500 ms of quiet is ten times that.
     let after = ev.quiet_for(Duration::from_millis(500));
     assert!(
         !after
@@ -251,6 +253,8 @@ backoff = "10ms"
     assert!(!alive(pid));
     let (mut ev, _) = Events::open(&d);
     d.ok("terminate", json!({ "names": ["svc"] }));
+    // Nothing must happen: a restart would come within `backoff` (10 ms) of the exit, and
+    // the quiet window starts only after the exit; 300 ms is thirty times that.
     let late = ev.quiet_for(Duration::from_millis(300));
     assert!(
         !late.iter().any(|e| e.to.as_str() == "starting"),
@@ -865,4 +869,69 @@ autostart = false
     }
     let j = d.job("hot");
     assert!(j.restarts >= 3 && j.state.as_str() != "fatal", "{j:?}");
+}
+
+/// A job that ignores SIGTERM: stopping it takes its whole 30 s stop_timeout unless
+/// something kills it.
+const STUBBORN: &str = r#"
+[job.stubborn]
+command = ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]
+stop_timeout = "30s"
+"#;
+
+/// Requests still waiting when shutdown begins (`wait`, a waiting `terminate`) are
+/// answered with 1004 instead of being left hanging.
+#[test]
+fn waiting_requests_are_answered_1004_at_shutdown() {
+    let mut d = Daemon::start(&jobs(&format!(
+        "{STUBBORN}\n[job.idle]\ncommand = [\"sleep\", \"30\"]\n"
+    )));
+    running(&d, "stubborn");
+    running(&d, "idle");
+    let mut waiter = d.conn();
+    let wait_id = waiter.send("wait", json!({ "names": ["idle"] }));
+    let mut stopper = d.conn();
+    let stop_id = stopper.send("terminate", json!({ "names": ["stubborn"] }));
+    // Both are pending: `idle` never ends by itself and `stubborn` ignores SIGTERM for
+    // 30 s; 300 ms of silence shows the requests reached the daemon and wait.
+    assert_eq!(waiter.recv_within(Duration::from_millis(300)), None);
+    d.wait_job("stubborn", "stopping", |j| j.state.as_str() == "stopping");
+    d.ok("shutdown", Value::Null);
+    for (conn, id, what) in [
+        (&mut waiter, wait_id, "wait"),
+        (&mut stopper, stop_id, "terminate"),
+    ] {
+        let r = conn.response(id);
+        assert_eq!(error_code(&r), 1004, "{what}: {r}");
+    }
+    // A second shutdown kills the stubborn job rather than waiting out its timeout.
+    d.ok("shutdown", Value::Null);
+    assert_eq!(d.wait_exit(), 0);
+}
+
+/// Asking again while stopping kills every job at once: drain, then a second shutdown
+/// (an ordinary stop, which `stubborn` ignores), then a third (SIGKILL, long before the
+/// 30 s stop_timeout).
+#[test]
+fn shutdown_again_while_stopping_kills_every_job_at_once() {
+    let mut d = Daemon::start(&jobs(STUBBORN));
+    let pid = running(&d, "stubborn");
+    let (mut ev, _) = Events::open(&d);
+    let t0 = std::time::Instant::now();
+    d.ok("shutdown", json!({ "drain": true }));
+    // A drain leaves the non-daemon job running.
+    assert_eq!(d.job("stubborn").state.as_str(), "running");
+    d.ok("shutdown", Value::Null);
+    let stopping = ev.until("stubborn", "stopping");
+    assert_eq!(stopping.len(), 1, "{stopping:?}");
+    assert!(alive(pid), "SIGTERM is ignored");
+    d.ok("shutdown", Value::Null);
+    let end = ev.until("stubborn", "stopped");
+    assert_eq!(end.last().and_then(|e| e.exitcode), Some(-9), "{end:?}");
+    assert_eq!(d.wait_exit(), 0);
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "took {:?}: the stop timeout was waited out",
+        t0.elapsed()
+    );
 }

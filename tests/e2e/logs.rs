@@ -539,3 +539,119 @@ restart = "never"
         "both runs, both streams, nothing overwritten: {text:?}"
     );
 }
+
+/// Once the file `go` exists: 6000 lines of 200 bytes, each its own write a fraction of a
+/// millisecond apart, so each is (about) one chunk and a follower that does not read is
+/// soon past the 1024-chunk backlog plus what the socket, the connection's queue and a
+/// pipe can hold. Before that, one `00000 ready` line.
+const FLOOD: &str = r#"
+[job.flood]
+command = ["perl", "-e", "$| = 1; print qq(00000 ready\n); select(undef, undef, undef, 0.01) until -e q(go); for my $i (1..6000) { printf qq(%05d %s\n), $i, q(x) x 193; select(undef, undef, undef, 0.0002) }"]
+restart = "never"
+log_max_bytes = "4MiB"
+log_backups = 1
+"#;
+
+/// A `logs` follower that does not read gets `lagged` with the job, the stream and a count
+/// of skipped chunks, then the stream goes on to the end; the file has every line.
+#[test]
+fn a_follower_that_falls_behind_gets_lagged_then_the_rest() {
+    let d = Daemon::start(&jobs(FLOOD));
+    d.wait_job("flood", "running", |j| j.state.as_str() == "running");
+    let mut slow = d.conn();
+    let id = slow.send(
+        "logs",
+        json!({ "name": "flood", "lines": 0, "follow": true }),
+    );
+    let r = slow.response(id);
+    assert!(r.get("error").is_none(), "{r}");
+    std::fs::write(d.dir.path().join("go"), "").expect("go");
+    d.wait_job("flood", "exited", |j| j.state.as_str() == "exited");
+    let mut missed = 0;
+    loop {
+        let note = slow.recv().expect("the stream stays open");
+        match note["method"].as_str() {
+            Some("lagged") => {
+                assert_eq!(
+                    (&note["params"]["name"], &note["params"]["stream"]),
+                    (&json!("flood"), &json!("stdout")),
+                    "{note}"
+                );
+                missed += note["params"]["missed"].as_u64().expect("a count");
+            }
+            Some("log") => {
+                let data = note["params"]["data"].as_str().unwrap_or_default();
+                if data.contains("06000 ") {
+                    break;
+                }
+            }
+            _ => panic!("unexpected {note}"),
+        }
+    }
+    assert!(missed > 0, "the follower was never told it fell behind");
+    let lines = std::fs::read_to_string(log_path(&d, "flood"))
+        .expect("log")
+        .lines()
+        .count()
+        + std::fs::read_to_string(rotated(&log_path(&d, "flood"), 1))
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+    assert_eq!(lines, 6001, "the file has every line (and `ready`)");
+}
+
+/// `supctl logs -f` whose output is not read falls behind; it then prints one line saying
+/// so between the output it did get, and `--json` passes the notification through.
+#[test]
+fn supctl_logs_follow_says_where_it_skipped_output() {
+    for json_out in [false, true] {
+        let d = Daemon::start(&jobs(FLOOD));
+        d.wait_job("flood", "running", |j| j.state.as_str() == "running");
+        let mut args = vec!["logs", "-f", "-n", "1", "flood"];
+        if json_out {
+            args.insert(0, "--json");
+        }
+        let mut child = Command::new(bin("supctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run supctl");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        // The tail (`00000 ready`) comes in the answer that starts the follow: once it is
+        // printed supctl follows. Then nothing is read until the flood is over.
+        let first = lines.next().expect("the tail").expect("a line");
+        assert!(first.contains("00000 ready"), "{first}");
+        std::fs::write(d.dir.path().join("go"), "").expect("go");
+        d.wait_job("flood", "exited", |j| j.state.as_str() == "exited");
+        let mut skipped = 0;
+        for line in lines {
+            let line = line.expect("a line");
+            if json_out {
+                let v: Value = serde_json::from_str(&line).expect("JSON lines");
+                if v["method"] == "lagged" {
+                    assert_eq!(v["params"]["name"], "flood", "{v}");
+                    assert!(v["params"]["missed"].as_u64() > Some(0), "{v}");
+                    skipped += 1;
+                } else if v["params"]["data"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("06000 "))
+                {
+                    break;
+                }
+            } else if line == "[supctl: skipped output the terminal could not keep up with]" {
+                skipped += 1;
+            } else if line.starts_with("06000 ") {
+                break;
+            } else {
+                assert!(line.len() == 199 || line.starts_with('['), "{line:?}");
+            }
+        }
+        assert!(skipped > 0, "json {json_out}: no skip was shown");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

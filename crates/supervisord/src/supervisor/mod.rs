@@ -618,6 +618,11 @@ impl Supervisor {
     fn begin_stop(&mut self) {
         self.phase = Phase::Stopping;
         self.stop_hint = Some(Instant::now());
+        // Requests still waiting are answered now, not after every job's stop timeout:
+        // what they waited for will not happen, the daemon is going away.
+        for w in self.waiters.drain(..) {
+            w.refuse(RpcError::shutting_down());
+        }
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         for name in names {
             self.stop(&name, None);
