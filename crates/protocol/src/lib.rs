@@ -19,6 +19,8 @@ mod job;
 mod request;
 mod result;
 mod signal;
+#[cfg(test)]
+mod tests;
 
 pub use envelope::{
     code, FilePosition, JobNamed, NoSuchJob, Notification, Response, RpcError, MAX_LINE_BYTES,
