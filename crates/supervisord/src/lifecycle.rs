@@ -404,6 +404,9 @@ impl Lifecycle {
 pub const STOPPED_BY_REQUEST: &str = "stopped by request";
 
 #[cfg(test)]
+mod edge_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config;
