@@ -20,7 +20,7 @@ mod request;
 mod result;
 mod signal;
 #[cfg(test)]
-mod tests;
+mod wire_tests;
 
 pub use envelope::{
     code, FilePosition, JobNamed, NoSuchJob, Notification, Response, RpcError, MAX_LINE_BYTES,

@@ -105,7 +105,7 @@ fn a_value_of_the_wrong_type_says_what_was_expected() {
 fn an_error_position_is_file_line_and_column() {
     let e = parse_str("[job.a]\ncommand = [\"x\"]\n  colour = 1\n").expect_err("bad key");
     assert_eq!(
-        e.position(),
+        serde_json::to_value(e.position()).expect("JSON"),
         serde_json::json!({ "file": "/srv/jobs/supervisord.toml", "line": 3, "column": 3 })
     );
     let read = ConfigError::Read {
@@ -113,7 +113,7 @@ fn an_error_position_is_file_line_and_column() {
         message: "cannot read job file: gone".into(),
     };
     assert_eq!(
-        read.position(),
+        serde_json::to_value(read.position()).expect("JSON"),
         serde_json::json!({ "file": "/nowhere.toml", "line": null, "column": null })
     );
     assert_eq!(read.reason(), "cannot read job file: gone");

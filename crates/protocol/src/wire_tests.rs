@@ -2,7 +2,7 @@
 //! codes, the names on the wire, the one-line messages, the selection helpers.
 
 use crate::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[test]
 fn error_codes_are_the_documented_numbers() {
@@ -35,20 +35,6 @@ fn error_codes_are_the_documented_numbers() {
 fn an_rpc_error_reads_as_its_message_and_code() {
     let e = RpcError::new(code::NO_SUCH_JOB, "no such job: x");
     assert_eq!(e.to_string(), "no such job: x (code 1001)");
-}
-
-#[test]
-fn a_response_is_its_result_or_its_error() {
-    let ok = Response::ok(json!(1), json!({ "pid": 7 }));
-    assert_eq!(ok.into_result(), Ok(json!({ "pid": 7 })));
-    let err = Response::err(json!(2), RpcError::shutting_down());
-    assert_eq!(
-        err.into_result().map_err(|e| e.code),
-        Err(code::SHUTTING_DOWN)
-    );
-    let empty: Response =
-        serde_json::from_value(json!({ "jsonrpc": "2.0", "id": 3 })).expect("a response");
-    assert_eq!(empty.into_result(), Ok(Value::Null));
 }
 
 #[test]
