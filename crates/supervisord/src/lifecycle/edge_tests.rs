@@ -78,3 +78,41 @@ fn a_run_that_lasted_exactly_backoff_restarts_at_once() {
     assert_eq!(step.effects, vec![Effect::Spawn]);
     assert_eq!(l.state, Exited);
 }
+
+/// The read-only view the supervisor and `status` use says what the fields hold.
+#[test]
+fn the_accessors_read_the_runtime_state() {
+    let s = spec("restart = \"on-failure\"\nstart_secs = 0\nmax_restarts = 5");
+    let mut l = Lifecycle::new();
+    assert_eq!((l.state(), l.epoch(), l.pid()), (Stopped, 0, None));
+    l.step(&s, Input::Start, T0);
+    l.step(&s, Input::Spawned { pid: 7 }, T0);
+    assert_eq!((l.state(), l.pid()), (Running, Some(7)));
+    assert_eq!((l.started_at(), l.ended_at()), (Some(T0), None));
+    l.step(&s, Input::Exited(3), secs(5));
+    assert_eq!(l.exitcode(), Some(3));
+    assert_eq!(l.success(), Some(false));
+    assert_eq!(l.ended_at(), Some(secs(5)));
+    assert_eq!(l.cause(), Some(protocol::Cause::Exit));
+    assert!(
+        l.reason().is_some_and(|r| r.contains('3')),
+        "{:?}",
+        l.reason()
+    );
+    assert_eq!(l.restarts(), 1, "on-failure restarted it");
+    l.step(&s, Input::Spawned { pid: 8 }, secs(5));
+    l.step(&s, Input::Exited(0), secs(9));
+    assert_eq!((l.exitcode(), l.success()), (Some(0), Some(true)));
+    assert_eq!(l.pid(), None);
+    assert!(l.epoch() > 1, "each change moves the epoch: {}", l.epoch());
+    // A failed spawn: failures and the OS's words.
+    let s = spec("restart = \"always\"\nmax_restarts = 5");
+    let mut l = Lifecycle::new();
+    l.step(&s, Input::Start, T0);
+    l.step(&s, Input::SpawnFailed("no such file".into()), T0);
+    l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+    l.step(&s, Input::SpawnFailed("no such file".into()), T0);
+    assert_eq!(l.failures(), 2);
+    assert_eq!(l.restarts(), 1);
+    assert_eq!(l.spawn_error(), Some("no such file"));
+}
