@@ -114,3 +114,25 @@ fn signals_read_as_their_names_and_say_what_they_expect() {
         "{e}"
     );
 }
+
+#[test]
+fn causes_print_as_their_wire_word() {
+    for cause in [
+        Cause::Exit,
+        Cause::Signal,
+        Cause::Stopped,
+        Cause::StopTimeout,
+        Cause::SpawnError,
+        Cause::NotReady,
+        Cause::Unhealthy,
+        Cause::Watchdog,
+        Cause::Dependency,
+        Cause::Oom,
+        Cause::DaemonLost,
+    ] {
+        let wire = serde_json::to_value(cause).expect("serialize");
+        assert_eq!(wire, json!(cause.as_str()));
+        assert_eq!(cause.to_string(), cause.as_str());
+    }
+    assert_eq!(Cause::StopTimeout.to_string(), "stop_timeout");
+}
