@@ -49,7 +49,7 @@ stderr = "null"
 [job.b]
 command = ["x"]
 stdout = "inherit"
-stderr = "b.err"
+stderr = "./b.err"
 "#,
     )
     .expect("valid");
@@ -62,7 +62,7 @@ stderr = "b.err"
     assert_eq!(c.jobs[1].stderr, Output::File("/srv/jobs/b.err".into()));
     let msg = message("[job.a]\ncommand = [\"x\"]\nstdout = \"\"\n");
     assert!(
-        msg.contains("output must be \"log\", \"inherit\", \"null\" or a file path"),
+        msg.contains("unknown output \"\": expected \"log\", \"inherit\", \"null\""),
         "{msg}"
     );
 }

@@ -65,7 +65,7 @@ fn a_restart_counts_only_for_a_job_that_ran_or_waits_in_backoff() {
     // Exited after a run: counts.
     let (s, mut l) = exited_after_one_restart();
     l.step(&s, Input::Restart, secs(10));
-    assert_eq!(l.restarts, 2);
+    assert_eq!(l.restarts(), 2);
 }
 
 #[test]
