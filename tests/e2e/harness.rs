@@ -32,10 +32,19 @@ fn the_binaries_are_newer_than_every_source_they_are_built_from() {
         let built = std::fs::metadata(&exe)
             .and_then(|m| m.modified())
             .expect("binary mtime");
+        // The sources cargo built it from: its dep-info file (`target/debug/NAME.d`),
+        // the workspace's files only. Test-only files are not in it, rightly.
+        let dep_info = std::fs::read_to_string(exe.with_extension("d")).expect("dep-info");
+        let deps = dep_info
+            .split_once(": ")
+            .map(|(_, d)| d.replace("\\ ", "\u{0}"))
+            .unwrap_or_default();
         let mut src = None;
-        // A binary is built from its own crate and the protocol crate.
-        for dir in ["crates/protocol", &format!("crates/{name}")] {
-            newest(&root.join(dir).join("src"), &mut src);
+        for dep in deps.split_whitespace() {
+            let dep = Path::new(&dep.replace('\u{0}', " ")).to_path_buf();
+            if dep.starts_with(&root) && !dep.starts_with(root.join("target")) {
+                newest(&dep, &mut src);
+            }
         }
         let (t, path) = src.expect("some source files");
         assert!(
