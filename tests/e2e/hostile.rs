@@ -96,6 +96,17 @@ fn group_members(pgid: u32) -> Vec<u32> {
     out
 }
 
+/// The process group of `pid` (any state, zombies included).
+pub fn pgrp_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
 // ---- hostile clients ---------------------------------------------------------------------
 
 /// Garbage of every kind on one connection: each line gets its error, the connection stays
@@ -449,9 +460,13 @@ command = ["sh", "-c", "sh -c 'sleep 600; : {mark}' & sh -c 'sleep 600; : {mark}
     for k in &kids {
         assert_eq!(parent_of(*k), Some(d.pid()), "adopted by supervisord");
     }
-    // The short-lived orphan ends on its own and must not stay a zombie.
+    // The short-lived orphan ends on its own and must not stay a zombie. The job's leader
+    // is one on purpose: held unreaped while its group lives on, it keeps the group's id
+    // from being reused by an unrelated process.
     wait_until("the orphan to end and be reaped", DEADLINE, || {
-        (pids_with_arg(&short).is_empty() && zombie_children(d.pid()).is_empty()).then_some(())
+        let zombies = zombie_children(d.pid());
+        let leaders_only = zombies.iter().all(|z| pgrp_of(*z) == Some(*z));
+        (pids_with_arg(&short).is_empty() && zombies.len() <= 1 && leaders_only).then_some(())
     });
     d.ok("terminate", json!({ "names": ["forker"] }));
     wait_until("the grandchildren to be ended", DEADLINE, || {

@@ -18,6 +18,7 @@ mod import;
 mod lifecycle;
 mod logs;
 mod protocol;
+mod reliability;
 mod seeds;
 mod soak;
 mod supctl;

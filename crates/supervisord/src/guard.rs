@@ -14,9 +14,9 @@
 //! anyway, supervisord notices (SIGCHLD, or a broken pipe), starts a new one and tells it
 //! every live group; only if none can be started do jobs get `PR_SET_PDEATHSIG`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
@@ -35,7 +35,10 @@ pub struct Guard {
 impl Guard {
     /// Start the guard from this very binary.
     pub fn spawn() -> io::Result<Guard> {
+        // `ps` shows what this is and whose it is; `kill $(pgrep supervisord)` does not
+        // take it out along with the daemon it guards.
         let mut child = Command::new("/proc/self/exe")
+            .arg0(format!("supervisord: guard for pid {}", std::process::id()))
             .arg(GUARD_ARG)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -94,6 +97,11 @@ impl Guard {
         }
     }
 
+    /// Whether everything said has gone into the pipe.
+    pub fn is_flushed(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Whether the guard can still do its job: its pipe works and it has not exited.
     /// Reaps it if it has exited.
     pub fn is_alive(&mut self) -> bool {
@@ -144,7 +152,13 @@ pub fn run() -> ! {
         // concurrently with it in this single-threaded helper.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
-    let mut groups: HashSet<i32> = HashSet::new();
+    crate::os::set_process_name(&format!("guard {}", nix::unistd::getppid()));
+    // One pidfd per job: raise the open-files limit like supervisord does.
+    crate::os::raise_fd_limit();
+    // Each group's leader, held through a pidfd opened while supervisord still holds the
+    // leader unreaped: at the end it tells whether the leader is still unreaped (so the
+    // group's id is still the job's), and reaches a leader that left its group.
+    let mut groups: HashMap<i32, Option<OwnedFd>> = HashMap::new();
     let stdin = io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -154,7 +168,8 @@ pub fn run() -> ! {
         };
         match op {
             "+" => {
-                groups.insert(pgid);
+                let fd = u32::try_from(pgid).ok().and_then(crate::os::pidfd_open);
+                groups.insert(pgid, fd);
             }
             "-" => {
                 groups.remove(&pgid);
@@ -162,9 +177,24 @@ pub fn run() -> ! {
             _ => {}
         }
     }
-    for pgid in groups {
-        if pgid > 1 {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+    for (pgid, fd) in groups {
+        if pgid <= 1 {
+            continue;
+        }
+        let pg = nix::unistd::Pid::from_raw(pgid);
+        match fd {
+            Some(fd) => {
+                // Reaped already (by init, after supervisord died): the id may be
+                // someone else's now, so it is left alone.
+                if crate::os::pidfd_signal(fd.as_fd(), None).is_err() {
+                    continue;
+                }
+                let _ = nix::sys::signal::killpg(pg, Signal::SIGKILL);
+                let _ = crate::os::pidfd_signal(fd.as_fd(), Some(protocol::Signal::Kill));
+            }
+            None => {
+                let _ = nix::sys::signal::killpg(pg, Signal::SIGKILL);
+            }
         }
     }
     std::process::exit(0)

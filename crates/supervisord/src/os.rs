@@ -7,7 +7,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use protocol::Signal;
 use std::collections::HashSet;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 fn nix_signal(sig: Signal) -> Option<NixSignal> {
     NixSignal::try_from(sig.number()).ok()
@@ -21,13 +21,22 @@ fn pid_t(pid: u32) -> Option<Pid> {
 }
 
 /// Send `sig` to a job's process, or to its whole process group when `group` is set.
-/// The caller guarantees `pid` has not been reaped (so the number is still ours).
+///
+/// The caller guarantees `pid` has not been reaped — it is alive or a zombie — so the
+/// number is still ours, and so is the process group it leads (a pgid cannot be reused
+/// while its leader's pid is taken). A leader that moved itself into another group with
+/// `setpgid` is signalled directly as well: otherwise it could never be stopped.
 pub fn send_signal(pid: u32, group: bool, sig: Signal) {
     let (Some(p), Some(s)) = (pid_t(pid), nix_signal(sig)) else {
         return;
     };
     let result = if group {
-        signal::killpg(p, s)
+        let in_group = signal::killpg(p, s);
+        match nix::unistd::getpgid(Some(p)) {
+            // Still leading its group: the group signal reached it.
+            Ok(g) if g == p => in_group,
+            _ => signal::kill(p, s).and(in_group.or_else(ignore_esrch)),
+        }
     } else {
         signal::kill(p, s)
     };
@@ -37,16 +46,140 @@ pub fn send_signal(pid: u32, group: bool, sig: Signal) {
     }
 }
 
-/// SIGKILL whatever is left of a process group. Safe after the leader was reaped: a
-/// process-group id cannot be reused as a pid while any member of the group exists.
+fn ignore_esrch(e: Errno) -> nix::Result<()> {
+    if e == Errno::ESRCH {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// SIGKILL a process group and its leader. The caller holds the leader unreaped (a
+/// zombie at worst), which is what makes the pgid still ours.
 pub fn kill_group(pgid: u32) {
     send_signal(pgid, true, Signal::Kill);
 }
 
-/// Whether any process (a zombie included) is still in the process group.
-pub fn group_exists(pgid: u32) -> bool {
-    let Some(p) = pid_t(pgid) else { return false };
-    !matches!(signal::killpg(p, None), Err(Errno::ESRCH))
+/// An open pidfd for a child that has not been reaped, or `None` where the kernel has
+/// no pidfds (before Linux 5.3).
+pub fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let p = pid_t(pid)?;
+    // SAFETY: pidfd_open takes a pid and a flags word and returns a new descriptor (or
+    // -1); no memory is shared with the kernel.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, p.as_raw(), 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the kernel just handed us this descriptor; nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Send `sig` through a pidfd: it reaches that very process or nobody (`Err(ESRCH)` once
+/// it has been reaped). `None` checks without sending anything.
+pub fn pidfd_signal(fd: BorrowedFd<'_>, sig: Option<Signal>) -> nix::Result<()> {
+    let num = match sig {
+        Some(s) => s.number(),
+        None => 0,
+    };
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a null siginfo and a
+    // flags word; no memory is passed.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            num,
+            std::ptr::null::<nix::libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// Give this process a name in `ps` and `top` (its `comm`, at most 15 bytes).
+pub fn set_process_name(name: &str) {
+    if let Ok(c) = std::ffi::CString::new(name) {
+        let _ = nix::sys::prctl::set_name(&c);
+    }
+}
+
+/// [`pidfd_open`], registered with the runtime: readable once the child has ended.
+pub fn pidfd_watch(pid: u32) -> Option<tokio::io::unix::AsyncFd<OwnedFd>> {
+    let fd = pidfd_open(pid)?;
+    // SAFETY: an `OwnedFd` stays open and keeps its number until the `AsyncFd` holding
+    // it is dropped, which is what registration asks for.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()
+}
+
+/// The exit of child `pid` if it has ended, without reaping it: the zombie keeps the pid
+/// (and the process group it led) reserved until [`reap`].
+pub fn exited(pid: u32, pidfd: Option<BorrowedFd<'_>>) -> Option<i32> {
+    use nix::sys::wait::{waitid, Id, WaitStatus};
+    let id = match pidfd {
+        Some(fd) => Id::PIDFd(fd),
+        None => Id::Pid(pid_t(pid)?),
+    };
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+    match waitid(id, flags) {
+        Ok(WaitStatus::Exited(_, code)) => Some(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(-(sig as i32)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(pid, error = %e, "waiting for a job failed");
+            Some(-1)
+        }
+    }
+}
+
+/// Reap a child that [`exited`] reported. After this its pid and process group are no
+/// longer ours: nothing may signal them again.
+pub fn reap(pid: u32) {
+    if let Some(p) = pid_t(pid) {
+        let _ = waitpid(p, Some(WaitPidFlag::WNOHANG));
+    }
+}
+
+/// Of the process groups `pgids` (each led by one of our unreaped zombies), those that
+/// still have a member besides their leader. One pass over `/proc`, whatever the number
+/// of groups asked about.
+pub fn groups_with_members(pgids: &HashSet<u32>) -> HashSet<u32> {
+    let mut found = HashSet::new();
+    if pgids.is_empty() {
+        return found;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        // Cannot tell: assume every group is still in use (it stays reserved).
+        return pgids.clone();
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold anything, so split after the
+        // last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let Some(pgrp) = rest
+            .split_whitespace()
+            .nth(2)
+            .and_then(|g| g.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pgrp != pid && pgids.contains(&pgrp) {
+            found.insert(pgrp);
+        }
+    }
+    found
 }
 
 /// Arrange for the child to get SIGKILL if supervisord dies, and close the race where
@@ -55,7 +188,8 @@ pub fn group_exists(pgid: u32) -> bool {
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits; supervisord
 /// forks only from its runtime's single thread, the main thread, which lives as long as
 /// the process does.
-pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe calls are allowed. `prctl`, `getppid` and `_exit` are plain

@@ -9,11 +9,12 @@ use crate::config::{JobSpec, Output};
 use crate::logs::{LogError, LogHub, SinkKey, Target};
 use crate::os;
 use protocol::{Signal, Stream};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncRead;
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
@@ -25,7 +26,8 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// What a child task reports to the supervisor.
 #[derive(Debug)]
 pub enum Report {
-    /// The run ended.
+    /// The run ended. Its leader is left unreaped (a zombie), which keeps its process
+    /// group ours: the supervisor reaps it once the group is empty (or killed).
     Exited {
         /// The job.
         name: String,
@@ -52,16 +54,26 @@ pub struct Run {
     pub pid: u32,
     /// Whether signals go to the whole process group (the spec's `kill_group` at spawn).
     pub kill_group: bool,
+    /// Signals clients asked for (`kill`): bounded, and dropped when full.
     control: mpsc::Sender<Signal>,
+    /// Signals the supervisor itself decided on (the stop signal, the stop_timeout
+    /// SIGKILL, a shutdown): never dropped, and at most a few per run, so unbounded.
+    orders: mpsc::UnboundedSender<Signal>,
 }
 
 impl Run {
-    /// Ask the child task to send a signal. Never waits: the task drains its queue
-    /// promptly, and a full queue already holds signals enough.
+    /// Ask the child task to send a signal a client asked for. Never waits: the task
+    /// drains its queue promptly, and a full queue already holds signals enough.
     pub fn signal(&self, sig: Signal) {
         if self.control.try_send(sig).is_err() {
             tracing::debug!(pid = self.pid, signal = %sig, "signal queue full or run ended");
         }
+    }
+
+    /// Send a signal the supervisor decided on (stop, escalation). Never dropped, and
+    /// never behind a client's signals.
+    pub fn order(&self, sig: Signal) {
+        let _ = self.orders.send(sig);
     }
 }
 
@@ -155,18 +167,18 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         .stdin(Stdio::null())
         .stdout(stdout_io)
         .stderr(stderr_io)
-        .process_group(0)
-        .kill_on_drop(false);
+        .process_group(0);
     if death == DeathWatch::ParentDeathSignal {
         os::die_with_parent(&mut cmd);
     }
+    // std's `Child`, not tokio's: tokio reaps its children (and the ones it drops) on its
+    // own, and this one must stay unreaped until the supervisor says so.
     let mut child = cmd.spawn().map_err(|e| spawn_problem(spec, &e))?;
     // The command holds the write ends of a merged pipe: drop it, so the reader sees end
     // of file when the job (and whatever inherited the pipe) is gone.
     drop(cmd);
-    let Some(pid) = child.id() else {
-        return Err(SpawnError::NoPid);
-    };
+    let pid = child.id();
+    let pidfd = os::pidfd_watch(pid);
 
     let mut readers = Vec::new();
     let stdout = match merged {
@@ -178,9 +190,15 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
                     reason: e.to_string(),
                 })?,
         ),
-        None => child.stdout.take().map(|p| os::enlarge_pipe(p).boxed()),
+        None => child
+            .stdout
+            .take()
+            .and_then(|p| async_pipe(os::enlarge_pipe(p).into())),
     };
-    let stderr = child.stderr.take().map(|p| os::enlarge_pipe(p).boxed());
+    let stderr = child
+        .stderr
+        .take()
+        .and_then(|p| async_pipe(os::enlarge_pipe(p).into()));
     for (stream, output, pipe) in [
         (Stream::Stdout, &spec.stdout, stdout),
         (Stream::Stderr, &spec.stderr, stderr),
@@ -218,11 +236,12 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
     }
 
     let (control, rx) = mpsc::channel(8);
+    let (orders, orders_rx) = mpsc::unbounded_channel();
     let name = spec.name.clone();
     let kill_group = spec.kill_group;
     let reports = reports.clone();
     tracker.spawn(async move {
-        let exitcode = watch(&mut child, pid, kill_group, rx).await;
+        let exitcode = watch(pid, pidfd, kill_group, rx, orders_rx).await;
         // Output written just before the exit is in the file before the exit is known.
         let _ = tokio::time::timeout(OUTPUT_GRACE, async {
             for r in readers {
@@ -241,33 +260,74 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         pid,
         kill_group,
         control,
+        orders,
     })
 }
 
-/// Wait for the child, carrying out signal requests until it is reaped.
+/// Wait for the child to end (without reaping it), carrying out signal requests
+/// meanwhile. Every signal goes out while the child is unreaped, so `pid` and its
+/// process group are still ours.
 async fn watch(
-    child: &mut Child,
     pid: u32,
+    pidfd: Option<AsyncFd<OwnedFd>>,
     kill_group: bool,
     mut control: mpsc::Receiver<Signal>,
+    mut orders: mpsc::UnboundedReceiver<Signal>,
 ) -> i32 {
-    let mut control_open = true;
+    let (mut control_open, mut orders_open) = (true, true);
+    // Without pidfds, look again this often.
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
-            status = child.wait() => {
-                return match status {
-                    Ok(status) => exitcode(status),
-                    Err(e) => {
-                        tracing::error!(pid, error = %e, "waiting for a job failed");
-                        -1
-                    }
-                };
-            }
+            biased;
+            sig = orders.recv(), if orders_open => match sig {
+                Some(sig) => os::send_signal(pid, kill_group, sig),
+                None => orders_open = false,
+            },
+            ended = ended(pid, pidfd.as_ref(), &mut poll) => return ended,
             sig = control.recv(), if control_open => match sig {
-                // Not reaped yet, so `pid` is still ours (alive or a zombie).
                 Some(sig) => os::send_signal(pid, kill_group, sig),
                 None => control_open = false,
             },
+        }
+    }
+}
+
+/// Resolves with the exit once the child has ended (it stays a zombie).
+async fn ended(
+    pid: u32,
+    pidfd: Option<&AsyncFd<OwnedFd>>,
+    poll: &mut tokio::time::Interval,
+) -> i32 {
+    loop {
+        match pidfd.map(AsyncFd::readable) {
+            Some(ready) => {
+                if let Ok(mut ready) = ready.await {
+                    if let Some(code) = os::exited(pid, Some(ready.get_inner().as_fd())) {
+                        return code;
+                    }
+                    ready.clear_ready();
+                    continue;
+                }
+                poll.tick().await;
+            }
+            None => {
+                poll.tick().await;
+            }
+        }
+        if let Some(code) = os::exited(pid, None) {
+            return code;
+        }
+    }
+}
+
+/// A pipe from the child as an async reader.
+fn async_pipe(fd: OwnedFd) -> Option<Box<dyn AsyncRead + Unpin + Send>> {
+    match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+        Ok(rx) => Some(rx.boxed()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a job's output pipe");
+            None
         }
     }
 }

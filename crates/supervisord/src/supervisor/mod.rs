@@ -57,6 +57,11 @@ use waiters::{Outcome, Waiter};
 const EVENT_BACKLOG: usize = 4096;
 /// How many commands may queue for the supervisor.
 const COMMAND_QUEUE: usize = 256;
+/// How soon after a run ends its leader is reaped if its group is empty. Exits in a burst
+/// share one pass over `/proc`.
+const SWEEP_SOON: Duration = Duration::from_millis(100);
+/// How often a group that outlived its leader is looked at again.
+const SWEEP_AGAIN: Duration = Duration::from_secs(1);
 
 /// How long a shutdown runs quietly before naming the jobs it is still waiting for.
 const STOP_HINT_AFTER: Duration = Duration::from_secs(1);
@@ -232,8 +237,12 @@ pub struct Supervisor {
     serving: Option<PathBuf>,
     phase: Phase,
     batch: bool,
-    /// Process groups whose leader ended but whose members live on, by job.
+    /// Leaders that ended and are held unreaped (zombies), by job: each keeps its process
+    /// group's id ours while members of the group may live on. Reaped by `sweep` once
+    /// the group is empty, and only then forgotten.
     lingering: HashMap<u32, String>,
+    /// When `sweep` runs next (while anything is held).
+    next_sweep: Option<tokio::time::Instant>,
     /// Lines for supervisord's stdout (batch mode), printed after the turn.
     prints: Vec<String>,
     exit_code: u8,
@@ -275,6 +284,7 @@ impl Supervisor {
             phase: Phase::Serving,
             batch,
             lingering: HashMap::new(),
+            next_sweep: None,
             prints: Vec::new(),
             exit_code: 0,
             started: Instant::now(),
@@ -310,6 +320,12 @@ impl Supervisor {
         };
         loop {
             self.after_turn();
+            if self.lingering.is_empty() {
+                self.next_sweep = None;
+            } else if self.next_sweep.is_none() {
+                self.next_sweep = Some(tokio::time::Instant::now() + SWEEP_SOON);
+            }
+            let next_sweep = self.next_sweep;
             for (entry, after) in self.new_timers.drain(..) {
                 timers.insert(entry, after);
             }
@@ -338,12 +354,31 @@ impl Supervisor {
                         None => std::future::pending().await,
                     }
                 } => self.reap(),
+                () = async {
+                    match next_sweep {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.sweep(),
             }
         }
-        // Whatever is left of lingering groups goes with the daemon.
+        // Whatever is left of lingering groups goes with the daemon: killed while their
+        // leaders are still held, then the leaders are reaped.
+        for pgid in self.lingering.keys() {
+            os::kill_group(*pgid);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while !self.lingering.is_empty() && tokio::time::Instant::now() < deadline {
+            self.reap();
+            let held: HashSet<u32> = self.lingering.keys().copied().collect();
+            if os::groups_with_members(&held).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         for pgid in std::mem::take(&mut self.lingering).into_keys() {
-            os::kill_group(pgid);
             self.forget_group(pgid);
+            os::reap(pgid);
         }
         self.reap();
         for w in self.waiters.drain(..) {
@@ -408,14 +443,12 @@ impl Supervisor {
                 let stopping = entry.life.state() == protocol::JobState::Stopping;
                 if stopping && finished.kill_group {
                     // A stop ends the whole group: members that outlived the leader
-                    // already had the stop signal.
+                    // already had the stop signal. The leader is an unreaped zombie, so
+                    // the group is still ours.
                     os::kill_group(pgid);
-                    self.forget_group(pgid);
-                } else if os::group_exists(pgid) {
-                    self.lingering.insert(pgid, name.clone());
-                } else {
-                    self.forget_group(pgid);
                 }
+                // Held until `sweep` finds its group empty.
+                self.lingering.insert(pgid, name.clone());
                 self.feed(&name, Input::Exited(exitcode));
             }
             Report::OutputError { name, error } => {
@@ -451,20 +484,38 @@ impl Supervisor {
         if let Some(g) = &self.guard {
             ours.insert(g.pid());
         }
+        // Held leaders are not orphans: reaping one would free its group's id.
+        ours.extend(self.lingering.keys().copied());
         let reaped = os::reap_orphans(&ours);
         if reaped > 0 {
             tracing::debug!(reaped, "reaped adopted orphans");
         }
-        let gone: Vec<u32> = self
-            .lingering
-            .keys()
-            .copied()
-            .filter(|pgid| !os::group_exists(*pgid))
-            .collect();
-        for pgid in gone {
-            self.lingering.remove(&pgid);
-            self.forget_group(pgid);
+    }
+
+    /// Reap held leaders whose process group has emptied — however it emptied: members
+    /// reaped by us, or by a parent of theirs that moved out of the group, which sends us
+    /// nothing. The guard is told first, and a leader is reaped only once that message is
+    /// in the guard's pipe, so the guard never holds a group id that may be reused.
+    fn sweep(&mut self) {
+        self.reap();
+        let held: HashSet<u32> = self.lingering.keys().copied().collect();
+        let busy = os::groups_with_members(&held);
+        let empty: Vec<u32> = held.difference(&busy).copied().collect();
+        for pgid in &empty {
+            self.forget_group(*pgid);
         }
+        let told = self.guard.as_mut().is_none_or(|g| {
+            g.flush();
+            g.is_flushed()
+        });
+        if told {
+            for pgid in empty {
+                os::reap(pgid);
+                self.lingering.remove(&pgid);
+            }
+        }
+        self.next_sweep = (!self.lingering.is_empty())
+            .then(|| tokio::time::Instant::now() + SWEEP_AGAIN);
     }
 
     /// Replace a guard that died (killed, or its pipe broke) and tell the new one every
@@ -523,7 +574,7 @@ impl Supervisor {
                 Effect::Spawn => self.spawn(name),
                 Effect::Signal(sig) => {
                     if let Some(run) = self.jobs.get(name).and_then(|e| e.run.as_ref()) {
-                        run.signal(sig);
+                        run.order(sig);
                     }
                 }
                 Effect::Timer(kind, after) => {

@@ -239,7 +239,7 @@ impl Supervisor {
                 tracing::warn!("asked again to shut down: killing every job now");
                 for e in self.jobs.values() {
                     if let Some(run) = &e.run {
-                        run.signal(protocol::Signal::Kill);
+                        run.order(protocol::Signal::Kill);
                     }
                 }
             }
