@@ -243,3 +243,173 @@ fn the_guard_is_named_in_ps() {
         (!pids_with_arg(&want).is_empty()).then_some(())
     });
 }
+
+// ---- bounds: durations and counts ----------------------------------------------------------
+
+/// A duration too long for a timer is refused in the job file (where, and why) and in
+/// `add`; the daemon that refused `add` still runs its jobs.
+#[test]
+fn durations_past_thirty_days_are_refused_in_the_file_and_in_add() {
+    for key in ["stop_timeout", "start_secs", "backoff"] {
+        let d = Daemon::prepare(&jobs(&format!(
+            "[job.a]\ncommand = [\"sleep\", \"1\"]\n{key} = \"1000days\"\n"
+        )));
+        let out = d.run_once();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key}: started anyway");
+        assert!(
+            err.contains("jobs.toml:") && err.contains("too long"),
+            "{key}: {err}"
+        );
+    }
+    let d = Daemon::start(&jobs("[job.a]\ncommand = [\"sleep\", \"600\"]\n"));
+    let a = d.wait_job("a", "running", |j| j.state.as_str() == "running");
+    let r = d.rpc(
+        "add",
+        json!({ "name": "b", "job": { "command": "sleep 600", "stop_timeout": "1000days" } }),
+    );
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too long")),
+        "{r}"
+    );
+    let r = d.rpc(
+        "add",
+        json!({ "name": "c", "job": { "command": "sleep 600", "start_secs": 68_000_000 } }),
+    );
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert_eq!(d.job("a").pid, a.pid);
+}
+
+/// `wait` with the largest timeout a client can send is a wait, not a crash.
+#[test]
+fn the_largest_wait_timeout_is_harmless() {
+    let d = Daemon::start(&jobs("[job.a]\ncommand = [\"sleep\", \"600\"]\n"));
+    d.wait_job("a", "running", |j| j.state.as_str() == "running");
+    let mut c = d.conn();
+    c.send("wait", json!({ "names": ["a"], "timeout_ms": u64::MAX }));
+    d.ok("ping", json!({}));
+    drop(c);
+    d.ok("status", json!({}));
+}
+
+/// `log_backups` is bounded (a huge count made every rotation walk every number).
+#[test]
+fn a_huge_log_backups_is_refused() {
+    let d = Daemon::prepare(&jobs(
+        "[job.a]\ncommand = [\"true\"]\nlog_backups = 100000000\n",
+    ));
+    let out = d.run_once();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway");
+    assert!(err.contains("jobs.toml:") && err.contains("at most 1000"), "{err}");
+}
+
+// ---- stops that must happen ---------------------------------------------------------------
+
+const STUBBORN: &str = r#"
+[job.stubborn]
+command = ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]
+"#;
+
+/// Clients pipelining signals at a stopping job cannot crowd out its stop_timeout SIGKILL.
+#[test]
+fn client_signals_never_crowd_out_the_stop_escalation() {
+    let d = Daemon::start(&jobs(&format!("{STUBBORN}stop_timeout = \"1s\"\n")));
+    d.wait_job("stubborn", "running", |j| j.state.as_str() == "running");
+    d.ok("terminate", json!({ "names": ["stubborn"], "wait": false }));
+    let socket = d.socket.clone();
+    let floods: Vec<_> = (0..4)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                use std::io::{BufRead, BufReader, Write};
+                let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) else {
+                    return;
+                };
+                let line = r#"{"jsonrpc":"2.0","id":1,"method":"kill","params":{"names":["stubborn"],"signal":"CONT"}}"#;
+                let burst = format!("{line}\n").repeat(3000);
+                let reader = s.try_clone().map(BufReader::new);
+                let writer = std::thread::spawn(move || {
+                    let _ = s.write_all(burst.as_bytes());
+                });
+                if let Ok(r) = reader {
+                    for _ in r.lines().take(3000) {}
+                }
+                let _ = writer.join();
+            })
+        })
+        .collect();
+    for f in floods {
+        let _ = f.join();
+    }
+    d.wait_job("stubborn", "stopped after the escalation", |j| {
+        j.state.as_str() == "stopped"
+    });
+}
+
+/// `terminate --signal KILL` on a job already stopping (and ignoring its stop signal) is
+/// sent at once, not after stop_timeout.
+#[test]
+fn terminate_with_kill_on_a_stopping_job_kills_it_at_once() {
+    let d = Daemon::start(&jobs(&format!("{STUBBORN}stop_timeout = \"1h\"\n")));
+    d.wait_job("stubborn", "running", |j| j.state.as_str() == "running");
+    d.ok("terminate", json!({ "names": ["stubborn"], "wait": false }));
+    let mut c = d.conn();
+    c.set_timeout(Duration::from_secs(10));
+    let r = c.call(
+        "terminate",
+        json!({ "names": ["stubborn"], "signal": "KILL" }),
+    );
+    assert_eq!(r["result"]["jobs"][0]["state"], "stopped", "{r}");
+    assert_eq!(r["result"]["jobs"][0]["exitcode"], -9, "{r}");
+}
+
+/// A `terminate` crossed by a `start`: the terminate answers once its stop is done (with
+/// the job as it is then), and the start starts the job again.
+#[test]
+fn a_terminate_crossed_by_a_start_answers_and_the_start_wins_after() {
+    let d = Daemon::start(&jobs(&format!("{STUBBORN}stop_timeout = \"1s\"\n")));
+    let first = d
+        .wait_job("stubborn", "running", |j| j.state.as_str() == "running")
+        .pid;
+    let mut t = d.conn();
+    t.set_timeout(Duration::from_secs(10));
+    let id = t.send("terminate", json!({ "names": ["stubborn"] }));
+    d.wait_job("stubborn", "stopping", |j| j.state.as_str() == "stopping");
+    d.ok("start", json!({ "names": ["stubborn"] }));
+    let r = t.response(id);
+    assert!(r.get("result").is_some(), "terminate answered: {r}");
+    let again = d.wait_job("stubborn", "running again", |j| {
+        j.state.as_str() == "running" && j.pid != first
+    });
+    assert!(again.pid.is_some());
+}
+
+/// `start` or `restart` of a job a `remove` is taking away is refused; the remove answers
+/// and the job is gone.
+#[test]
+fn a_job_being_removed_is_not_started_again() {
+    let d = Daemon::start(&jobs(&format!("{STUBBORN}stop_timeout = \"1s\"\n")));
+    d.wait_job("stubborn", "running", |j| j.state.as_str() == "running");
+    let mut rm = d.conn();
+    rm.set_timeout(Duration::from_secs(10));
+    let id = rm.send("remove", json!({ "names": ["stubborn"] }));
+    d.wait_job("stubborn", "stopping", |j| j.state.as_str() == "stopping");
+    for method in ["start", "restart"] {
+        let r = d.rpc(method, json!({ "names": ["stubborn"] }));
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("being removed")),
+            "{method}: {r}"
+        );
+    }
+    let r = rm.response(id);
+    assert_eq!(r["result"]["jobs"][0]["state"], "stopped", "{r}");
+    wait_until("the job to be gone", DEADLINE, || {
+        d.jobs().iter().all(|j| j.name != "stubborn").then_some(())
+    });
+}

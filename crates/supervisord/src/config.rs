@@ -20,6 +20,11 @@ use toml::Spanned;
 
 /// The longest a backoff delay grows.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest any duration in a job may be (30 days). Each one ends up in a timer, and a
+/// timer far enough out (about 795 days) panics the timer wheel.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The most rotated files a job's log may keep.
+pub const MAX_LOG_BACKUPS: u32 = 1000;
 
 /// A job file that could not be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -307,7 +312,7 @@ struct RawJob {
     stderr: Option<Spanned<OutputKey>>,
     log_timestamps: Option<bool>,
     log_max_bytes: Option<Size>,
-    log_backups: Option<u32>,
+    log_backups: Option<Backups>,
 }
 
 impl RawJob {
@@ -359,23 +364,54 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration such as \"250ms\", \"10s\", \"2m\", or a number of seconds")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
-                parse_duration(v).map(Dur).map_err(E::custom)
+                parse_duration(v).and_then(bounded).map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
                 u64::try_from(v)
-                    .map(|s| Dur(Duration::from_secs(s)))
-                    .map_err(|_| E::custom(format!("a duration cannot be negative: {v}")))
+                    .map_err(|_| format!("a duration cannot be negative: {v}"))
+                    .and_then(|s| bounded(Duration::from_secs(s)))
+                    .map_err(E::custom)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_secs(v)))
+                bounded(Duration::from_secs(v)).map_err(E::custom)
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
                 Duration::try_from_secs_f64(v)
-                    .map(Dur)
-                    .map_err(|_| E::custom(format!("not a valid number of seconds: {v}")))
+                    .map_err(|_| format!("not a valid number of seconds: {v}"))
+                    .and_then(bounded)
+                    .map_err(E::custom)
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A number of rotated files, at most [`MAX_LOG_BACKUPS`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Backups(u32);
+
+impl<'de> Deserialize<'de> for Backups {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n > MAX_LOG_BACKUPS {
+            return Err(serde::de::Error::custom(format!(
+                "log_backups = {n} is too many: at most {MAX_LOG_BACKUPS}"
+            )));
+        }
+        Ok(Backups(n))
+    }
+}
+
+/// A duration no longer than [`MAX_DURATION`].
+fn bounded(d: Duration) -> Result<Dur, String> {
+    if d > MAX_DURATION {
+        Err(format!(
+            "duration of {} s is too long: at most 30 days ({} s)",
+            d.as_secs(),
+            MAX_DURATION.as_secs()
+        ))
+    } else {
+        Ok(Dur(d))
     }
 }
 
@@ -680,7 +716,7 @@ fn resolve(
         stderr: output(raw.stderr, "stderr"),
         log_timestamps: raw.log_timestamps.unwrap_or(false),
         log_max_bytes: raw.log_max_bytes.map_or(50 << 20, |s| s.0),
-        log_backups: raw.log_backups.unwrap_or(5),
+        log_backups: raw.log_backups.map_or(5, |b| b.0),
     })
 }
 

@@ -104,6 +104,12 @@ pub struct Lifecycle {
     restart_after_stop: bool,
     /// The stop in progress was escalated to SIGKILL after `stop_timeout`.
     escalated: bool,
+    /// Stops completed (a `stopping` or `backoff` job reaching `stopped`). A request that
+    /// stops a job answers once this moves past what it was when the request came, even
+    /// if a `start` that crossed it has already started the job again.
+    stops: u64,
+    /// The signal the stop in progress sent.
+    stop_sent: Option<Signal>,
 }
 
 impl Default for Lifecycle {
@@ -130,7 +136,14 @@ impl Lifecycle {
             reason: None,
             restart_after_stop: false,
             escalated: false,
+            stops: 0,
+            stop_sent: None,
         }
+    }
+
+    /// Stops completed so far (see the field).
+    pub fn stops(&self) -> u64 {
+        self.stops
     }
 
     /// The current state.
@@ -227,7 +240,15 @@ impl Lifecycle {
                 self.restart_after_stop = false;
                 self.stop(sig, spec, &mut step);
             }
-            (Stopping, Input::Stop(_)) => self.restart_after_stop = false,
+            (Stopping, Input::Stop(sig)) => {
+                self.restart_after_stop = false;
+                // A different signal (`terminate --signal KILL` on a job that ignores its
+                // stop signal) goes out at once; the stop timeout keeps running.
+                if self.stop_sent != Some(sig) {
+                    self.stop_sent = Some(sig);
+                    step.effects.push(Effect::Signal(sig));
+                }
+            }
             (Backoff, Input::Stop(_)) => {
                 self.because(Cause::Stopped, STOPPED_BY_REQUEST.to_owned());
                 self.transition(Stopped, None, None, &mut step);
@@ -333,10 +354,11 @@ impl Lifecycle {
                         .started_at
                         .and_then(|t| now.duration_since(t).ok())
                         .unwrap_or(Duration::MAX);
-                    if ran < spec.backoff {
+                    let least = spec.backoff.min(crate::config::MAX_BACKOFF);
+                    if ran < least {
                         self.transition(Backoff, pid, Some(code), &mut step);
                         step.effects
-                            .push(Effect::Timer(TimerKind::Backoff, spec.backoff - ran));
+                            .push(Effect::Timer(TimerKind::Backoff, least - ran));
                     } else {
                         self.transition(Exited, pid, Some(code), &mut step);
                         self.restarts += 1;
@@ -351,6 +373,7 @@ impl Lifecycle {
     }
 
     fn stop(&mut self, sig: Signal, spec: &JobSpec, step: &mut Step) {
+        self.stop_sent = Some(sig);
         self.transition(JobState::Stopping, self.pid, None, step);
         step.effects.push(Effect::Signal(sig));
         step.effects
@@ -389,6 +412,9 @@ impl Lifecycle {
         self.state = to;
         self.epoch += 1;
         let ended = !to.is_alive();
+        if to == JobState::Stopped && matches!(from, JobState::Stopping | JobState::Backoff) {
+            self.stops += 1;
+        }
         step.transitions.push(Transition {
             from,
             to,
@@ -430,6 +456,46 @@ mod tests {
     fn started(spec: &JobSpec, l: &mut Lifecycle) {
         assert_eq!(l.step(spec, Input::Start, T0).effects, vec![Effect::Spawn]);
         l.step(spec, Input::Spawned { pid: 7 }, T0);
+    }
+
+    #[test]
+    fn a_different_stop_signal_while_stopping_goes_out_at_once() {
+        let s = spec("start_secs = 0");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        // The same signal again is not repeated.
+        assert!(l.step(&s, Input::Stop(Signal::Term), T0).effects.is_empty());
+        let step = l.step(&s, Input::Stop(Signal::Kill), T0);
+        assert_eq!(step.effects, vec![Effect::Signal(Signal::Kill)]);
+        assert!(step.transitions.is_empty());
+        assert_eq!(l.state, Stopping);
+    }
+
+    #[test]
+    fn a_stop_crossed_by_a_start_still_counts_as_a_completed_stop() {
+        let s = spec("start_secs = 0");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        let before = l.stops;
+        l.step(&s, Input::Start, T0);
+        let step = l.step(&s, Input::Exited(-15), T0);
+        assert_eq!(states(&step), vec![(Stopping, Stopped)]);
+        assert_eq!(step.effects, vec![Effect::Spawn]);
+        assert_eq!(l.stops, before + 1);
+    }
+
+    #[test]
+    fn the_least_time_between_restarts_is_capped_like_the_backoff() {
+        let s = spec("start_secs = 0\nrestart = \"always\"\nbackoff = \"10d\"");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::Exited(0), T0);
+        assert_eq!(
+            step.effects,
+            vec![Effect::Timer(TimerKind::Backoff, crate::config::MAX_BACKOFF)]
+        );
     }
 
     #[test]

@@ -480,7 +480,14 @@ impl Writer {
                     let _ = tx.send(Arc::from(String::from_utf8_lossy(&text).as_ref()));
                 }
             }
-            write_raw(key, sink, bytes);
+            let ends: Vec<usize> = bytes
+                .split_inclusive(|&b| b == b'\n')
+                .scan(0, |at, piece| {
+                    *at += piece.len();
+                    Some(*at)
+                })
+                .collect();
+            write_raw(key, sink, bytes, &ends);
             return;
         }
         let Some(complete) = take_lines(&mut sink.partial, bytes) else {
@@ -525,25 +532,58 @@ fn open_log(path: &Path) -> io::Result<(File, u64)> {
     Ok((file, size))
 }
 
-/// Append to the log file. A failing disk is reported once when it starts failing and
-/// once when it works again (with how much was lost), not once per chunk: a job flooding
-/// a full disk must not flood the daemon's own log too.
-fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8]) {
+/// Append to the log file: whole lines or nothing. `ends` are where each line of `bytes`
+/// ends. When the disk fills in the middle of a write, the file is cut back to the last
+/// whole line written, so no line is torn and no later line is glued onto half of one;
+/// what was lost is counted exactly. A failing disk is reported once when it starts
+/// failing and once when it works again (with how much was lost), not once per chunk: a
+/// job flooding a full disk must not flood the daemon's own log too.
+fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8], ends: &[usize]) {
     let Some(file) = sink.file.as_mut() else {
         return;
     };
-    match file.write_all(bytes) {
-        Ok(()) => {
-            sink.size += bytes.len() as u64;
+    let mut done = 0;
+    let mut error = None;
+    while done < bytes.len() {
+        match file.write(&bytes[done..]) {
+            Ok(0) => {
+                error = Some(io::Error::from(io::ErrorKind::WriteZero));
+                break;
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let kept = match error {
+        None => done,
+        Some(_) => {
+            // Keep only whole lines: cut what was written of the torn one.
+            let whole = ends.iter().copied().filter(|e| *e <= done).max().unwrap_or(0);
+            if whole < done && file.set_len(sink.size + whole as u64).is_err() {
+                // Cannot cut it: the torn part stays, and counts as written.
+                done
+            } else {
+                whole
+            }
+        }
+    };
+    sink.size += kept as u64;
+    let lost = (bytes.len() - kept) as u64;
+    match error {
+        None => {
             if let Some(lost) = sink.failing.take() {
                 tracing::warn!(job = %key.name, stream = key.stream.as_str(), lost_bytes = lost, "writing log works again");
             }
         }
-        Err(e) => match sink.failing.as_mut() {
-            Some(lost) => *lost += bytes.len() as u64,
+        Some(e) => match sink.failing.as_mut() {
+            Some(total) => *total += lost,
             None => {
                 tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %e, "writing log failed; discarding output until it works again");
-                sink.failing = Some(bytes.len() as u64);
+                sink.failing = Some(lost);
                 if let (Some(tx), Target::File { path, .. }) = (&sink.problems, &sink.target) {
                     let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
                     let _ = tx.send(LogError::Write {
@@ -574,6 +614,7 @@ fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]], keep: bool) -> O
     };
     let mut batch: Vec<u8> = Vec::new();
     let mut kept = keep.then(Vec::new);
+    let mut ends: Vec<usize> = Vec::new();
     for line in lines {
         let mut rendered = Vec::with_capacity(prefix.len() + line.len() + 1);
         rendered.extend_from_slice(&prefix);
@@ -590,8 +631,9 @@ fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]], keep: bool) -> O
             let pending = sink.size + batch.len() as u64;
             if *max_bytes > 0 && pending > 0 && pending + rendered.len() as u64 > *max_bytes {
                 let (path, backups) = (path.clone(), *backups);
-                write_raw(key, sink, &batch);
+                write_raw(key, sink, &batch, &ends);
                 batch.clear();
+                ends.clear();
                 rotate(key, sink, &path, backups);
             }
         }
@@ -599,6 +641,7 @@ fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]], keep: bool) -> O
             k.extend_from_slice(&rendered);
         }
         batch.extend_from_slice(&rendered);
+        ends.push(batch.len());
     }
     match sink.target {
         Target::Stdout => {
@@ -606,7 +649,7 @@ fn write_lines(key: &SinkKey, sink: &mut Sink, lines: &[&[u8]], keep: bool) -> O
             let _ = out.write_all(&batch);
             let _ = out.flush();
         }
-        Target::File { .. } => write_raw(key, sink, &batch),
+        Target::File { .. } => write_raw(key, sink, &batch, &ends),
     }
     kept
 }
@@ -622,11 +665,13 @@ fn rotate(key: &SinkKey, sink: &mut Sink, path: &Path, backups: u32) {
         if backups == 0 {
             std::fs::remove_file(path)?;
         } else {
-            for n in (1..backups).rev() {
-                let from = rotated(path, n);
-                if from.exists() {
-                    std::fs::rename(&from, rotated(path, n + 1))?;
-                }
+            // Shift only the backups that exist (`path.1` up to the first missing one),
+            // so the cost follows the files present, not the setting.
+            let top = (1..backups)
+                .find(|n| !rotated(path, *n).exists())
+                .unwrap_or(backups);
+            for n in (1..top).rev() {
+                std::fs::rename(rotated(path, n), rotated(path, n + 1))?;
             }
             std::fs::rename(path, rotated(path, 1))?;
         }

@@ -133,6 +133,7 @@ impl Supervisor {
 
     fn start(&mut self, sel: &Selection) -> Result<Outcome, RpcError> {
         let names = self.select_some(sel)?;
+        let names = self.not_removing(sel, names)?;
         for n in &names {
             self.feed(n, Input::Start);
         }
@@ -141,11 +142,12 @@ impl Supervisor {
 
     fn terminate(&mut self, p: TerminateParams) -> Result<Outcome, RpcError> {
         let names = self.select_some(&p.selection)?;
+        let marks = self.stop_marks(&names);
         for n in &names {
             self.stop(n, p.signal);
         }
         Ok(if p.wait.unwrap_or(true) {
-            Outcome::Later(Pending::jobs(names, Until::Settled))
+            Outcome::Later(Pending::each(marks))
         } else {
             jobs(self.jobs_named(&names))
         })
@@ -153,6 +155,7 @@ impl Supervisor {
 
     fn restart(&mut self, sel: &Selection) -> Result<Outcome, RpcError> {
         let names = self.select_some(sel)?;
+        let names = self.not_removing(sel, names)?;
         for n in &names {
             self.feed(n, Input::Restart);
         }
@@ -205,13 +208,14 @@ impl Supervisor {
 
     fn remove(&mut self, p: NamesParams) -> Result<Outcome, RpcError> {
         let names = self.select(&Selection::names(p.names), Daemons::Included)?;
+        let marks = self.stop_marks(&names);
         for n in &names {
             if let Some(e) = self.jobs.get_mut(n) {
                 e.removing = true;
             }
             self.stop(n, None);
         }
-        Ok(Outcome::Later(Pending::jobs(names, Until::Settled)))
+        Ok(Outcome::Later(Pending::each(marks)))
     }
 
     fn shutdown(&mut self, p: &ShutdownParams) -> Outcome {
@@ -245,6 +249,42 @@ impl Supervisor {
             }
         }
         Outcome::Now(encode(&ShutdownResult {}))
+    }
+
+    /// For each job, the condition "this stop has completed": its count of completed stops
+    /// now, before the stop is asked for.
+    fn stop_marks(&self, names: &[String]) -> Vec<(String, Until)> {
+        names
+            .iter()
+            .map(|n| {
+                let stops = self.jobs.get(n).map_or(0, |e| e.life.stops());
+                (n.clone(), Until::Stopped(stops))
+            })
+            .collect()
+    }
+
+    /// Jobs a `remove` is taking away are not started again: named, the request is
+    /// refused (nothing is done); picked by `group` or `all`, they are left out.
+    fn not_removing(&self, sel: &Selection, names: Vec<String>) -> Result<Vec<String>, RpcError> {
+        let removing = |n: &str| self.jobs.get(n).is_some_and(|e| e.removing);
+        let going: Vec<&String> = sel
+            .names
+            .iter()
+            .flatten()
+            .filter(|n| removing(n))
+            .collect();
+        if going.is_empty() {
+            return Ok(names.into_iter().filter(|n| !removing(n)).collect());
+        }
+        Err(RpcError::invalid_params(format!(
+            "job {} is being removed",
+            going
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_data(serde_json::json!({ "names": going })))
     }
 
     // ---- selection ------------------------------------------------------------------------

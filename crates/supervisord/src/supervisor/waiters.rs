@@ -13,9 +13,11 @@ use std::collections::HashSet;
 /// What a job must reach for a waiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Until {
-    /// Settled: `stopped`, `exited` or `fatal`, nothing scheduled (`wait`, `terminate`,
-    /// `remove`).
+    /// Settled: `stopped`, `exited` or `fatal`, nothing scheduled (`wait`).
     Settled,
+    /// Settled, or past a stop completed after the given count of stops (`terminate`,
+    /// `remove`): a `start` that crossed the stop does not hold the answer back.
+    Stopped(u64),
     /// Past its stop and respawned (`restart`, a changed job at `reload`).
     Restarted,
     /// Gone from the table (a job a `reload` removed), or no longer being removed.
@@ -45,6 +47,14 @@ impl Pending {
     pub(super) fn jobs(names: Vec<String>, until: Until) -> Pending {
         Pending {
             conditions: names.into_iter().map(|n| (n, until)).collect(),
+            then: Then::Jobs,
+        }
+    }
+
+    /// Answer with the jobs of `conditions` once each holds.
+    pub(super) fn each(conditions: Vec<(String, Until)>) -> Pending {
+        Pending {
+            conditions,
             then: Then::Jobs,
         }
     }
@@ -124,6 +134,7 @@ impl Supervisor {
         };
         match until {
             Until::Settled => e.life.state().is_settled(),
+            Until::Stopped(mark) => e.life.state().is_settled() || e.life.stops() > mark,
             Until::Restarted => e.life.state() != JobState::Stopping && !e.life.restart_pending(),
             Until::Forgotten => !e.removing || forgettable(e),
         }
