@@ -413,3 +413,162 @@ fn a_job_being_removed_is_not_started_again() {
         d.jobs().iter().all(|j| j.name != "stubborn").then_some(())
     });
 }
+
+// ---- a full disk ----------------------------------------------------------------------------
+
+/// Unmounts on drop.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A tmpfs of `size` at `at`, or `None` (with the reason printed) where that needs a root
+/// the test does not have.
+fn tiny_tmpfs(at: &Path, size: &str) -> Option<Mount> {
+    std::fs::create_dir_all(at).ok()?;
+    let ok = nix::unistd::geteuid().is_root()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: cannot mount a tmpfs (needs root)");
+        return None;
+    }
+    Some(Mount(at.to_path_buf()))
+}
+
+/// The log's disk fills mid-run and then has room again: every line in the file is one
+/// the job printed, whole (none torn, none glued onto another), and the bytes reported
+/// lost are exactly those of the lines missing.
+#[test]
+fn a_full_disk_loses_whole_lines_and_counts_them_exactly() {
+    let d = Daemon::prepare("");
+    let logs = d.dir.path().join("logs");
+    let Some(_mount) = tiny_tmpfs(&logs, "512k") else {
+        return;
+    };
+    // Leave 16 KiB free.
+    let filler = logs.join("filler");
+    std::fs::write(&filler, vec![b'f'; 512 * 1024 - 16 * 1024]).expect("filler");
+    let lines = 3000;
+    std::fs::write(
+        &d.config,
+        jobs(&format!(
+            r#"
+[supervisor]
+log_dir = "logs"
+
+[job.writer]
+command = ["sh", "-c", "i=0; while [ $i -lt {lines} ]; do printf 'line-%06d-%s\n' $i abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdef; i=$((i+1)); if [ $((i % 50)) = 0 ]; then sleep 0.02; fi; done; sleep 600"]
+"#
+        )),
+    )
+    .expect("job file");
+    let d = d.launch(&[]);
+    d.wait_job("writer", "the disk to fill", |j| j.output_error.is_some());
+    std::fs::remove_file(&filler).expect("free the disk");
+    let path = logs.join("writer.stdout.log");
+    let last = format!("line-{:06}-", lines - 1);
+    wait_until("the last line on disk", DEADLINE, || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .filter(|t| t.contains(&last))
+            .map(|_| ())
+    });
+    wait_until("the daemon to say writing works again", DEADLINE, || {
+        d.stderr().contains("writing log works again").then_some(())
+    });
+    let text = std::fs::read_to_string(&path).expect("log");
+    let line_of = |i: usize| {
+        format!(
+            "line-{i:06}-abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdef\n"
+        )
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for l in text.split_inclusive('\n') {
+        let n: usize = l
+            .strip_prefix("line-")
+            .and_then(|r| r.get(..6))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a line the job never printed: {l:?}"));
+        assert_eq!(l, line_of(n), "a torn or glued line");
+        assert!(seen.insert(n), "line {n} twice");
+    }
+    let missing: usize = (0..lines)
+        .filter(|i| !seen.contains(i))
+        .map(|i| line_of(i).len())
+        .sum();
+    assert!(missing > 0, "nothing was lost: the disk never filled");
+    let reported: usize = d
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("writing log works again"))
+        .filter_map(|l| {
+            l.split("lost_bytes=")
+                .nth(1)?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(reported, missing, "lost bytes reported vs missing");
+}
+
+// ---- nothing blocks the daemon ----------------------------------------------------------------
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// A FIFO nobody reads as a job's stdout file: the spawn fails with a clear error, the
+/// daemon answers and shuts down on SIGTERM.
+#[test]
+fn a_fifo_as_a_jobs_output_file_does_not_freeze_the_daemon() {
+    let d = Daemon::prepare("");
+    mkfifo(&d.dir.path().join("out.fifo"));
+    std::fs::write(
+        &d.config,
+        jobs("[job.piped]\ncommand = [\"echo\", \"hi\"]\nstdout = \"out.fifo\"\nrestart = \"never\"\n"),
+    )
+    .expect("job file");
+    let mut d = d.launch(&[]);
+    let j = d.wait_job("piped", "the spawn to fail", |j| j.spawn_error.is_some());
+    let err = j.spawn_error.unwrap_or_default();
+    assert!(err.contains("out.fifo") && err.contains("FIFO"), "{err}");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_exit(), 0);
+}
+
+/// A FIFO where a captured log goes: that job reports an output error, other jobs' logs
+/// are still written.
+#[test]
+fn a_fifo_as_a_log_file_does_not_stall_other_jobs_logs() {
+    let d = Daemon::prepare("");
+    let logs = d.dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("logs");
+    mkfifo(&logs.join("piped.stdout.log"));
+    std::fs::write(
+        &d.config,
+        jobs("[supervisor]\nlog_dir = \"logs\"\n\n[job.piped]\ncommand = [\"sh\", \"-c\", \"echo hi; sleep 600\"]\n\n[job.plain]\ncommand = [\"sh\", \"-c\", \"echo plain-line; sleep 600\"]\n"),
+    )
+    .expect("job file");
+    let d = d.launch(&[]);
+    let j = d.wait_job("piped", "an output error", |j| j.output_error.is_some());
+    assert!(
+        j.output_error.unwrap_or_default().contains("FIFO"),
+        "the error says why"
+    );
+    wait_until("the other job's log", DEADLINE, || {
+        std::fs::read_to_string(logs.join("plain.stdout.log"))
+            .ok()
+            .filter(|t| t.contains("plain-line"))
+            .map(|_| ())
+    });
+}

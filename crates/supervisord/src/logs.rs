@@ -17,6 +17,7 @@
 //! Tail and follow are answered on the writer thread too, so a `logs -f` snapshot and the
 //! start of its stream are taken at the same point: no line is missed or repeated.
 
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use protocol::Stream;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -527,9 +528,27 @@ fn open_log(path: &Path) -> io::Result<(File, u64)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    let size = file.metadata()?.len();
-    Ok((file, size))
+    // Non-blocking, so a FIFO at the path cannot hold up the writer thread (and every
+    // job's output) in `open`; a FIFO is refused, it cannot be rotated or tailed.
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ENXIO) => io::Error::other("it is a FIFO, not a file"),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if meta.file_type().is_fifo() || meta.file_type().is_socket() {
+        return Err(io::Error::other(
+            "it is a FIFO or a socket, not a file; a path as stdout/stderr writes to one",
+        ));
+    }
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    Ok((file, meta.len()))
 }
 
 /// Append to the log file: whole lines or nothing. `ends` are where each line of `bytes`

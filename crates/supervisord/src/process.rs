@@ -372,14 +372,10 @@ fn stdios(spec: &JobSpec) -> Result<(Stdio, Stdio, Option<std::os::fd::OwnedFd>)
 }
 
 fn open_output_file(path: &std::path::Path) -> Result<std::fs::File, SpawnError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| SpawnError::OutputFile {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
+    open_output(path).map_err(|e| SpawnError::OutputFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn stdio(output: &Output) -> Result<Stdio, SpawnError> {
@@ -388,6 +384,30 @@ fn stdio(output: &Output) -> Result<Stdio, SpawnError> {
         Output::Null | Output::Stdout => Stdio::null(),
         Output::File(path) => Stdio::from(open_output_file(path)?),
     })
+}
+
+/// Open an output file for appending without ever blocking the runtime: a FIFO nobody
+/// reads would block a plain `open` forever (and the whole daemon with it). Opened
+/// non-blocking, such a FIFO fails at once; what opens is made blocking again for the
+/// job, which expects an ordinary stdout.
+fn open_output(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ENXIO) {
+                std::io::Error::other("a FIFO that no process has open for reading")
+            } else {
+                e
+            }
+        })?;
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    Ok(file)
 }
 
 /// A spawn error in words that say which part was wrong.
