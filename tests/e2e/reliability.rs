@@ -572,3 +572,40 @@ fn a_fifo_as_a_log_file_does_not_stall_other_jobs_logs() {
             .map(|_| ())
     });
 }
+
+// ---- signals ----------------------------------------------------------------------------------
+
+/// SIGUSR2 reopens the log files (what logrotate recipes send); SIGUSR1 and SIGALRM are
+/// logged and ignored. None of them ends the daemon or touches a job.
+#[test]
+fn sigusr2_reopens_logs_and_other_stray_signals_are_ignored() {
+    let d = Daemon::start(&jobs(
+        "[job.ticker]\ncommand = [\"sh\", \"-c\", \"i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.05; done\"]\nlog_max_bytes = 0\n",
+    ));
+    let j = d.wait_job("ticker", "running", |j| j.state.as_str() == "running");
+    let log = d.dir.path().join("logs/ticker.stdout.log");
+    wait_until("a first tick", DEADLINE, || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("tick-"))
+            .map(|_| ())
+    });
+    let moved = d.dir.path().join("logs/ticker.stdout.log.old");
+    std::fs::rename(&log, &moved).expect("rotate like logrotate");
+    for sig in [Signal::SIGUSR1, Signal::SIGALRM, Signal::SIGUSR2] {
+        d.signal(sig);
+    }
+    wait_until("ticks in a new file at the old path", DEADLINE, || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("tick-"))
+            .map(|_| ())
+    });
+    wait_until("the ignored signals in the daemon's log", DEADLINE, || {
+        let err = d.stderr();
+        (err.contains("SIGUSR1 received: ignored") && err.contains("SIGALRM received: ignored"))
+            .then_some(())
+    });
+    assert_eq!(d.job("ticker").pid, j.pid, "the job was not touched");
+    d.ok("ping", json!({}));
+}

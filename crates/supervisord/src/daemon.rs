@@ -70,6 +70,7 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
     // 2. Serve and supervise until the supervisor has stopped every job.
     let shutdown = CancellationToken::new();
     let notifier = opts.notify;
+    let reopen = logs.clone();
     let ctx = Context {
         supervisor: handle.clone(),
         logs,
@@ -90,7 +91,7 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         () = server::serve(&socket, ctx, shutdown.clone(), tracker.clone()) => {
             unreachable_serve()
         }
-        () = handle_signals(handle, config_path, notifier.clone(), tracker.clone()) => unreachable_serve(),
+        () = handle_signals(handle, config_path, notifier.clone(), tracker.clone(), reopen) => unreachable_serve(),
     };
 
     // 3. Stop accepting, end connections, give output readers a moment to finish.
@@ -116,25 +117,63 @@ fn unreachable_serve() -> (u8, Option<Guard>) {
     (1, None)
 }
 
+/// Signals whose default action would end supervisord (and with it every job) but that
+/// mean nothing to it: each is logged and otherwise ignored. (A handler, unlike
+/// `SIG_IGN`, is not inherited by jobs.) SIGXFSZ included: past a file-size limit a write
+/// then fails with `EFBIG`, which the log writer reports, instead of killing the daemon.
+const IGNORED: [(i32, &str); 7] = [
+    (nix::libc::SIGUSR1, "SIGUSR1"),
+    (nix::libc::SIGALRM, "SIGALRM"),
+    (nix::libc::SIGVTALRM, "SIGVTALRM"),
+    (nix::libc::SIGPROF, "SIGPROF"),
+    (nix::libc::SIGIO, "SIGIO"),
+    (nix::libc::SIGPWR, "SIGPWR"),
+    (nix::libc::SIGXFSZ, "SIGXFSZ"),
+];
+
 /// SIGTERM/SIGINT: shut down (a second one kills every job at once). SIGHUP: reload, in
 /// a task of its own, since a reload answers only once applied (a stop can take
 /// `stop_timeout`) and a SIGTERM meanwhile must still be heard.
+/// SIGUSR2: reopen the log files (after logrotate moved them). The [`IGNORED`] ones: a log
+/// line.
 async fn handle_signals(
     handle: SupervisorHandle,
     config_path: PathBuf,
     notifier: Notifier,
     tracker: TaskTracker,
+    logs: logs::LogHub,
 ) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
     ) else {
         tracing::error!("cannot install signal handlers; use `supctl shutdown` to stop");
         return std::future::pending().await;
     };
+    let mut ignored: Vec<(tokio::signal::unix::Signal, &str)> = IGNORED
+        .iter()
+        .filter_map(|(n, name)| signal(SignalKind::from_raw(*n)).ok().map(|s| (s, *name)))
+        .collect();
+    let any_ignored = |cx: &mut std::task::Context<'_>| {
+        for (s, name) in ignored.iter_mut() {
+            if let std::task::Poll::Ready(Some(())) = s.poll_recv(cx) {
+                return std::task::Poll::Ready(*name);
+            }
+        }
+        std::task::Poll::Pending
+    };
+    let mut any_ignored = any_ignored;
     loop {
         tokio::select! {
+            name = std::future::poll_fn(&mut any_ignored) => {
+                tracing::warn!("{name} received: ignored (SIGUSR2 reopens the log files, SIGHUP reloads, SIGTERM stops)");
+            }
+            _ = usr2.recv() => {
+                let n = logs.reopen().await;
+                tracing::info!(files = n, "SIGUSR2: log files reopened");
+            }
             _ = term.recv() => shutdown(&handle, "SIGTERM", &notifier).await,
             _ = int.recv() => shutdown(&handle, "SIGINT", &notifier).await,
             _ = hup.recv() => {

@@ -147,6 +147,9 @@ pub fn run() -> ! {
         Signal::SIGTERM,
         Signal::SIGHUP,
         Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
     ] {
         // SAFETY: setting a signal to SIG_IGN installs no handler code; nothing can run
         // concurrently with it in this single-threaded helper.

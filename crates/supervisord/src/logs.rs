@@ -147,6 +147,10 @@ enum Msg {
         reply: oneshot::Sender<Result<Tail, LogError>>,
     },
     Print(String),
+    /// Close and reopen every captured log file (SIGUSR2, after an outside rotation).
+    Reopen {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// The handle to the writer thread; cheap to clone.
@@ -284,6 +288,14 @@ impl LogHub {
         rx.await.unwrap_or(Err(LogError::Stopped))
     }
 
+    /// Close and reopen every captured log file at its path, so a file moved away by
+    /// logrotate stops growing. Returns how many were reopened.
+    pub async fn reopen(&self) -> usize {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Reopen { reply }).await;
+        rx.await.unwrap_or(0)
+    }
+
     /// Print one line on supervisord's stdout, never inside another job's line.
     pub async fn print(&self, line: String) {
         self.send(Msg::Print(line)).await;
@@ -372,6 +384,9 @@ impl Writer {
                         reason: e.to_string(),
                     }));
                 }
+                Msg::Reopen { reply } => {
+                    let _ = reply.send(self.reopen());
+                }
                 Msg::Print(line) => {
                     let mut out = io::stdout().lock();
                     let _ = out.write_all(line.as_bytes());
@@ -384,6 +399,26 @@ impl Writer {
         for key in keys {
             self.flush_partial(&key);
         }
+    }
+
+    fn reopen(&mut self) -> usize {
+        let mut n = 0;
+        for (key, sink) in &mut self.sinks {
+            let Target::File { path, .. } = &sink.target else {
+                continue;
+            };
+            match open_log(path) {
+                Ok((file, size)) => {
+                    sink.file = Some(file);
+                    sink.size = size;
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::error!(job = %key.name, path = %path.display(), error = %e, "cannot reopen log file; writing on to the old one");
+                }
+            }
+        }
+        n
     }
 
     fn open(&mut self, key: SinkKey, target: Target, timestamps: bool) -> Result<(), LogError> {
