@@ -609,3 +609,158 @@ fn sigusr2_reopens_logs_and_other_stray_signals_are_ignored() {
     assert_eq!(d.job("ticker").pid, j.pid, "the job was not touched");
     d.ok("ping", json!({}));
 }
+
+// ---- answers ------------------------------------------------------------------------------------
+
+/// Request ids come back exactly as sent, however many digits a number has.
+#[test]
+fn request_ids_are_echoed_exactly() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = Daemon::start(&jobs(""));
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    for id in [
+        "18446744073709551617",
+        "-18446744073709551617",
+        "1.5",
+        "1.0",
+        "12345678901234567890123456789",
+        "0",
+        "\"x\"",
+        "null",
+    ] {
+        for method in ["ping", "nope"] {
+            let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\"}}\n");
+            s.write_all(line.as_bytes()).expect("send");
+            let mut got = String::new();
+            r.read_line(&mut got).expect("an answer");
+            assert!(
+                got.starts_with(&format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},")),
+                "sent {line} got {got}"
+            );
+        }
+    }
+}
+
+/// Only "nobody listens" makes a socket stale. A live daemon whose accept queue is full
+/// keeps its socket: a second daemon refuses to start instead of taking it over.
+#[test]
+fn a_busy_live_socket_is_never_taken_over() {
+    let d = Daemon::start(&jobs(""));
+    d.signal(Signal::SIGSTOP);
+    // Fill the stopped daemon's accept queue with non-blocking connects.
+    let mut held = Vec::new();
+    let mut full = false;
+    for _ in 0..5000 {
+        let fd = match nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+            None,
+        ) {
+            Ok(fd) => fd,
+            Err(_) => break,
+        };
+        let addr = nix::sys::socket::UnixAddr::new(&d.socket).expect("addr");
+        match nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => held.push(fd),
+            Err(nix::errno::Errno::EAGAIN) => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    assert!(full, "the accept queue never filled");
+    let mut second = Daemon::prepare(&jobs(""));
+    second.socket = d.socket.clone();
+    let out = second.run_once();
+    d.signal(Signal::SIGCONT);
+    drop(held);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second daemon started: {err}");
+    assert!(err.contains("not replacing it"), "{err}");
+    wait_until("the daemon to answer again", DEADLINE, || {
+        // Connections queued while it was stopped are shed first; retry until served.
+        let mut c = Conn::try_open(&d.socket)?;
+        c.send("ping", json!({}));
+        c.recv_within(Duration::from_secs(2))
+            .filter(|r| r.get("result").is_some())
+            .map(|_| ())
+    });
+}
+
+/// A socket folder another user owns, or one others may write to, is refused.
+#[test]
+fn an_unsafe_socket_folder_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = Daemon::prepare(&jobs(""));
+    let open = d.dir.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    d.socket = open.join("sock");
+    let out = d.run_once();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("writable by other users"), "{err}");
+    if nix::unistd::geteuid().is_root() {
+        let theirs = d.dir.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+        d.socket = theirs.join("sock");
+        let out = d.run_once();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("owned by uid 65534"), "{err}");
+    } else {
+        eprintln!("skipped the other-owner half: needs root to chown");
+    }
+}
+
+/// supctl does not believe a socket served by another (non-root) user.
+#[test]
+fn supctl_refuses_a_socket_served_by_another_user() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to serve a socket as nobody");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("svimp")
+        .tempdir()
+        .expect("tempdir");
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).expect("chown");
+    let sock = dir.path().join("sock");
+    // The impostor, as nobody: answers every line with an empty job list.
+    let script = r#"use IO::Socket::UNIX; my $l = IO::Socket::UNIX->new(Local => $ARGV[0], Listen => 5) or die "$!"; while (my $c = $l->accept) { $c->autoflush(1); while (<$c>) { print $c qq({"jsonrpc":"2.0","id":1,"result":{"jobs":[]}}\n) } }"#;
+    let impostor = Command::new("perl")
+        .arg("-e")
+        .arg(script)
+        .arg(&sock)
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .expect("impostor");
+    let _impostor = Impostor(impostor);
+    wait_until("the impostor's socket", DEADLINE, || sock.exists().then_some(()));
+    let out = Command::new(bin("supctl"))
+        .arg("--socket")
+        .arg(&sock)
+        .arg("status")
+        .output()
+        .expect("run supctl");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("served by uid 65534"), "{err}");
+}
+
+/// A child process, killed on drop.
+struct Impostor(Child);
+
+impl Drop for Impostor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -21,6 +21,15 @@ pub enum ClientError {
         /// The OS's reason.
         source: io::Error,
     },
+    /// The socket is served by a process of another user (not root): an impostor could
+    /// have put it there, so nothing is sent to it (exit code 3).
+    #[error("socket {} is served by uid {uid}, neither you nor root; not trusting it (see --socket)", path.display())]
+    Untrusted {
+        /// The path tried.
+        path: PathBuf,
+        /// The uid serving it.
+        uid: u32,
+    },
     /// The daemon closed the connection before answering (exit code 1).
     #[error("connection to supervisord broke: the daemon closed the connection")]
     Closed,
@@ -70,6 +79,19 @@ impl Client {
             path: path.to_path_buf(),
             source,
         })?;
+        // Only a server run by this user or by root is believed.
+        let uid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            .map_err(|e| ClientError::Unreachable {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })?
+            .uid();
+        if uid != 0 && uid != nix::unistd::geteuid().as_raw() {
+            return Err(ClientError::Untrusted {
+                path: path.to_path_buf(),
+                uid,
+            });
+        }
         let writer = stream.try_clone().map_err(ClientError::Io)?;
         Ok(Client {
             reader: BufReader::new(stream),

@@ -18,6 +18,7 @@ pub fn failure(failure: Failure, json_out: bool, trail: &[String]) -> ExitCode {
         Failure::Client(e @ ClientError::Unreachable { .. }) => {
             (3, format!("{e}; looked at {}", trail.join(", ")), None)
         }
+        Failure::Client(e @ ClientError::Untrusted { .. }) => (3, e.to_string(), None),
         Failure::Client(ClientError::Rpc(e)) => (1, e.message.clone(), Some(e)),
         Failure::Client(e) => (1, e.to_string(), None),
     };

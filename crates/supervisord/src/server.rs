@@ -14,6 +14,7 @@ use protocol::{
     code, note, JobList, Lagged, LogData, LogsParams, LogsResult, Notification, Request, Response,
     RpcError, MAX_LINE_BYTES,
 };
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -79,6 +80,22 @@ pub enum BindError {
         /// The path.
         path: PathBuf,
     },
+    /// The folder could let another user put an impostor socket in its place.
+    #[error("socket {}: {why}; refusing to serve from it", path.display())]
+    UnsafeFolder {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with the folder.
+        why: String,
+    },
+    /// It could not be told whether another daemon serves the socket.
+    #[error("socket {}: cannot tell whether another supervisord serves it ({source}); not replacing it", path.display())]
+    Unsure {
+        /// The path.
+        path: PathBuf,
+        /// Why connecting failed.
+        source: io::Error,
+    },
     /// Another supervisord answers on it.
     #[error("socket {} is already served by supervisord pid {pid}", path.display())]
     InUse {
@@ -97,6 +114,32 @@ pub enum BindError {
         /// The OS's reason.
         source: io::Error,
     },
+}
+
+/// Why a socket folder is unsafe to serve from, if it is: another user owns it, or users
+/// other than its owner may write to it (and so put their own socket at the path).
+fn unsafe_folder(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("cannot inspect its folder {}: {e}", dir.display())),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Some(format!(
+            "its folder {} is owned by uid {}, not by supervisord's uid {me}",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "its folder {} is writable by other users (mode {:o})",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    None
 }
 
 impl Socket {
@@ -125,6 +168,17 @@ impl Socket {
                     .create(dir)
                     .map_err(io_err("cannot create its folder"))?;
             }
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Some(why) = unsafe_folder(dir) {
+                return Err(BindError::UnsafeFolder {
+                    path: path.to_path_buf(),
+                    why,
+                });
+            }
         }
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;
@@ -139,6 +193,19 @@ impl Socket {
                     return Err(BindError::InUse {
                         path: path.to_path_buf(),
                         pid,
+                    });
+                }
+                // Only "nobody listens" or "gone already" means stale. Anything else
+                // (EAGAIN: a live daemon's accept queue is full) could be a daemon at work.
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                    ) =>
+                {
+                    return Err(BindError::Unsure {
+                        path: path.to_path_buf(),
+                        source: e,
                     });
                 }
                 Err(_) => {
@@ -422,9 +489,10 @@ async fn connection(
             continue;
         }
         let (id, request) = match Request::decode(&line) {
-            Ok(decoded) => decoded,
+            Ok((id, request)) => (id.map(|id| exact_id(&line, id)), request),
             Err((id, e)) => {
-                if out.send(to_line(&Response::err(id, e))).await.is_err() {
+                let id = exact_id(&line, id);
+                if out.send(to_line(&ErrorLine::new(&id, &e))).await.is_err() {
                     break;
                 }
                 continue;
@@ -502,12 +570,58 @@ async fn write_lines(
 #[derive(serde::Serialize)]
 struct Success<'a> {
     jsonrpc: &'a str,
-    id: &'a Value,
-    result: &'a serde_json::value::RawValue,
+    id: &'a RawValue,
+    result: &'a RawValue,
+}
+
+/// An error response with the request's id as sent.
+#[derive(serde::Serialize)]
+struct ErrorLine<'a> {
+    jsonrpc: &'a str,
+    id: &'a RawValue,
+    error: &'a RpcError,
+}
+
+impl<'a> ErrorLine<'a> {
+    fn new(id: &'a RawValue, error: &'a RpcError) -> Self {
+        ErrorLine {
+            jsonrpc: protocol::JSONRPC,
+            id,
+            error,
+        }
+    }
+}
+
+/// A request's id to echo: exactly as the client wrote it. A number goes back with every
+/// digit (18446744073709551617 is not `1.8446744073709552e19`), which a parsed
+/// `Value` cannot promise.
+fn exact_id(line: &[u8], parsed: Value) -> Box<RawValue> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        id: Option<Box<RawValue>>,
+    }
+    // Integers that fit 64 bits come back exact anyway; only the rest needs a second look.
+    if parsed.is_f64() {
+        if let Some(raw) = serde_json::from_slice::<Peek>(line).ok().and_then(|p| p.id) {
+            return raw;
+        }
+    }
+    serde_json::value::to_raw_value(&parsed).unwrap_or_else(|_| null_id())
+}
+
+fn null_id() -> Box<RawValue> {
+    // "null" is valid JSON: this cannot fail.
+    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
 }
 
 /// Answer one request (and, for a stream, keep sending until the client goes).
-async fn handle(request: Request, id: Option<Value>, ctx: Context, out: mpsc::Sender<String>) {
+async fn handle(
+    request: Request,
+    id: Option<Box<RawValue>>,
+    ctx: Context,
+    out: mpsc::Sender<String>,
+) {
     let reply = Replier { id, out: &out };
     match Route::from(request) {
         Route::Subscribe => {
@@ -659,7 +773,7 @@ pub async fn reload_from_disk(
 
 /// Sends a request's one answer (nothing for a notification, which has no id).
 struct Replier<'a> {
-    id: Option<Value>,
+    id: Option<Box<RawValue>>,
     out: &'a mpsc::Sender<String>,
 }
 
@@ -673,7 +787,7 @@ impl Replier<'_> {
                 id,
                 result: &v,
             }),
-            Err(e) => to_line(&Response::err(id.clone(), e)),
+            Err(e) => to_line(&ErrorLine::new(id, &e)),
         };
         self.out.send(line).await.is_ok()
     }
