@@ -132,8 +132,8 @@ fn a_group_emptied_behind_the_daemons_back_is_forgotten() {
     let _one = RECYCLE.lock().unwrap_or_else(|e| e.into_inner());
     let mark = marker("moved-parent");
     // L forks C; C forks G (both in L's group), C moves to a group of its own, reaps G
-    // itself when G ends, and lives on; L exits at once.
-    let script = "my $c = fork; if ($c == 0) { my $g = fork; if ($g == 0) { select(undef, undef, undef, 1.0); exit 0 } setpgrp(0, 0); waitpid($g, 0); sleep 600; exit 0 } exit 0";
+    // itself when G ends, and lives on; L exits after a moment (once G exists).
+    let script = "my $c = fork; if ($c == 0) { my $g = fork; if ($g == 0) { select(undef, undef, undef, 1.0); exit 0 } setpgrp(0, 0); waitpid($g, 0); sleep 600; exit 0 } select(undef, undef, undef, 0.3); exit 0";
     let d = Daemon::start(&jobs(&format!(
         r#"
 [job.mover]
@@ -320,25 +320,32 @@ fn client_signals_never_crowd_out_the_stop_escalation() {
     let d = Daemon::start(&jobs(&format!("{STUBBORN}stop_timeout = \"1s\"\n")));
     d.wait_job("stubborn", "running", |j| j.state.as_str() == "running");
     d.ok("terminate", json!({ "names": ["stubborn"], "wait": false }));
+    // Four clients pipeline `kill CONT` for three seconds, across the moment the stop
+    // times out.
     let socket = d.socket.clone();
+    let until = std::time::Instant::now() + Duration::from_secs(3);
     let floods: Vec<_> = (0..4)
         .map(|_| {
             let socket = socket.clone();
             std::thread::spawn(move || {
-                use std::io::{BufRead, BufReader, Write};
+                use std::io::{Read, Write};
                 let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) else {
                     return;
                 };
-                let line = r#"{"jsonrpc":"2.0","id":1,"method":"kill","params":{"names":["stubborn"],"signal":"CONT"}}"#;
-                let burst = format!("{line}\n").repeat(3000);
-                let reader = s.try_clone().map(BufReader::new);
-                let writer = std::thread::spawn(move || {
-                    let _ = s.write_all(burst.as_bytes());
+                let Ok(mut r) = s.try_clone() else { return };
+                let reader = std::thread::spawn(move || {
+                    let mut sink = [0u8; 65536];
+                    while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
                 });
-                if let Ok(r) = reader {
-                    for _ in r.lines().take(3000) {}
+                let line = r#"{"jsonrpc":"2.0","id":1,"method":"kill","params":{"names":["stubborn"],"signal":"CONT"}}"#;
+                let burst = format!("{line}\n").repeat(200);
+                while std::time::Instant::now() < until {
+                    if s.write_all(burst.as_bytes()).is_err() {
+                        break;
+                    }
                 }
-                let _ = writer.join();
+                let _ = s.shutdown(std::net::Shutdown::Both);
+                let _ = reader.join();
             })
         })
         .collect();
