@@ -66,6 +66,20 @@ fn pgrp_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
+/// Whether any process (a zombie included) is in process group `pgid`.
+fn in_use_as_group(pgid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| pgrp_of(pid) == Some(pgid))
+            })
+        })
+        .unwrap_or(false)
+}
+
 fn kill_marked(mark: &str) {
     for p in pids_with_arg(mark) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), Signal::SIGKILL);
@@ -160,8 +174,10 @@ stderr = "null"
             })
             .expect("the leader's pid in the daemon log")
     });
+    // The kernel hands out no pid still in use as a process-group id, so the number is
+    // free only once the group is empty (the grandchild ended) and the leader reaped.
     wait_until("the group to empty and the leader to be reaped", DEADLINE, || {
-        gone(leader).then_some(())
+        (gone(leader) && !in_use_as_group(leader)).then_some(())
     });
     let victim = spawn_at_pid(leader);
     d.ok("terminate", json!({ "names": ["mover"] }));
