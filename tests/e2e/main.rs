@@ -11,6 +11,7 @@ mod daemon_log;
 mod defaults;
 mod docs;
 mod events;
+mod faults;
 mod first_hour;
 mod harness;
 mod hostile;

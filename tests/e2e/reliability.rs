@@ -91,7 +91,10 @@ fn assert_alive_then_end(mut victim: Child, what: &str) {
     let alive_now = matches!(victim.try_wait(), Ok(None));
     let _ = victim.kill();
     let _ = victim.wait();
-    assert!(alive_now, "{what}: a process that reused the job's pid was killed");
+    assert!(
+        alive_now,
+        "{what}: a process that reused the job's pid was killed"
+    );
 }
 
 /// A stopped job whose leader was reaped while a `setsid` helper still held its output
@@ -158,7 +161,9 @@ stderr = "null"
 "#
     )));
     let leader = d
-        .wait_job("mover", "a pid", |j| j.pid.is_some() || j.exitcode.is_some())
+        .wait_job("mover", "a pid", |j| {
+            j.pid.is_some() || j.exitcode.is_some()
+        })
         .pid;
     let j = d.wait_job("mover", "exited", |j| j.state.as_str() == "exited");
     let leader = leader.or(j.pid).unwrap_or_else(|| {
@@ -176,9 +181,11 @@ stderr = "null"
     });
     // The kernel hands out no pid still in use as a process-group id, so the number is
     // free only once the group is empty (the grandchild ended) and the leader reaped.
-    wait_until("the group to empty and the leader to be reaped", DEADLINE, || {
-        (gone(leader) && !in_use_as_group(leader)).then_some(())
-    });
+    wait_until(
+        "the group to empty and the leader to be reaped",
+        DEADLINE,
+        || (gone(leader) && !in_use_as_group(leader)).then_some(()),
+    );
     let victim = spawn_at_pid(leader);
     d.ok("terminate", json!({ "names": ["mover"] }));
     d.ok("shutdown", json!({}));
@@ -242,9 +249,11 @@ command = ["perl", "-e", "{script}", "{mark}"]
     });
     d.signal(Signal::SIGKILL);
     d.wait_exit();
-    let ended = wait_until("the leader to be ended by the guard", Duration::from_secs(5), || {
-        Some(!alive(leader)).filter(|e| *e)
-    });
+    let ended = wait_until(
+        "the leader to be ended by the guard",
+        Duration::from_secs(5),
+        || Some(!alive(leader)).filter(|e| *e),
+    );
     kill_marked(&mark);
     assert!(ended);
 }
@@ -320,7 +329,10 @@ fn a_huge_log_backups_is_refused() {
     let out = d.run_once();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started anyway");
-    assert!(err.contains("jobs.toml:") && err.contains("at most 1000"), "{err}");
+    assert!(
+        err.contains("jobs.toml:") && err.contains("at most 1000"),
+        "{err}"
+    );
 }
 
 // ---- stops that must happen ---------------------------------------------------------------
@@ -641,7 +653,8 @@ fn request_ids_are_echoed_exactly() {
     use std::io::{BufRead, BufReader, Write};
     let d = Daemon::start(&jobs(""));
     let mut s = std::os::unix::net::UnixStream::connect(&d.socket).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let mut r = BufReader::new(s.try_clone().expect("clone"));
     for id in [
         "18446744073709551617",
@@ -766,7 +779,9 @@ fn supctl_refuses_a_socket_served_by_another_user() {
         .spawn()
         .expect("impostor");
     let _impostor = Impostor(impostor);
-    wait_until("the impostor's socket", DEADLINE, || sock.exists().then_some(()));
+    wait_until("the impostor's socket", DEADLINE, || {
+        sock.exists().then_some(())
+    });
     let out = Command::new(bin("supctl"))
         .arg("--socket")
         .arg(&sock)

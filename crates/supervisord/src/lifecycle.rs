@@ -494,7 +494,10 @@ mod tests {
         let step = l.step(&s, Input::Exited(0), T0);
         assert_eq!(
             step.effects,
-            vec![Effect::Timer(TimerKind::Backoff, crate::config::MAX_BACKOFF)]
+            vec![Effect::Timer(
+                TimerKind::Backoff,
+                crate::config::MAX_BACKOFF
+            )]
         );
     }
 

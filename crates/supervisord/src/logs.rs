@@ -17,11 +17,11 @@
 //! Tail and follow are answered on the writer thread too, so a `logs -f` snapshot and the
 //! start of its stream are taken at the same point: no line is missed or repeated.
 
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use protocol::Stream;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -616,7 +616,12 @@ fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8], ends: &[usize]) {
         None => done,
         Some(_) => {
             // Keep only whole lines: cut what was written of the torn one.
-            let whole = ends.iter().copied().filter(|e| *e <= done).max().unwrap_or(0);
+            let whole = ends
+                .iter()
+                .copied()
+                .filter(|e| *e <= done)
+                .max()
+                .unwrap_or(0);
             if whole < done && file.set_len(sink.size + whole as u64).is_err() {
                 // Cannot cut it: the torn part stays, and counts as written.
                 done

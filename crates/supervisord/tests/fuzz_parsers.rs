@@ -182,7 +182,9 @@ fn check_jobfile(input: &[u8]) -> Result<String, String> {
             if let config::ConfigError::Invalid { line, column, .. } = &e {
                 let lines = text.split('\n').count();
                 if *line == 0 || *line > lines || *column == 0 {
-                    return Err(format!("position {line}:{column} outside the text: {shown}"));
+                    return Err(format!(
+                        "position {line}:{column} outside the text: {shown}"
+                    ));
                 }
             }
             Ok(class(e.reason()))
@@ -249,7 +251,11 @@ fn load(name: &str) -> Vec<Vec<u8>> {
         .unwrap_or_default();
     files.sort();
     let corpus: Vec<Vec<u8>> = files.iter().filter_map(|f| std::fs::read(f).ok()).collect();
-    assert!(!corpus.is_empty(), "no corpus in {}", corpus_dir(name).display());
+    assert!(
+        !corpus.is_empty(),
+        "no corpus in {}",
+        corpus_dir(name).display()
+    );
     corpus
 }
 
@@ -324,12 +330,22 @@ fn budget(default: u64) -> Duration {
 
 #[test]
 fn fuzz_the_job_file_parser_briefly() {
-    fuzz("jobfile", check_jobfile, JOBFILE_TOKENS, Duration::from_secs(3));
+    fuzz(
+        "jobfile",
+        check_jobfile,
+        JOBFILE_TOKENS,
+        Duration::from_secs(3),
+    );
 }
 
 #[test]
 fn fuzz_the_request_decoder_briefly() {
-    fuzz("request", check_request, REQUEST_TOKENS, Duration::from_secs(3));
+    fuzz(
+        "request",
+        check_request,
+        REQUEST_TOKENS,
+        Duration::from_secs(3),
+    );
 }
 
 /// The long run (by hand): `FUZZ_SECONDS` per parser, default an hour.
