@@ -514,8 +514,8 @@ impl Supervisor {
                 self.lingering.remove(&pgid);
             }
         }
-        self.next_sweep = (!self.lingering.is_empty())
-            .then(|| tokio::time::Instant::now() + SWEEP_AGAIN);
+        self.next_sweep =
+            (!self.lingering.is_empty()).then(|| tokio::time::Instant::now() + SWEEP_AGAIN);
     }
 
     /// Replace a guard that died (killed, or its pipe broke) and tell the new one every

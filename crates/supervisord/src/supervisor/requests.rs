@@ -267,12 +267,7 @@ impl Supervisor {
     /// refused (nothing is done); picked by `group` or `all`, they are left out.
     fn not_removing(&self, sel: &Selection, names: Vec<String>) -> Result<Vec<String>, RpcError> {
         let removing = |n: &str| self.jobs.get(n).is_some_and(|e| e.removing);
-        let going: Vec<&String> = sel
-            .names
-            .iter()
-            .flatten()
-            .filter(|n| removing(n))
-            .collect();
+        let going: Vec<&String> = sel.names.iter().flatten().filter(|n| removing(n)).collect();
         if going.is_empty() {
             return Ok(names.into_iter().filter(|n| !removing(n)).collect());
         }
