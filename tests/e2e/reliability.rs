@@ -630,6 +630,12 @@ fn sigusr2_reopens_logs_and_other_stray_signals_are_ignored() {
     for sig in [Signal::SIGUSR1, Signal::SIGALRM, Signal::SIGUSR2] {
         d.signal(sig);
     }
+    let rt = Command::new("kill")
+        .args(["-s", "RTMIN+3"])
+        .arg(d.pid().to_string())
+        .status()
+        .expect("kill");
+    assert!(rt.success());
     wait_until("ticks in a new file at the old path", DEADLINE, || {
         std::fs::read_to_string(&log)
             .ok()
@@ -638,8 +644,10 @@ fn sigusr2_reopens_logs_and_other_stray_signals_are_ignored() {
     });
     wait_until("the ignored signals in the daemon's log", DEADLINE, || {
         let err = d.stderr();
-        (err.contains("SIGUSR1 received: ignored") && err.contains("SIGALRM received: ignored"))
-            .then_some(())
+        (err.contains("SIGUSR1 received: ignored")
+            && err.contains("SIGALRM received: ignored")
+            && err.contains("SIGRTMIN+3 received: ignored"))
+        .then_some(())
     });
     assert_eq!(d.job("ticker").pid, j.pid, "the job was not touched");
     d.ok("ping", json!({}));

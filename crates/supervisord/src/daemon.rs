@@ -152,14 +152,19 @@ async fn handle_signals(
         tracing::error!("cannot install signal handlers; use `supctl shutdown` to stop");
         return std::future::pending().await;
     };
-    let mut ignored: Vec<(tokio::signal::unix::Signal, &str)> = IGNORED
+    // The real-time signals end a process by default too.
+    let realtime = (nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX())
+        .map(|n| (n, format!("SIGRTMIN+{}", n - nix::libc::SIGRTMIN())));
+    let mut ignored: Vec<(tokio::signal::unix::Signal, String)> = IGNORED
         .iter()
-        .filter_map(|(n, name)| signal(SignalKind::from_raw(*n)).ok().map(|s| (s, *name)))
+        .map(|(n, name)| (*n, (*name).to_owned()))
+        .chain(realtime)
+        .filter_map(|(n, name)| signal(SignalKind::from_raw(n)).ok().map(|s| (s, name)))
         .collect();
     let any_ignored = |cx: &mut std::task::Context<'_>| {
         for (s, name) in ignored.iter_mut() {
             if let std::task::Poll::Ready(Some(())) = s.poll_recv(cx) {
-                return std::task::Poll::Ready(*name);
+                return std::task::Poll::Ready(name.clone());
             }
         }
         std::task::Poll::Pending
