@@ -570,7 +570,7 @@ fn a_fifo_as_a_jobs_output_file_does_not_freeze_the_daemon() {
     mkfifo(&d.dir.path().join("out.fifo"));
     std::fs::write(
         &d.config,
-        jobs("[job.piped]\ncommand = [\"echo\", \"hi\"]\nstdout = \"out.fifo\"\nrestart = \"never\"\n"),
+        jobs("[job.piped]\ncommand = [\"echo\", \"hi\"]\nstdout = \"./out.fifo\"\nrestart = \"never\"\n"),
     )
     .expect("job file");
     let mut d = d.launch(&[]);
