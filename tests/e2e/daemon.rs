@@ -13,12 +13,6 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
 }
 
-fn running(d: &Daemon, name: &str) -> u32 {
-    d.wait_job(name, "is running", |j| j.state.as_str() == "running")
-        .pid
-        .expect("pid")
-}
-
 /// A job script that leaves a grandchild in its process group; both carry `marker` in
 /// their command line so /proc finds them.
 fn tree_script(d: &Daemon) -> String {
@@ -155,8 +149,8 @@ stop_signal = "INT"
 "#,
     ));
     d = d.launch(&[]);
-    running(&d, "polite");
-    running(&d, "int");
+    d.running_pid("polite");
+    d.running_pid("int");
     d.signal(sig);
     assert_eq!(d.wait_exit(), 0, "{}", d.stderr());
     let read = |f: &str| std::fs::read_to_string(d.dir.path().join(f)).unwrap_or_default();
@@ -183,8 +177,8 @@ fn sigint_is_a_graceful_shutdown() {
 fn a_sigkilled_daemon_leaves_no_job_process() {
     let m = marker("orphan");
     let mut d = start_trees(&m, &["tree", "tree2"], "");
-    running(&d, "tree");
-    running(&d, "tree2");
+    d.running_pid("tree");
+    d.running_pid("tree2");
     let procs = wait_until("leaders and grandchildren", DEADLINE, || {
         let p = pids_with_arg(&m);
         (p.len() == 4).then_some(p)
@@ -207,7 +201,7 @@ command = ["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]
 stop_timeout = "300ms"
 "#,
     ));
-    let pid = running(&d, "stubborn");
+    let pid = d.running_pid("stubborn");
     let asked = Instant::now();
     let r = d.ok("terminate", json!({ "names": ["stubborn"] }));
     let took = asked.elapsed();
@@ -225,7 +219,7 @@ stop_timeout = "300ms"
 fn stopping_a_job_ends_its_whole_process_group() {
     let m = marker("group");
     let d = start_trees(&m, &["tree"], "");
-    running(&d, "tree");
+    d.running_pid("tree");
     let gc = wait_until("the grandchild", DEADLINE, || {
         pids_with_arg(&format!("{m}-grandchild")).first().copied()
     });
@@ -244,7 +238,7 @@ fn stopping_a_job_ends_its_whole_process_group() {
 fn with_kill_group_false_a_grandchild_survives_the_stop_but_not_the_daemon() {
     let m = marker("nogroup");
     let mut d = start_trees(&m, &["tree"], "kill_group = false");
-    let leader = running(&d, "tree");
+    let leader = d.running_pid("tree");
     let gc = wait_until("the grandchild", DEADLINE, || {
         pids_with_arg(&format!("{m}-grandchild")).first().copied()
     });
@@ -358,7 +352,7 @@ command = ["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]
 stop_timeout = "60s"
 "#,
     ));
-    let pid = running(&d, "stubborn");
+    let pid = d.running_pid("stubborn");
     d.signal(Signal::SIGTERM);
     d.wait_job("stubborn", "is stopping", |j| {
         j.state.as_str() == "stopping"
@@ -434,7 +428,7 @@ fn a_killed_guard_is_replaced_and_still_ends_every_job() {
     let m = marker("reguard");
     let mut d = start_trees(&m, &["t0", "t1", "t2"], "");
     for i in 0..3 {
-        running(&d, &format!("t{i}"));
+        d.running_pid(&format!("t{i}"));
     }
     wait_until("leaders and grandchildren", DEADLINE, || {
         (pids_with_arg(&m).len() >= 6).then_some(())
@@ -449,7 +443,7 @@ fn a_killed_guard_is_replaced_and_still_ends_every_job() {
     });
     // Jobs started after the replacement are guarded too.
     d.ok("restart", serde_json::json!({"names": ["t0"]}));
-    running(&d, "t0");
+    d.running_pid("t0");
     d.signal(Signal::SIGKILL);
     d.wait_exit();
     wait_until(

@@ -40,13 +40,6 @@ fn assert_unharmed(d: &Daemon, victim: &Job) {
     );
 }
 
-/// How many descriptors the daemon holds.
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 /// The daemon's child processes that are zombies.
 fn zombie_children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();

@@ -103,18 +103,6 @@ fn at_ms(at: &str) -> i64 {
     ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + frac_ms
 }
 
-fn error_code(resp: &Value) -> i64 {
-    resp["error"]["code"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("expected an error, got {resp}"))
-}
-
-fn running(d: &Daemon, name: &str) -> u32 {
-    d.wait_job(name, "is running", |j| j.state.as_str() == "running")
-        .pid
-        .expect("pid")
-}
-
 /// A command that counts its runs in `<job>.runs` and exits with the status a shell case
 /// on the run number gives, after sleeping as told.
 fn counted(cases: &str) -> String {
@@ -243,7 +231,7 @@ restart = "always"
 backoff = "10ms"
 "#,
     ));
-    let pid = running(&d, "svc");
+    let pid = d.running_pid("svc");
     // `kill` is not a stop request: the policy applies.
     d.ok("kill", json!({ "names": ["svc"], "signal": "TERM" }));
     let j = d.wait_job("svc", "restarted", |j| {
@@ -408,7 +396,7 @@ command = ["sleep", "30"]
     }
     assert_eq!(d.job("retries").restarts, 2);
     assert_eq!(d.job("missing").restarts, 0);
-    running(&d, "fine");
+    d.running_pid("fine");
     assert!(d.ok("ping", Value::Null)["pid"].is_number());
 }
 
@@ -428,7 +416,8 @@ group = "g"
 command = ["sleep", "30"]
 "#,
     ));
-    let pids = |d: &Daemon| -> Vec<u32> { ["a", "b", "c"].iter().map(|n| running(d, n)).collect() };
+    let pids =
+        |d: &Daemon| -> Vec<u32> { ["a", "b", "c"].iter().map(|n| d.running_pid(n)).collect() };
     let p0 = pids(&d);
     let r = d.ok("restart", json!({ "names": ["a"] }));
     assert_eq!(r["jobs"].as_array().map(Vec::len), Some(1));
@@ -496,14 +485,14 @@ autostart = false
 #[test]
 fn reload_adds_removes_restarts_changed_and_leaves_unchanged_alone() {
     let d = Daemon::start(&jobs(BEFORE));
-    let same = running(&d, "same");
-    let edited = running(&d, "edited");
-    let dropped = running(&d, "dropped");
+    let same = d.running_pid("same");
+    let edited = d.running_pid("edited");
+    let dropped = d.running_pid("dropped");
     d.ok(
         "add",
         json!({ "name": "dynamic", "job": { "command": ["sleep", "30"] } }),
     );
-    let dynamic = running(&d, "dynamic");
+    let dynamic = d.running_pid("dynamic");
     std::fs::write(&d.config, jobs(AFTER)).expect("write");
     let r = d.ok("reload", Value::Null);
     assert_eq!(r["added"], json!(["fresh", "lazy"]), "{r}");
@@ -511,7 +500,7 @@ fn reload_adds_removes_restarts_changed_and_leaves_unchanged_alone() {
     assert_eq!(r["unchanged"], json!(["idle", "same"]), "{r}");
     assert_eq!(r["removed"], json!(["dropped"]), "{r}");
 
-    let e = running(&d, "edited");
+    let e = d.running_pid("edited");
     assert_ne!(e, edited);
     assert!(!alive(edited));
     wait_until("the removed job's process to end", DEADLINE, || {
@@ -521,7 +510,7 @@ fn reload_adds_removes_restarts_changed_and_leaves_unchanged_alone() {
         error_code(&d.rpc("status", json!({ "names": ["dropped"] }))),
         1001
     );
-    running(&d, "fresh");
+    d.running_pid("fresh");
     assert_eq!(d.job("lazy").state.as_str(), "stopped", "autostart = false");
     // Once the reload has settled (the changed job restarted, the new one running), the
     // unchanged job still runs the process it had.
@@ -559,11 +548,11 @@ stop_signal = "{signal}"
         ))
     };
     let d = Daemon::start(&job("INT", "old"));
-    let old = running(&d, "svc");
+    let old = d.running_pid("svc");
     std::fs::write(&d.config, job("TERM", "new")).expect("write");
     let r = d.ok("reload", Value::Null);
     assert_eq!(r["changed"], json!(["svc"]), "{r}");
-    let new = running(&d, "svc");
+    let new = d.running_pid("svc");
     assert_ne!(old, new);
     d.ok("terminate", json!({ "names": ["svc"] }));
     let got = std::fs::read_to_string(d.dir.path().join("got.txt")).expect("got.txt");
@@ -573,7 +562,7 @@ stop_signal = "{signal}"
 #[test]
 fn a_broken_file_is_refused_whole_and_nothing_changes() {
     let d = Daemon::start(&jobs(BEFORE));
-    let same = running(&d, "same");
+    let same = d.running_pid("same");
     let broken = jobs(&format!("{AFTER}\n[job.bad]\ncommand = []\n"));
     std::fs::write(&d.config, &broken).expect("write");
     let r = d.rpc("reload", Value::Null);
@@ -582,13 +571,13 @@ fn a_broken_file_is_refused_whole_and_nothing_changes() {
     let names: Vec<String> = d.jobs().into_iter().map(|j| j.name).collect();
     assert_eq!(names, ["same", "edited", "dropped", "idle"]);
     assert_eq!(d.job("same").pid, Some(same));
-    running(&d, "dropped");
+    d.running_pid("dropped");
 }
 
 #[test]
 fn sighup_reloads_the_job_file() {
     let d = Daemon::start(&jobs(BEFORE));
-    let same = running(&d, "same");
+    let same = d.running_pid("same");
     std::fs::write(&d.config, jobs(AFTER)).expect("write");
     d.signal(Signal::SIGHUP);
     wait_until("the added job to appear", DEADLINE, || {
@@ -596,7 +585,7 @@ fn sighup_reloads_the_job_file() {
             .get("result")
             .map(|_| ())
     });
-    running(&d, "fresh");
+    d.running_pid("fresh");
     wait_until("dropped to go", DEADLINE, || {
         (d.rpc("status", json!({ "names": ["dropped"] }))["error"]["code"] == 1001).then_some(())
     });
@@ -661,7 +650,7 @@ fn add_refuses_clashes_and_bad_specs_and_remove_stops_live_jobs_first() {
     assert_eq!(r["jobs"][0]["state"], "stopped");
     assert_eq!(r["jobs"][0]["daemon"], true);
     d.ok("start", json!({ "group": "dyn" }));
-    let pid = running(&d, "newbie");
+    let pid = d.running_pid("newbie");
     let r = d.ok("remove", json!({ "names": ["newbie", "idle"] }));
     assert_eq!(r["jobs"][0]["name"], "idle", "table order: {r}");
     assert_eq!(r["jobs"][1]["name"], "newbie");
@@ -686,9 +675,9 @@ command = ["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; exit 0"]
 #[test]
 fn drain_terminates_daemon_jobs_at_once_and_waits_for_the_workers() {
     let mut d = Daemon::start(&jobs(DRAIN));
-    let helper = running(&d, "helper");
-    running(&d, "w1");
-    running(&d, "w2");
+    let helper = d.running_pid("helper");
+    d.running_pid("w1");
+    d.running_pid("w2");
     let (mut ev, _) = Events::open(&d);
     let out = d.ctl(&["shutdown", "--drain", "--no-wait"]);
     assert_eq!(out.status.code(), Some(0));
@@ -710,8 +699,8 @@ fn drain_terminates_daemon_jobs_at_once_and_waits_for_the_workers() {
 #[test]
 fn a_second_shutdown_during_a_drain_stops_everything() {
     let mut d = Daemon::start(&jobs(DRAIN));
-    let w1 = running(&d, "w1");
-    running(&d, "w2");
+    let w1 = d.running_pid("w1");
+    d.running_pid("w2");
     let (mut ev, _) = Events::open(&d);
     d.ok("shutdown", json!({ "drain": true }));
     ev.until("helper", "stopped");
@@ -727,7 +716,7 @@ fn a_second_shutdown_during_a_drain_stops_everything() {
 #[test]
 fn sigterm_during_a_drain_stops_everything() {
     let mut d = Daemon::start(&jobs(DRAIN));
-    let w1 = running(&d, "w1");
+    let w1 = d.running_pid("w1");
     d.ok("shutdown", json!({ "drain": true }));
     d.wait_job("helper", "stops", |j| j.state.as_str() == "stopped");
     d.signal(Signal::SIGTERM);
@@ -758,7 +747,7 @@ start_secs = "30s"
 backoff = "100ms"
 "#,
     ));
-    running(&d, "loop");
+    d.running_pid("loop");
     d.wait_job("flaky", "backs off", |j| j.restarts >= 1);
     let (mut ev, _) = Events::open(&d);
     d.ok("shutdown", json!({ "drain": true }));
@@ -780,7 +769,7 @@ fn reload_keeps_a_file_job_that_a_remove_is_still_stopping() {
 command = ["sh", "-c", "trap 'sleep 0.3; exit 0' TERM; while :; do sleep 0.02; done"]
 "#,
     ));
-    running(&d, "slowstop");
+    d.running_pid("slowstop");
     let mut remover = d.conn();
     let id = remover.send("remove", json!({ "names": ["slowstop"] }));
     d.wait_job("slowstop", "is stopping", |j| {
@@ -806,7 +795,7 @@ command = ["sh", "-c", "trap '' TERM; while :; do sleep 0.02; done"]
 stop_timeout = "200ms"
 "#,
     ));
-    let old = running(&d, "stubborn");
+    let old = d.running_pid("stubborn");
     let (mut ev, _) = Events::open(&d);
     let r = d.ok("restart", json!({ "names": ["stubborn"] }));
     let new = r["jobs"][0]["pid"].as_u64().expect("a new pid") as u32;
@@ -821,7 +810,7 @@ stop_timeout = "200ms"
 #[test]
 fn reload_reports_a_socket_change_it_cannot_apply() {
     let d = Daemon::start(&jobs("[job.a]\ncommand = [\"sleep\", \"30\"]\n"));
-    let pid = running(&d, "a");
+    let pid = d.running_pid("a");
     std::fs::write(
         &d.config,
         format!(
@@ -886,8 +875,8 @@ fn waiting_requests_are_answered_1004_at_shutdown() {
     let mut d = Daemon::start(&jobs(&format!(
         "{STUBBORN}\n[job.idle]\ncommand = [\"sleep\", \"30\"]\n"
     )));
-    running(&d, "stubborn");
-    running(&d, "idle");
+    d.running_pid("stubborn");
+    d.running_pid("idle");
     let mut waiter = d.conn();
     let wait_id = waiter.send("wait", json!({ "names": ["idle"] }));
     let mut stopper = d.conn();
@@ -915,7 +904,7 @@ fn waiting_requests_are_answered_1004_at_shutdown() {
 #[test]
 fn shutdown_again_while_stopping_kills_every_job_at_once() {
     let mut d = Daemon::start(&jobs(STUBBORN));
-    let pid = running(&d, "stubborn");
+    let pid = d.running_pid("stubborn");
     let (mut ev, _) = Events::open(&d);
     let t0 = std::time::Instant::now();
     d.ok("shutdown", json!({ "drain": true }));

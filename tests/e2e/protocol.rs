@@ -12,18 +12,6 @@ fn assert_job_fields(job: &Value) {
     }
 }
 
-fn error_code(resp: &Value) -> i64 {
-    resp["error"]["code"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("expected an error, got {resp}"))
-}
-
-fn pid_of(d: &Daemon, name: &str) -> u32 {
-    d.wait_job(name, "is running", |j| j.state.as_str() == "running")
-        .pid
-        .expect("running job has a pid")
-}
-
 const TWO_SLEEPERS: &str = r#"
 [job.a]
 command = ["sleep", "30"]
@@ -54,7 +42,7 @@ fn ping_answers_version_pid_and_uptime() {
 #[test]
 fn every_job_object_has_every_field_in_every_state() {
     let d = Daemon::start(&jobs(TWO_SLEEPERS));
-    pid_of(&d, "a");
+    d.running_pid("a");
     // running, stopped (never started), daemon, and an exited one.
     d.ok("start", json!({ "names": ["quick"] }));
     d.wait_job("quick", "exits", |j| j.state.as_str() == "exited");
@@ -196,7 +184,7 @@ fn add_remove_reload_over_the_socket() {
     );
     assert_job_fields(&r["jobs"][0]);
     assert_eq!(r["jobs"][0]["group"], "extra");
-    let pid = pid_of(&d, "dyn");
+    let pid = d.running_pid("dyn");
     let r = d.ok("remove", json!({ "names": ["dyn"] }));
     assert_eq!(r["jobs"][0]["name"], "dyn");
     assert_eq!(
@@ -219,7 +207,7 @@ fn add_remove_reload_over_the_socket() {
 #[test]
 fn shutdown_stops_jobs_and_the_daemon_exits_0() {
     let mut d = Daemon::start(&jobs(TWO_SLEEPERS));
-    let a = pid_of(&d, "a");
+    let a = d.running_pid("a");
     let r = d.ok("shutdown", Value::Null);
     assert_eq!(r, json!({}));
     assert_eq!(d.wait_exit(), 0);
@@ -239,7 +227,7 @@ stdout = "null"
 command = ["sleep", "30"]
 "#,
     ));
-    let slow = pid_of(&d, "slow");
+    let slow = d.running_pid("slow");
     let r = d.ok("shutdown", json!({ "drain": true }));
     assert_eq!(r, json!({}));
     // Draining: the slow job is left alone, new work is refused.
@@ -347,7 +335,7 @@ fn unknown_method_is_32601_and_bad_params_are_32602() {
 #[test]
 fn unknown_names_are_1001_and_nothing_is_done() {
     let d = Daemon::start(&jobs(TWO_SLEEPERS));
-    let a = pid_of(&d, "a");
+    let a = d.running_pid("a");
     for (method, params) in [
         ("terminate", json!({ "names": ["a", "nope"] })),
         ("restart", json!({ "names": ["a", "nope"] })),
@@ -374,7 +362,7 @@ fn unknown_names_are_1001_and_nothing_is_done() {
 #[test]
 fn reload_of_a_broken_file_is_1003_with_position_and_changes_nothing() {
     let d = Daemon::start(&jobs(TWO_SLEEPERS));
-    let a = pid_of(&d, "a");
+    let a = d.running_pid("a");
     let broken = jobs("[job.a]\ncommand = [\"sleep\", \"30\"]\nbogus_key = 1\n");
     std::fs::write(&d.config, &broken).expect("write");
     let r = d.rpc("reload", Value::Null);
@@ -437,7 +425,7 @@ fn a_subscriber_gets_the_last_events_of_a_shutdown() {
         .collect();
     let mut d = Daemon::start(&jobs(&file));
     for n in &names {
-        pid_of(&d, n);
+        d.running_pid(n);
     }
     let mut c = d.conn();
     c.call("subscribe", Value::Null);

@@ -43,16 +43,10 @@ fn json_of(out: &std::process::Output) -> Value {
     })
 }
 
-fn running(d: &Daemon, name: &str) -> u32 {
-    d.wait_job(name, "is running", |j| j.state.as_str() == "running")
-        .pid
-        .expect("pid")
-}
-
 #[test]
 fn status_prints_a_table_and_json() {
     let d = Daemon::start(&jobs(JOBS));
-    let pid = running(&d, "web");
+    let pid = d.running_pid("web");
     let out = d.ctl_ok(&["status"]);
     let mut lines = out.lines();
     let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
@@ -83,7 +77,7 @@ fn status_prints_a_table_and_json() {
 #[test]
 fn start_terminate_stop_restart_kill_and_is_alive() {
     let d = Daemon::start(&jobs(JOBS));
-    let pid = running(&d, "web");
+    let pid = d.running_pid("web");
 
     let out = d.ctl(&["is-alive", "web"]);
     assert_eq!((code(&out), text(&out).trim()), (Some(0), "running"));
@@ -95,7 +89,7 @@ fn start_terminate_stop_restart_kill_and_is_alive() {
     assert_eq!((code(&out), text(&out).trim()), (Some(1), "stopped"));
 
     d.ctl_ok(&["start", "web"]);
-    let pid = running(&d, "web");
+    let pid = d.running_pid("web");
     // `stop` is an alias of terminate; --json gives the jobs.
     let out = d.ctl(&["--json", "stop", "web", "--signal", "INT"]);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
@@ -105,14 +99,14 @@ fn start_terminate_stop_restart_kill_and_is_alive() {
 
     // --no-wait returns at once.
     d.ctl_ok(&["start", "--group", "front"]);
-    let pid = running(&d, "web");
+    let pid = d.running_pid("web");
     let out = d.ctl_ok(&["terminate", "--no-wait", "web"]);
     assert!(out.starts_with("web: "), "{out}");
     d.wait_job("web", "stops", |j| j.state.as_str() == "stopped");
     assert!(!alive(pid));
 
     d.ctl_ok(&["start", "web"]);
-    let old = running(&d, "web");
+    let old = d.running_pid("web");
     let out = d.ctl(&["--json", "restart", "web"]);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     let new = json_of(&out)["jobs"][0]["pid"].as_u64().expect("pid") as u32;
@@ -188,7 +182,7 @@ fn add_remove_reload_and_ping() {
         "30",
     ]);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
-    let pid = running(&d, "extra");
+    let pid = d.running_pid("extra");
     assert_eq!(d.job("extra").group, "dyn");
     // A name clash is refused with exit 1.
     let out = d.ctl(&["add", "extra", "--", "true"]);
@@ -213,7 +207,7 @@ fn add_remove_reload_and_ping() {
 #[test]
 fn shutdown_waits_for_the_daemon_to_exit() {
     let mut d = Daemon::start(&jobs(JOBS));
-    let web = running(&d, "web");
+    let web = d.running_pid("web");
     let out = d.ctl_ok(&["shutdown"]);
     assert!(out.contains("has shut down"), "{out}");
     assert_eq!(d.wait_exit(), 0);
@@ -240,7 +234,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn request_failures_exit_1() {
     let d = Daemon::start(&jobs(JOBS));
-    running(&d, "web");
+    d.running_pid("web");
     for args in [
         &["terminate", "web", "nope"][..],
         &["start", "nope"],
@@ -283,7 +277,7 @@ fn an_unreachable_daemon_exits_3_naming_the_socket() {
 #[test]
 fn events_prints_one_json_line_per_state_change() {
     let d = Daemon::start(&jobs(JOBS));
-    running(&d, "web");
+    d.running_pid("web");
     let mut events = std::process::Command::new(bin("supctl"))
         .arg("--socket")
         .arg(&d.socket)
@@ -335,7 +329,7 @@ command = ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.1; done"]
 stop_timeout = "30s"
 "#,
     ));
-    let pid = running(&d, "stubborn");
+    let pid = d.running_pid("stubborn");
     let t0 = std::time::Instant::now();
     let out = d.ctl(&["terminate", "--no-wait", "stubborn"]);
     let took = t0.elapsed();
@@ -370,5 +364,5 @@ fn add_no_start_defines_a_stopped_job() {
         text(&out)
     );
     d.ctl_ok(&["start", "later"]);
-    running(&d, "later");
+    d.running_pid("later");
 }

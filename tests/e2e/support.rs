@@ -1,8 +1,6 @@
 //! The one test helper: start a real supervisord on a temp folder and socket, drive it
 //! with the real supctl or raw JSON lines, and clean up on drop.
 
-#![allow(dead_code)]
-
 use protocol::Job;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -416,6 +414,13 @@ impl Daemon {
         serde_json::from_value(r["jobs"][0].clone()).expect("job")
     }
 
+    /// Wait until a job is `running`; returns its pid.
+    pub fn running_pid(&self, name: &str) -> u32 {
+        self.wait_job(name, "is running", |j| j.state.as_str() == "running")
+            .pid
+            .expect("a running job has a pid")
+    }
+
     /// Wait until a job satisfies `pred`; returns it.
     pub fn wait_job(&self, name: &str, what: &str, pred: impl Fn(&Job) -> bool) -> Job {
         wait_until(&format!("{name} {what}"), DEADLINE, || {
@@ -589,4 +594,18 @@ pub fn copy_for_nobody(name: &str) -> Result<NobodyCopy, String> {
         ));
     }
     Ok(NobodyCopy { _dir: dir, path })
+}
+
+/// The error code of a response that must be an error.
+pub fn error_code(resp: &Value) -> i64 {
+    resp["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected an error, got {resp}"))
+}
+
+/// How many descriptors a process holds.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
