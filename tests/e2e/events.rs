@@ -143,7 +143,7 @@ fn a_subscriber_that_never_reads_costs_others_nothing() {
     let d = Daemon::start(&jobs(
         r#"
 [job.victim]
-command = ["sleep", "60"]
+command = ["sleep", "600"]
 
 [job.marker]
 command = ["true"]
