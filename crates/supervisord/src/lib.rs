@@ -21,8 +21,10 @@
 
 pub mod config;
 pub mod daemon;
+pub mod envfile;
 pub mod guard;
 pub mod import;
+pub mod interpolate;
 pub mod lifecycle;
 pub mod logs;
 pub mod notify;
