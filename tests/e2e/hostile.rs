@@ -709,22 +709,40 @@ autostart = false
     assert_unharmed(&d, &victim);
 }
 
-/// No value from the daemon's own environment comes back in any answer, event or error:
-/// the protocol never echoes an environment. (Jobs do inherit it: see docs/SECURITY.md.)
+/// No value from the daemon's own environment or from an env file comes back in any
+/// answer, event or error: the protocol never echoes an environment, an env file's broken
+/// line is named by its number only, and `--check` masks what came from an env file.
+/// (Jobs do inherit it: see docs/SECURITY.md.)
 #[test]
 fn no_secret_from_the_daemons_environment_reaches_a_response() {
     const SECRET: &str = "s3cr3t-token-7f1d";
+    const FILE_SECRET: &str = "f1le-s3cr3t-9c2e";
     let mut d = Daemon::prepare(&jobs(
         r#"
 [job.envy]
 command = ["sh", "-c", "exit 3"]
-env = { FROM_FILE = "visible-by-design" }
+env = { FROM_FILE = "visible-by-design", FROM_VARS = "${VAR_SECRET}" }
+env_file = "secret.env"
 
 [job.ghostly]
 command = ["/nonexistent/$DAEMON_SECRET"]
 "#,
     ));
     d.env = vec![("DAEMON_SECRET".into(), SECRET.into())];
+    let secret_env = d.dir.path().join("secret.env");
+    std::fs::write(&secret_env, format!("TOKEN={FILE_SECRET}\n")).expect("secret.env");
+    // `${VAR_SECRET}` comes from [supervisor] env_file: secret too.
+    let text = std::fs::read_to_string(&d.config).expect("read");
+    std::fs::write(
+        &d.config,
+        format!("[supervisor]\nenv_file = \"vars.env\"\n{text}"),
+    )
+    .expect("write");
+    std::fs::write(
+        d.dir.path().join("vars.env"),
+        format!("VAR_SECRET={FILE_SECRET}-vars\n"),
+    )
+    .expect("vars.env");
     let d = d.launch(&[]);
     let mut sub = UnixStream::connect(&d.socket).expect("connect");
     sub.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscribe\"}\n")
@@ -755,6 +773,23 @@ command = ["/nonexistent/$DAEMON_SECRET"]
     ] {
         seen.push_str(&d.rpc(method, params).to_string());
     }
+    // A broken env file: the reload is refused naming the line, not showing it.
+    std::fs::write(
+        &secret_env,
+        format!("TOKEN={FILE_SECRET}\n{FILE_SECRET}\n'{FILE_SECRET}' x\n"),
+    )
+    .expect("secret.env");
+    let refused = d.rpc("reload", Value::Null);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("secret.env:2:1: expected KEY=VALUE")),
+        "{refused}"
+    );
+    seen.push_str(&refused.to_string());
+    std::fs::write(&secret_env, format!("TOKEN=\"{FILE_SECRET}\" junk\n")).expect("secret.env");
+    seen.push_str(&d.rpc("reload", Value::Null).to_string());
+    std::fs::write(&secret_env, format!("TOKEN={FILE_SECRET}\n")).expect("secret.env");
     // Everything the subscriber got meanwhile; a quiet spell ends it.
     sub.get_ref()
         .set_read_timeout(Some(Duration::from_millis(300)))
@@ -773,6 +808,7 @@ command = ["/nonexistent/$DAEMON_SECRET"]
         !seen.contains(SECRET),
         "the daemon's environment leaked: {seen}"
     );
+    assert!(!seen.contains(FILE_SECRET), "an env file leaked: {seen}");
     let check = Command::new(bin("supervisord"))
         .arg("--check")
         .arg("--config")
@@ -782,7 +818,13 @@ command = ["/nonexistent/$DAEMON_SECRET"]
         .expect("run --check");
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(text.contains("FROM_FILE=visible-by-design"), "{text}");
+    assert!(text.contains("TOKEN=****** (from an env file)"), "{text}");
+    assert!(
+        text.contains("FROM_VARS=****** (from an env file)"),
+        "{text}"
+    );
     assert!(!text.contains(SECRET), "{text}");
+    assert!(!text.contains(FILE_SECRET), "{text}");
 }
 
 /// A socket folder that exists but is not writable for the daemon's user: one clear line

@@ -10,6 +10,7 @@ mod daemon;
 mod daemon_log;
 mod defaults;
 mod docs;
+mod envfiles;
 mod events;
 mod faults;
 mod first_hour;

@@ -73,7 +73,7 @@ fn notify_messages_follow_the_daemons_life() {
         r#"
 # Long enough that both are still `starting` when READY=1 goes out, even on a busy box.
 [job.web]
-command = ["sh", "-c", "echo NOTIFY_SOCKET=${NOTIFY_SOCKET:-unset}; exec sleep 60"]
+command = ["sh", "-c", "echo NOTIFY_SOCKET=$${NOTIFY_SOCKET:-unset}; exec sleep 60"]
 start_secs = "1s"
 [job.worker]
 command = ["sleep", "60"]

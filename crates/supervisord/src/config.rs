@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod expand;
+pub use expand::Files;
+
 /// The longest a backoff delay grows.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The longest any duration in a job may be (30 days). Each one ends up in a timer, and a
@@ -115,8 +118,16 @@ pub struct Config {
     pub exit_when_done: bool,
     /// The `[defaults]` table, kept to fill in jobs added over the socket.
     defaults: RawJob,
+    /// `[defaults] env_file`'s variables, under the env of jobs added over the socket.
+    defaults_file_env: Vec<(String, String)>,
     /// The jobs, in file order.
     pub jobs: Vec<JobSpec>,
+    /// The file's text, parsed again (without the disk) to scale a job's replicas.
+    text: String,
+    /// Every env file the job file read, as read: scaling sees the same values.
+    files: Files,
+    /// Each job with `replicas`, and its count in the file.
+    pub replicas: BTreeMap<String, u32>,
 }
 
 /// When a job is started again after it ends.
@@ -250,6 +261,13 @@ pub struct JobSpec {
     pub log_max_bytes: u64,
     /// Rotated files kept.
     pub log_backups: u32,
+    /// The `env` keys whose value came from an env file: never shown (`--check` masks
+    /// them).
+    pub secret_env: std::collections::BTreeSet<String>,
+    /// The env files this job read, in order (missing optional ones included).
+    pub env_files: Vec<PathBuf>,
+    /// For a replica: the job as written (`web` for `web-2`).
+    pub replica_of: Option<String>,
 }
 
 impl JobSpec {
@@ -288,6 +306,9 @@ struct RawSupervisor {
     socket: Option<PathBuf>,
     log_dir: Option<PathBuf>,
     exit_when_done: Option<bool>,
+    /// Read (and its type checked) by the first pass, before serde.
+    #[serde(rename = "env_file")]
+    _env_file: Option<EnvFiles>,
 }
 
 /// A job table as written: every key optional, so `[defaults]` can fill the gaps.
@@ -313,6 +334,29 @@ struct RawJob {
     log_timestamps: Option<bool>,
     log_max_bytes: Option<Size>,
     log_backups: Option<Backups>,
+    env_file: Option<Spanned<EnvFiles>>,
+    replicas: Option<Spanned<u32>>,
+}
+
+/// `env_file`: one path or a list; `?` in front marks an optional file.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(from = "OneOrMany")]
+struct EnvFiles(Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "an env file path or a list of them")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for EnvFiles {
+    fn from(v: OneOrMany) -> EnvFiles {
+        match v {
+            OneOrMany::One(s) => EnvFiles(vec![s]),
+            OneOrMany::Many(v) => EnvFiles(v),
+        }
+    }
 }
 
 impl RawJob {
@@ -347,6 +391,8 @@ impl RawJob {
             log_timestamps: self.log_timestamps.or(d.log_timestamps),
             log_max_bytes: self.log_max_bytes.or(d.log_max_bytes),
             log_backups: self.log_backups.or(d.log_backups),
+            env_file: self.env_file,
+            replicas: self.replicas,
         }
     }
 }
@@ -602,9 +648,26 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Validate a job file's text; `path` names it in errors and anchors relative paths.
+/// Env files are read from the disk; `${VAR}` sees supervisord's environment.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let mut files = Files::new();
+    let env = |k: &str| std::env::var(k).ok();
+    let mut config = parse_with(path, text, &env, expand::Reader::Disk(&mut files), None)?;
+    config.files = files;
+    Ok(config)
+}
+
+/// [`parse`] with the environment, the env-file reader and a replica count override
+/// given.
+fn parse_with(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    mut reader: expand::Reader,
+    scale: Option<(&str, u32)>,
+) -> Result<Config, ConfigError> {
     let src = Source { path, text };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
+    let syntax = |e: toml::de::Error| {
         if let Some(at) = crate::suggest::supervisor_section(text) {
             return src.error(
                 Some(at..at),
@@ -617,8 +680,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
         let message = e.message().trim().replace('\n', " ");
         src.error(e.span(), crate::suggest::unknown_field(&message))
-    })?;
+    };
+    let mut doc = toml::de::DeTable::parse(text).map_err(syntax)?;
     let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let vars = expand::supervisor_vars(&src, doc.get_mut(), &base, &mut reader, env)?;
+    let facts = expand::expand_document(&src, doc.get_mut(), &vars, scale)?;
+    let raw = RawFile::deserialize(toml::de::Deserializer::from(doc)).map_err(syntax)?;
     let defaults = raw.defaults;
     if let Some(cmd) = &defaults.command {
         return Err(src.error(
@@ -626,18 +693,45 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             "`command` cannot be set in [defaults]; give each job its own",
         ));
     }
+    if let Some(r) = &defaults.replicas {
+        return Err(src.error(
+            Some(r.span()),
+            "`replicas` cannot be set in [defaults]; give it to the jobs that scale",
+        ));
+    }
+    let mut layers = EnvLayers {
+        src: &src,
+        base: &base,
+        vars: &vars,
+        defaults_files: Vec::new(),
+        defaults_file_env: Vec::new(),
+    };
+    if let Some(files) = &defaults.env_file {
+        for name in &files.get_ref().0 {
+            let (file, entries) = layers.read(&mut reader, name, files.span())?;
+            layers.defaults_files.push(file);
+            layers.defaults_file_env.extend(entries);
+        }
+    }
     let log_dir = base.join(raw.supervisor.log_dir.unwrap_or_else(|| "logs".into()));
     let mut jobs = Vec::with_capacity(raw.job.len());
     for (name, job) in raw.job {
         let span = job.span();
-        let spec = resolve(
+        let job = job.into_inner();
+        let env = layers.job_env(&mut reader, &defaults, &job, name.get_ref(), &facts)?;
+        let mut spec = resolve(
             &src,
             &name,
             Some(span),
-            job.into_inner().over(&defaults),
+            job.over(&defaults),
             &base,
             &log_dir,
         )?;
+        (spec.env, spec.secret_env, spec.env_files) = env;
+        if let Some((of, i)) = facts.replica_of.get(name.get_ref()) {
+            spec.replica_of = Some(of.clone());
+            spec.env.insert("SUPERVISOR_REPLICA".into(), i.to_string());
+        }
         jobs.push(spec);
     }
     Ok(Config {
@@ -646,8 +740,91 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         log_dir,
         exit_when_done: raw.supervisor.exit_when_done.unwrap_or(false),
         defaults,
+        defaults_file_env: layers.defaults_file_env,
         jobs,
+        text: text.to_owned(),
+        files: Files::new(),
+        replicas: facts.replicas,
     })
+}
+
+/// A job's environment, its secret keys and the env files it read.
+type JobEnv = (
+    BTreeMap<String, String>,
+    std::collections::BTreeSet<String>,
+    Vec<PathBuf>,
+);
+
+/// What a job's environment is built from, lowest first: `[defaults] env_file`,
+/// `[defaults] env`, the job's `env_file`, the job's `env`.
+struct EnvLayers<'a> {
+    src: &'a Source<'a>,
+    base: &'a Path,
+    vars: &'a expand::Vars<'a>,
+    defaults_files: Vec<PathBuf>,
+    defaults_file_env: Vec<(String, String)>,
+}
+
+impl EnvLayers<'_> {
+    /// One env file; a file that cannot be read is an error at the `env_file` key.
+    fn read(
+        &self,
+        reader: &mut expand::Reader,
+        name: &str,
+        key: Range<usize>,
+    ) -> Result<(PathBuf, Vec<(String, String)>), ConfigError> {
+        expand::read_env_file(reader, self.base, name, self.vars).map_err(|e| match e {
+            ConfigError::Read { path, message } => self
+                .src
+                .error(Some(key), format!("env file {}: {message}", path.display())),
+            other => other,
+        })
+    }
+
+    fn job_env(
+        &self,
+        reader: &mut expand::Reader,
+        defaults: &RawJob,
+        job: &RawJob,
+        name: &str,
+        facts: &expand::Facts,
+    ) -> Result<JobEnv, ConfigError> {
+        let mut env = BTreeMap::new();
+        let mut secret = std::collections::BTreeSet::new();
+        let mut files = self.defaults_files.clone();
+        for (k, v) in &self.defaults_file_env {
+            env.insert(k.clone(), v.clone());
+            secret.insert(k.clone());
+        }
+        let mut set = |env: &mut BTreeMap<String, String>, k: &String, v: &String, hidden| {
+            env.insert(k.clone(), v.clone());
+            if hidden {
+                secret.insert(k.clone());
+            } else {
+                secret.remove(k);
+            }
+        };
+        for (k, v) in defaults.env.iter().flatten() {
+            let hidden = facts.tainted_env.contains(&(None, k.clone()));
+            set(&mut env, k, v, hidden);
+        }
+        if let Some(list) = &job.env_file {
+            for file in &list.get_ref().0 {
+                let (path, entries) = self.read(reader, file, list.span())?;
+                files.push(path);
+                for (k, v) in &entries {
+                    set(&mut env, k, v, true);
+                }
+            }
+        }
+        for (k, v) in job.env.iter().flatten() {
+            let hidden = facts
+                .tainted_env
+                .contains(&(Some(name.to_owned()), k.clone()));
+            set(&mut env, k, v, hidden);
+        }
+        Ok((env, secret, files))
+    }
 }
 
 fn resolve(
@@ -717,6 +894,9 @@ fn resolve(
         log_timestamps: raw.log_timestamps.unwrap_or(false),
         log_max_bytes: raw.log_max_bytes.map_or(50 << 20, |s| s.0),
         log_backups: raw.log_backups.map_or(5, |b| b.0),
+        secret_env: Default::default(),
+        env_files: Vec::new(),
+        replica_of: None,
     })
 }
 
@@ -763,15 +943,52 @@ impl Config {
             .next()
             .ok_or_else(|| invalid("no job keys".into()))?;
         let span = raw.span();
-        resolve(
+        let raw = raw.into_inner();
+        if raw.env_file.is_some() || raw.replicas.is_some() {
+            return Err(invalid(
+                "`env_file` and `replicas` are read from the job file only; send `env` instead"
+                    .into(),
+            ));
+        }
+        let mut spec = resolve(
             &src,
             &key,
             Some(span),
-            raw.into_inner().over(&self.defaults),
+            raw.over(&self.defaults),
             base,
             &self.log_dir,
         )
-        .map_err(|e| AddError::Key(e.reason().to_owned()))
+        .map_err(|e| AddError::Key(e.reason().to_owned()))?;
+        let from_files: BTreeMap<&String, &String> =
+            self.defaults_file_env.iter().map(|(k, v)| (k, v)).collect();
+        for (k, v) in from_files {
+            if !spec.env.contains_key(k) {
+                spec.env.insert(k.clone(), v.clone());
+                spec.secret_env.insert(k.clone());
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The replicas of `name` (a job with `replicas` in the file) when there are `count`
+    /// of them: the file parsed again with that count, from the text and env files read at
+    /// load (no disk). `None` when `name` has no `replicas`.
+    pub fn scaled(&self, name: &str, count: u32) -> Option<Result<Vec<JobSpec>, ConfigError>> {
+        self.replicas.get(name)?;
+        let env = |k: &str| std::env::var(k).ok();
+        let parsed = parse_with(
+            &self.path,
+            &self.text,
+            &env,
+            expand::Reader::Cached(&self.files),
+            Some((name, count)),
+        );
+        Some(parsed.map(|c| {
+            c.jobs
+                .into_iter()
+                .filter(|j| j.replica_of.as_deref() == Some(name))
+                .collect()
+        }))
     }
 }
 
@@ -796,6 +1013,201 @@ mod tests {
             } => (line, column, message),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Parse with a fixed environment and env files given as (name beside the job
+    /// file, text).
+    fn parse_env(
+        text: &str,
+        env: &[(&str, &str)],
+        files: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let files: Files = files
+            .iter()
+            .map(|(n, t)| (Path::new("/srv/jobs").join(n), Some(t.to_string())))
+            .collect();
+        let lookup = |k: &str| env.get(k).cloned();
+        parse_with(
+            Path::new("/srv/jobs/supervisord.toml"),
+            text,
+            &lookup,
+            expand::Reader::Cached(&files),
+            None,
+        )
+    }
+
+    fn env_of<'a>(c: &'a Config, job: &str) -> Vec<(&'a str, &'a str, bool)> {
+        let j = c.jobs.iter().find(|j| j.name == job).expect("job");
+        j.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str(), j.secret_env.contains(k)))
+            .collect()
+    }
+
+    #[test]
+    fn env_files_layer_in_order_and_are_secret() {
+        let c = parse_env(
+            r#"
+[defaults]
+env_file = [".env", "?missing.env"]
+env = { B = "defaults-env" }
+[job.a]
+command = ["x"]
+env_file = "?local.env"
+env = { D = "job-env" }
+[job.b]
+command = ["x"]
+"#,
+            &[],
+            &[
+                (".env", "A=dotenv\nB=dotenv\nC=dotenv\nD=dotenv\n"),
+                ("local.env", "C=local\nD=local\n"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(
+            env_of(&c, "a"),
+            [
+                ("A", "dotenv", true),
+                ("B", "defaults-env", false),
+                ("C", "local", true),
+                ("D", "job-env", false)
+            ]
+        );
+        assert_eq!(
+            env_of(&c, "b"),
+            [
+                ("A", "dotenv", true),
+                ("B", "defaults-env", false),
+                ("C", "dotenv", true),
+                ("D", "dotenv", true)
+            ]
+        );
+        assert_eq!(
+            c.jobs[0].env_files,
+            [
+                PathBuf::from("/srv/jobs/.env"),
+                "/srv/jobs/missing.env".into(),
+                "/srv/jobs/local.env".into()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_env_file_is_an_error_at_its_key() {
+        let e = parse_env(
+            "[job.a]\ncommand = [\"x\"]\nenv_file = \"nope.env\"\n",
+            &[],
+            &[],
+        )
+        .expect_err("missing");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/srv/jobs/supervisord.toml:3:12: env file /srv/jobs/nope.env"),
+            "{text}"
+        );
+        let e = parse_env(
+            "[job.a]\ncommand = [\"x\"]\nenv_file = \".env\"\n",
+            &[],
+            &[(".env", "A=1\nnot a line\n")],
+        )
+        .expect_err("bad line");
+        assert_eq!(e.position().file, "/srv/jobs/.env");
+        assert_eq!(e.position().line, Some(2));
+    }
+
+    #[test]
+    fn interpolation_in_every_string_with_positions() {
+        let c = parse_env(
+            r#"
+[supervisor]
+env_file = "vars.env"
+log_dir = "${LOGS:-logs}"
+[job.a]
+command = ["./server", "--port", "${PORT:-8000}", "$HOME", "$${X}"]
+cwd = "${APP}"
+env = { URL = "${DB}", PLAIN = "${APP}" }
+"#,
+            &[("APP", "/opt/app"), ("DB", "from-environment")],
+            &[("vars.env", "DB=from-file\n")],
+        )
+        .expect("valid");
+        let a = &c.jobs[0];
+        assert_eq!(a.command, ["./server", "--port", "8000", "$HOME", "${X}"]);
+        assert_eq!(a.cwd, PathBuf::from("/opt/app"));
+        assert_eq!(c.log_dir, PathBuf::from("/srv/jobs/logs"));
+        assert_eq!(
+            env_of(&c, "a"),
+            [("PLAIN", "/opt/app", false), ("URL", "from-file", true)],
+            "a value taken from [supervisor] env_file is secret"
+        );
+        let e = parse_env(
+            "[job.a]\ncommand = [\"x\"]\nenv = { U = \"${DATABASE_URL:?set DATABASE_URL in .env}\" }\n",
+            &[],
+            &[],
+        )
+        .expect_err("unset");
+        assert_eq!(
+            e.to_string(),
+            "/srv/jobs/supervisord.toml:3:14: DATABASE_URL: set DATABASE_URL in .env"
+        );
+        let (line, col, msg) = match parse_env("[job.a]\ncommand = \"run ${NOPE}\"\n", &[], &[]) {
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            }) => (line, column, message),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((line, col), (2, 16));
+        assert!(msg.contains("NOPE is not set"), "{msg}");
+    }
+
+    #[test]
+    fn replicas_are_jobs_in_a_group() {
+        let c = parse_env(
+            r#"
+[job.web]
+command = ["./server", "--port", "${PORT_BASE:-800}${REPLICA}"]
+replicas = 3
+[job.other]
+command = ["x"]
+"#,
+            &[],
+            &[],
+        )
+        .expect("valid");
+        let names: Vec<_> = c.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["web-0", "web-1", "web-2", "other"]);
+        let w2 = &c.jobs[2];
+        assert_eq!(w2.group, "web");
+        assert_eq!(w2.command[2], "8002");
+        assert_eq!(
+            w2.env.get("SUPERVISOR_REPLICA").map(String::as_str),
+            Some("2")
+        );
+        assert_eq!(w2.replica_of.as_deref(), Some("web"));
+        assert_eq!(c.replicas.get("web"), Some(&3));
+        let more = c.scaled("web", 5).expect("has replicas").expect("valid");
+        assert_eq!(more.len(), 5);
+        assert_eq!(more[4].command[2], "8004");
+        assert!(c.scaled("other", 2).is_none());
+        let (_, _, msg) = err("[job.a]\ncommand = [\"x\"]\nreplicas = -1\n");
+        assert!(msg.contains("replicas must be"), "{msg}");
+        let (_, _, msg) = err("[job.a]\ncommand = [\"${REPLICA}\"]\n");
+        assert!(msg.contains("REPLICA is not set"), "{msg}");
+        let c = parse_env(
+            "[job.w]\ncommand = [\"x\"]\nreplicas = 2\ngroup = \"g\"\n",
+            &[],
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(c.jobs[1].group, "g");
     }
 
     #[test]

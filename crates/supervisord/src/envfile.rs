@@ -68,14 +68,15 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, EnvFileError> {
         let Some(eq) = line.find('=') else {
             return Err(fail(
                 indent + 1,
-                format!("expected KEY=VALUE, found {:?}", line.trim_end()),
+                // Never the line itself: it may hold a secret.
+                "expected KEY=VALUE".to_owned(),
             ));
         };
         let key = line[..eq].trim_end();
         if !valid_key(key) {
             return Err(fail(
                 indent + 1,
-                format!("{key:?} is not a variable name (letters, digits, `_`, `.`, not starting with a digit)"),
+                "the name before `=` is not a variable name (letters, digits, `_`, `.`, not starting with a digit)".to_owned(),
             ));
         }
         let value_col = indent + line[..=eq].chars().count() + 1;
@@ -89,7 +90,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, EnvFileError> {
                         if !(after.is_empty() || after.starts_with('#')) {
                             return Err(fail(
                                 value_col,
-                                format!("unexpected {after:?} after the closing quote"),
+                                "unexpected text after the closing quote".to_owned(),
                             ));
                         }
                         body.truncate(end);

@@ -378,8 +378,15 @@ fn print_job(out: &mut String, j: &JobSpec) {
     let _ = writeln!(out, "  stop_timeout    {}", human(j.stop_timeout));
     let _ = writeln!(out, "  kill_group      {}", j.kill_group);
     let _ = writeln!(out, "  cwd             {}", j.cwd.display());
+    for file in &j.env_files {
+        let _ = writeln!(out, "  env_file        {}", file.display());
+    }
     for (k, v) in &j.env {
-        let _ = writeln!(out, "  env             {k}={v}");
+        if j.secret_env.contains(k) {
+            let _ = writeln!(out, "  env             {k}=****** (from an env file)");
+        } else {
+            let _ = writeln!(out, "  env             {k}={v}");
+        }
     }
     let _ = writeln!(out, "  stdout          {}", j.stdout);
     let _ = writeln!(out, "  stderr          {}", j.stderr);
