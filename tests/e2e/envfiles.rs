@@ -138,3 +138,79 @@ command = ["sleep", "30"]
     assert_eq!(environ(after)["LEVEL"], "2");
     assert_eq!(d.job("other").pid, Some(other));
 }
+
+#[test]
+fn replicas_scale_up_and_down_and_reload_goes_back_to_the_file() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.web]
+command = ["sleep", "3${REPLICA}"]
+replicas = 2
+stop_signal = "KILL"
+"#,
+    ));
+    let w1 = running(&d, "web-1");
+    running(&d, "web-0");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{w1}/cmdline")).expect("cmdline"),
+        "sleep\u{0}31\u{0}",
+        "${{REPLICA}} in the command"
+    );
+    let env = environ(w1);
+    assert_eq!(env["SUPERVISOR_REPLICA"], "1");
+    assert_eq!(env["SUPERVISOR_GROUP"], "web");
+    assert_eq!(env["SUPERVISOR_JOB"], "web-1");
+
+    let out = d.ctl_ok(&["scale", "web", "4"]);
+    assert!(out.contains("web-3"), "{out}");
+    running(&d, "web-2");
+    let w3 = running(&d, "web-3");
+    assert_eq!(environ(w3)["SUPERVISOR_REPLICA"], "3");
+    let names: Vec<String> = d.jobs().into_iter().map(|j| j.name).collect();
+    assert_eq!(names, ["web-0", "web-1", "web-2", "web-3"]);
+
+    // Down to one: the highest index stops first.
+    let mut events = d.conn();
+    let snapshot = events.call("subscribe", Value::Null);
+    assert!(snapshot.get("error").is_none(), "{snapshot}");
+    d.ctl_ok(&["scale", "web", "1"]);
+    let mut stopping = Vec::new();
+    while stopping.len() < 3 {
+        let Some(note) = events.recv() else {
+            panic!("no event; stopping so far {stopping:?}")
+        };
+        if note["method"] == "event" && note["params"]["to"] == "stopping" {
+            stopping.push(note["params"]["name"].as_str().unwrap_or("?").to_owned());
+        }
+    }
+    assert_eq!(stopping, ["web-3", "web-2", "web-1"]);
+    wait_until("the extra replicas to be forgotten", DEADLINE, || {
+        (d.jobs().len() == 1).then_some(())
+    });
+    assert_eq!(d.job("web-0").state.as_str(), "running");
+
+    // reload: back to the file's two.
+    let r = d.ok("reload", Value::Null);
+    assert_eq!(r["added"], json!(["web-1"]), "{r}");
+    assert_eq!(r["unchanged"], json!(["web-0"]), "{r}");
+    running(&d, "web-1");
+    d.ok("scale", json!({ "name": "web", "replicas": 3 }));
+    running(&d, "web-2");
+    let r = d.ok("reload", Value::Null);
+    assert_eq!(r["removed"], json!(["web-2"]), "{r}");
+    assert_eq!(r["unchanged"], json!(["web-0", "web-1"]), "{r}");
+
+    // Only a job with `replicas` scales.
+    let e = d.rpc("scale", json!({ "name": "web-0", "replicas": 2 }));
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("has no `replicas`")),
+        "{e}"
+    );
+    let e = d.rpc("scale", json!({ "name": "ghost", "replicas": 2 }));
+    assert_eq!(e["error"]["code"], 1001, "{e}");
+    let e = d.rpc("scale", json!({ "name": "web", "replicas": 5000 }));
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+}

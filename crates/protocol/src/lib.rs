@@ -27,8 +27,8 @@ pub use envelope::{
 };
 pub use job::{describe_exit, signal_name, Cause, Event, Job, JobState, LogData, Stream};
 pub use request::{
-    AddParams, KillParams, LogsParams, NamesParams, Request, Selection, ShutdownParams,
-    TerminateParams, WaitParams,
+    AddParams, KillParams, LogsParams, NamesParams, Request, ScaleParams, Selection,
+    ShutdownParams, TerminateParams, WaitParams,
 };
 pub use result::{note, JobList, Lagged, LogsResult, PingResult, ReloadResult, ShutdownResult};
 pub use signal::{Signal, UnknownSignal};

@@ -112,6 +112,15 @@ pub struct AddParams {
     pub job: Value,
 }
 
+/// Params of `scale`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleParams {
+    /// The job with `replicas` in the job file (`web`, not `web-0`).
+    pub name: String,
+    /// How many replicas to run from now on.
+    pub replicas: u32,
+}
+
 /// Params of `remove` (and any request that takes only names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamesParams {
@@ -152,6 +161,8 @@ pub enum Request {
     Add(AddParams),
     /// `remove`
     Remove(NamesParams),
+    /// `scale`
+    Scale(ScaleParams),
     /// `reload`
     Reload,
     /// `shutdown`
@@ -175,6 +186,7 @@ impl Request {
             Request::Subscribe => "subscribe",
             Request::Add(_) => "add",
             Request::Remove(_) => "remove",
+            Request::Scale(_) => "scale",
             Request::Reload => "reload",
             Request::Shutdown(_) => "shutdown",
         }
@@ -194,6 +206,7 @@ impl Request {
             Request::Logs(p) => to(p),
             Request::Add(p) => to(p),
             Request::Remove(p) => to(p),
+            Request::Scale(p) => to(p),
             Request::Shutdown(p) => to(p),
         }
     }
@@ -302,6 +315,7 @@ impl Request {
             )?),
             "add" => Request::Add(parse(method, params, &["name", "job"])?),
             "remove" => Request::Remove(parse(method, params, &["names"])?),
+            "scale" => Request::Scale(parse(method, params, &["name", "replicas"])?),
             "shutdown" => Request::Shutdown(parse(method, params, &["drain"])?),
             other => {
                 return Err(RpcError::new(
@@ -387,6 +401,10 @@ mod tests {
         }));
         round_trip(Request::Remove(NamesParams {
             names: vec!["a".into()],
+        }));
+        round_trip(Request::Scale(ScaleParams {
+            name: "web".into(),
+            replicas: 3,
         }));
         round_trip(Request::Shutdown(ShutdownParams { drain: Some(true) }));
     }

@@ -19,8 +19,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError, Reply};
 use protocol::{
     AddParams, Event, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult, NamesParams,
-    PingResult, ReloadResult, Request, Selection, ShutdownParams, Signal, Stream, TerminateParams,
-    WaitParams,
+    PingResult, ReloadResult, Request, ScaleParams, Selection, ShutdownParams, Signal, Stream,
+    TerminateParams, WaitParams,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -199,6 +199,14 @@ enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Run N replicas of a job with `replicas` in the job file: new ones start, the
+    /// highest-numbered stop first (reload goes back to the file's count)
+    Scale {
+        /// The job as written in the job file (`web` for web-0, web-1, ...)
+        name: String,
+        /// How many replicas to run
+        replicas: u32,
+    },
     /// Re-read the job file: start added jobs, stop removed ones, restart changed ones
     Reload,
     /// Stop every job and end supervisord
@@ -351,6 +359,11 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         Cmd::Terminate { no_wait, .. } => print_terminated(&reply, no_wait),
         Cmd::Kill { signal, .. } => print_killed(&reply, signal),
         Cmd::Remove { .. } => print_removed(&reply),
+        Cmd::Scale { .. } => {
+            let list: JobList = reply.decode()?;
+            print!("{}", render::table(&list.jobs, out.colour));
+            Ok(())
+        }
         Cmd::Reload => print_reload(&reply),
         Cmd::Ping => print_ping(&reply, socket),
         Cmd::Completions { .. } | Cmd::Man { .. } => Ok(()),
@@ -437,6 +450,10 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
         }),
         Cmd::Remove { names } => Request::Remove(NamesParams {
             names: names.clone(),
+        }),
+        Cmd::Scale { name, replicas } => Request::Scale(ScaleParams {
+            name: name.clone(),
+            replicas: *replicas,
         }),
         Cmd::Reload => Request::Reload,
         Cmd::Shutdown { drain, .. } => Request::Shutdown(ShutdownParams {

@@ -11,7 +11,7 @@ use super::{encode, Entry, Origin, Phase, Supervisor};
 use crate::lifecycle::Input;
 use protocol::{
     AddParams, JobList, JobState, KillParams, LogsParams, NamesParams, PingResult, Request,
-    RpcError, Selection, ShutdownParams, ShutdownResult, TerminateParams, WaitParams,
+    RpcError, ScaleParams, Selection, ShutdownParams, ShutdownResult, TerminateParams, WaitParams,
 };
 use std::collections::HashSet;
 
@@ -36,6 +36,8 @@ pub enum Call {
     Add(AddParams),
     /// `remove`
     Remove(NamesParams),
+    /// `scale`
+    Scale(ScaleParams),
     /// `shutdown`
     Shutdown(ShutdownParams),
 }
@@ -65,6 +67,7 @@ impl From<Request> for Route {
             Request::Wait(p) => Route::Call(Call::Wait(p)),
             Request::Add(p) => Route::Call(Call::Add(p)),
             Request::Remove(p) => Route::Call(Call::Remove(p)),
+            Request::Scale(p) => Route::Call(Call::Scale(p)),
             Request::Shutdown(p) => Route::Call(Call::Shutdown(p)),
             Request::Subscribe => Route::Subscribe,
             Request::Logs(p) => Route::Logs(p),
@@ -76,7 +79,10 @@ impl From<Request> for Route {
 impl Call {
     /// Whether the request starts work, which is refused (1004) once shutdown began.
     fn starts_work(&self) -> bool {
-        matches!(self, Call::Start(_) | Call::Restart(_) | Call::Add(_))
+        matches!(
+            self,
+            Call::Start(_) | Call::Restart(_) | Call::Add(_) | Call::Scale(_)
+        )
     }
 }
 
@@ -109,6 +115,7 @@ impl Supervisor {
             Call::Wait(p) => self.wait(&p),
             Call::Add(p) => self.add(p),
             Call::Remove(p) => self.remove(p),
+            Call::Scale(p) => self.scale(&p),
             Call::Shutdown(p) => Ok(self.shutdown(&p)),
         };
         outcome.unwrap_or_else(|e| Outcome::Now(Err(e)))
@@ -216,6 +223,80 @@ impl Supervisor {
             self.stop(n, None);
         }
         Ok(Outcome::Later(Pending::each(marks)))
+    }
+
+    /// Run `p.replicas` replicas of a job with `replicas` in the file: the missing ones
+    /// are added (and started if `autostart`), the extra ones stopped, highest index
+    /// first, and forgotten once stopped. Answers at once with every replica.
+    fn scale(&mut self, p: &ScaleParams) -> Result<Outcome, RpcError> {
+        const MAX: u32 = 1000;
+        if p.replicas > MAX {
+            return Err(RpcError::invalid_params(format!(
+                "replicas must be at most {MAX}"
+            )));
+        }
+        let specs = match self.config.scaled(&p.name, p.replicas) {
+            Some(Ok(specs)) => specs,
+            Some(Err(e)) => return Err(e.to_rpc()),
+            None if self.jobs.contains_key(&p.name) => {
+                return Err(RpcError::invalid_job(
+                    &p.name,
+                    format!(
+                        "job {:?} has no `replicas` in the job file, so it cannot be scaled",
+                        p.name
+                    ),
+                ))
+            }
+            None => return Err(RpcError::no_such_job(vec![p.name.clone()])),
+        };
+        let index = |name: &str| {
+            name.strip_prefix(p.name.as_str())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|i| i.parse::<u32>().ok())
+        };
+        let mut extra: Vec<(u32, String)> = self
+            .jobs
+            .values()
+            .filter(|e| e.spec.replica_of.as_deref() == Some(p.name.as_str()))
+            .filter_map(|e| index(&e.spec.name).map(|i| (i, e.spec.name.clone())))
+            .filter(|(i, _)| *i >= p.replicas)
+            .collect();
+        extra.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (_, name) in &extra {
+            if let Some(e) = self.jobs.get_mut(name) {
+                e.removing = true;
+            }
+            self.stop(name, None);
+        }
+        // New replicas go after the set's last one, in index order.
+        let mut at = self
+            .jobs
+            .values()
+            .rposition(|e| e.spec.replica_of.as_deref() == Some(p.name.as_str()))
+            .map_or(self.jobs.len(), |i| i + 1);
+        let mut names: Vec<String> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let name = spec.name.clone();
+            names.push(name.clone());
+            if let Some(e) = self.jobs.get_mut(&name) {
+                // Kept: a replica that an earlier scale-down is stopping stays.
+                e.removing = false;
+                continue;
+            }
+            let autostart = spec.autostart;
+            self.jobs.shift_insert(
+                at.min(self.jobs.len()),
+                name.clone(),
+                Entry::new(spec, Origin::File),
+            );
+            at += 1;
+            tracing::info!(job = %name, "replica added");
+            if autostart {
+                self.feed(&name, Input::Start);
+            }
+        }
+        names.extend(extra.into_iter().rev().map(|(_, n)| n));
+        Ok(jobs(self.jobs_named(&names)))
     }
 
     fn shutdown(&mut self, p: &ShutdownParams) -> Outcome {
