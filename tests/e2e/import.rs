@@ -78,3 +78,34 @@ fn import_of_a_missing_file_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/supervisord.conf"), "{stderr}");
 }
+
+/// A Procfile with a `.env` beside it imports to a job file that runs like foreman: each
+/// line a job, the `.env` read, `PORT` given, output on supervisord's stdout as `name | `.
+#[test]
+fn a_procfile_imports_and_runs_like_foreman() {
+    let d = Daemon::prepare("");
+    let procfile = d.dir.path().join("Procfile");
+    std::fs::write(
+        &procfile,
+        "# the app\nweb: echo \"web on $PORT says ${GREETING}\"; exec sleep 60\n\
+         worker: echo \"worker on $PORT\"; exec sleep 60\n",
+    )
+    .expect("write Procfile");
+    std::fs::write(d.dir.path().join(".env"), "GREETING=hello from .env\n").expect(".env");
+    let out = Command::new(bin("supervisord"))
+        .arg("import")
+        .arg(&procfile)
+        .output()
+        .expect("run import");
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let toml = String::from_utf8_lossy(&out.stdout);
+    assert!(toml.contains("env_file = \".env\""), "{toml}");
+    std::fs::write(&d.config, toml.as_bytes()).expect("write job file");
+    let d = d.launch(&[]);
+    for line in ["web | web on 5000 says hello from .env", "worker | worker on 5100"] {
+        crate::support::wait_until(line, crate::support::DEADLINE, || {
+            d.stdout().contains(line).then_some(())
+        });
+    }
+}

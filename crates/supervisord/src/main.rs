@@ -72,11 +72,12 @@ struct Args {
 /// One-shot tools: they print to stdout and exit.
 #[derive(Debug, Subcommand)]
 enum Tool {
-    /// Convert a Supervisor INI file ([program:x] sections) to a job file on stdout; what
-    /// could not be mapped is listed on stderr
+    /// Convert a Supervisor INI file ([program:x] sections) or a Procfile (foreman,
+    /// honcho, overmind; the .env beside it is read) to a job file on stdout; what could
+    /// not be mapped is listed on stderr
     Import {
-        /// supervisord.conf, or a conf.d/*.conf file
-        #[arg(value_name = "SUPERVISOR_CONF")]
+        /// supervisord.conf, a conf.d/*.conf file, or a Procfile
+        #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -233,7 +234,13 @@ fn import(file: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match import(&text, &Expansions::for_file(file)) {
+    let imported = if supervisord::import::procfile::looks_like(&text) {
+        let dotenv = file.with_file_name(".env").is_file();
+        supervisord::import::procfile::import(&text, dotenv)
+    } else {
+        import(&text, &Expansions::for_file(file))
+    };
+    match imported {
         Ok(imported) => {
             print!("{}", imported.toml);
             for n in &imported.notes {
@@ -242,7 +249,7 @@ fn import(file: &Path) -> ExitCode {
                     l => eprintln!("{}:{l}: {}", file.display(), n.message),
                 }
             }
-            if imported.jobs == 0 {
+            if imported.jobs == 0 && !supervisord::import::procfile::looks_like(&text) {
                 eprintln!(
                     "{}: no [program:x] sections: the job file has no jobs",
                     file.display()

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 mod ini;
+pub mod procfile;
 
 use ini::{boolean, byte_size, environment, expand, parse_ini, Section};
 
@@ -116,7 +117,14 @@ impl Expansions {
     }
 }
 
+/// A TOML string for a job-file value. Every string value of a job file is interpolated,
+/// so `$` is written `$$`: `${X}` in a Supervisor command stays for the shell.
 fn quote(s: &str) -> String {
+    toml_string(&s.replace('$', "$$"))
+}
+
+/// A TOML string, as is (keys are not interpolated).
+fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
@@ -128,7 +136,7 @@ fn key(s: &str) -> String {
     {
         s.to_owned()
     } else {
-        quote(s)
+        toml_string(s)
     }
 }
 
