@@ -31,9 +31,11 @@ fn imported_sample_passes_check() {
         }
         let toml = dir.path().join(format!("{file}.toml"));
         std::fs::write(&toml, &out.stdout).expect("write job file");
+        // %(ENV_APP_ROOT)s became ${APP_ROOT}: supervisord needs it when it loads the file.
         let check = Command::new(bin("supervisord"))
             .arg("--check")
             .arg(&toml)
+            .env("APP_ROOT", "/var/www/shop")
             .output()
             .expect("run --check");
         let text = String::from_utf8_lossy(&check.stdout);
@@ -98,12 +100,19 @@ fn a_procfile_imports_and_runs_like_foreman() {
         .output()
         .expect("run import");
     assert!(out.status.success(), "{out:?}");
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let toml = String::from_utf8_lossy(&out.stdout);
     assert!(toml.contains("env_file = \".env\""), "{toml}");
     std::fs::write(&d.config, toml.as_bytes()).expect("write job file");
     let d = d.launch(&[]);
-    for line in ["web | web on 5000 says hello from .env", "worker | worker on 5100"] {
+    for line in [
+        "web | web on 5000 says hello from .env",
+        "worker | worker on 5100",
+    ] {
         crate::support::wait_until(line, crate::support::DEADLINE, || {
             d.stdout().contains(line).then_some(())
         });

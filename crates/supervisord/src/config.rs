@@ -657,6 +657,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// [`parse`] with `${VAR}` looked up in `env` instead of supervisord's environment.
+pub fn parse_in_env(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut files = Files::new();
+    let mut config = parse_with(path, text, env, expand::Reader::Disk(&mut files), None)?;
+    config.files = files;
+    Ok(config)
+}
+
 /// [`parse`] with the environment, the env-file reader and a replica count override
 /// given.
 fn parse_with(

@@ -28,31 +28,32 @@ impl Section {
     }
 }
 
-/// Split an INI file into sections, like Python's `configparser` with Supervisor's
-/// settings (inline comments `;`/`#` after whitespace; later keys win).
+/// Split an INI file into sections, like Python 3's `configparser` with Supervisor's
+/// settings: inline comments `;`/`#` after whitespace; a line is a continuation of the
+/// key above only when it is indented deeper than that key's line (so equally indented
+/// `key=value` lines are keys of their own); blank lines do not end a value; a key given
+/// again replaces the earlier value (`strict=False`).
 pub(super) fn parse_ini(text: &str) -> Result<Vec<Section>, ImportError> {
     let mut sections: Vec<Section> = Vec::new();
     let mut last_key: Option<(usize, usize)> = None; // (section, key) a continuation extends
+    let mut key_indent = usize::MAX; // the indentation of that key's line
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
-            if trimmed.is_empty() {
-                last_key = None;
-            }
             continue;
         }
+        let indent = raw.len() - raw.trim_start().len();
         let content = strip_inline_comment(raw);
-        if raw.starts_with([' ', '\t']) {
-            if let Some((s, k)) = last_key {
-                let v = &mut sections[s].keys[k].1.text;
-                if !v.is_empty() {
-                    v.push('\n');
-                }
-                v.push_str(content.trim());
-                continue;
+        if let Some((s, k)) = last_key.filter(|_| indent > key_indent) {
+            let v = &mut sections[s].keys[k].1.text;
+            if !v.is_empty() {
+                v.push('\n');
             }
+            v.push_str(content.trim());
+            continue;
         }
+        key_indent = indent;
         let content = content.trim();
         if let Some(rest) = content.strip_prefix('[') {
             let Some(name) = rest.strip_suffix(']') else {
@@ -82,9 +83,22 @@ pub(super) fn parse_ini(text: &str) -> Result<Vec<Section>, ImportError> {
             });
         };
         let key = content[..at].trim().to_ascii_lowercase();
-        let text = content[at + 1..].trim().to_owned();
-        sections[s].keys.push((key, Value { text, line }));
-        last_key = Some((s, sections[s].keys.len() - 1));
+        let value = Value {
+            text: content[at + 1..].trim().to_owned(),
+            line,
+        };
+        let keys = &mut sections[s].keys;
+        let k = match keys.iter().position(|(k, _)| *k == key) {
+            Some(k) => {
+                keys[k].1 = value;
+                k
+            }
+            None => {
+                keys.push((key, value));
+                keys.len() - 1
+            }
+        };
+        last_key = Some((s, k));
     }
     Ok(sections)
 }
@@ -134,6 +148,14 @@ pub(super) fn expand(s: &str, vars: &HashMap<String, String>, unknown: &mut Vec<
         };
         match vars.get(name) {
             Some(v) => out.push_str(&format_value(v, flags, kind)),
+            // Written for supervisord to expand when it loads the job file, from its own
+            // environment, as Supervisor did when it started.
+            None if vars.contains_key(ENV_LATER) && name.starts_with("ENV_") => {
+                out.push_str(&env_reference(&name["ENV_".len()..]));
+                if !vars.contains_key(&format!("{ENV_LATER}{name}")) {
+                    unknown.push(name.to_owned());
+                }
+            }
             None => {
                 unknown.push(name.to_owned());
                 out.push_str(&tail[..len]);
@@ -143,6 +165,17 @@ pub(super) fn expand(s: &str, vars: &HashMap<String, String>, unknown: &mut Vec<
     }
     out.push_str(rest);
     out
+}
+
+/// In an expansion table: `%(ENV_X)s` becomes a reference to `${X}` (see
+/// [`env_reference`]) instead of a value; `ENV_LATER` + `ENV_X` marks the X that are set
+/// at import time.
+pub(super) const ENV_LATER: &str = "\u{0}env-later:";
+
+/// A `${NAME}` to write into the job file, in markers that survive quoting (which writes
+/// every other `$` as `$$`); [`super::quote`] turns them into `${NAME}`.
+pub(super) fn env_reference(name: &str) -> String {
+    format!("\u{1}{name}\u{2}")
 }
 
 /// `%02d` and friends, for the numbers Supervisor formats (`process_num`).
@@ -266,6 +299,47 @@ mod tests {
             ]
         );
         assert!(environment("A=\"open").is_err());
+    }
+
+    fn keys(text: &str) -> Vec<(String, String, usize)> {
+        parse_ini(text).expect("parses")[0]
+            .keys
+            .iter()
+            .map(|(k, v)| (k.clone(), v.text.clone(), v.line))
+            .collect()
+    }
+
+    fn kv(list: &[(&str, &str, usize)]) -> Vec<(String, String, usize)> {
+        list.iter()
+            .map(|(k, v, l)| (k.to_string(), v.to_string(), *l))
+            .collect()
+    }
+
+    /// Python 3's configparser: a line continues the key above only when it is indented
+    /// deeper than that key's line.
+    #[test]
+    fn equally_indented_keys_are_keys_and_deeper_lines_continue() {
+        assert_eq!(
+            keys("[program:a]\n  command=run\n  directory=/srv\n  user=app\n"),
+            kv(&[
+                ("command", "run", 2),
+                ("directory", "/srv", 3),
+                ("user", "app", 4)
+            ])
+        );
+        assert_eq!(
+            keys("[program:a]\ncommand=run\n  --flag\n\n  --more\nuser=app\n"),
+            kv(&[("command", "run\n--flag\n--more", 2), ("user", "app", 6)])
+        );
+    }
+
+    /// Supervisor reads with strict=False: a key given again replaces the earlier one.
+    #[test]
+    fn a_repeated_key_keeps_the_later_value() {
+        assert_eq!(
+            keys("[program:a]\ncommand=one\nautostart=true\ncommand=two\n"),
+            kv(&[("command", "two", 4), ("autostart", "true", 3)])
+        );
     }
 
     #[test]

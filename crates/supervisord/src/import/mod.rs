@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 mod ini;
 pub mod procfile;
 
-use ini::{boolean, byte_size, environment, expand, parse_ini, Section};
+use ini::{boolean, byte_size, environment, expand, parse_ini, Section, ENV_LATER};
 
 /// Something in the input that was not carried over as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +120,11 @@ impl Expansions {
 /// A TOML string for a job-file value. Every string value of a job file is interpolated,
 /// so `$` is written `$$`: `${X}` in a Supervisor command stays for the shell.
 fn quote(s: &str) -> String {
-    toml_string(&s.replace('$', "$$"))
+    toml_string(
+        &s.replace('$', "$$")
+            .replace('\u{1}', "${")
+            .replace('\u{2}', "}"),
+    )
 }
 
 /// A TOML string, as is (keys are not interpolated).
@@ -225,13 +229,24 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
     let mut jobs: Vec<JobOut> = Vec::new();
     let mut order = 0;
     let mut priorities = false;
+    let mut no_directory = false;
+    // `[supervisord] directory`: where Supervisor ran programs without their own.
+    let supervisord_dir: Option<String> = sections
+        .iter()
+        .filter(|s| s.name == "supervisord")
+        .find_map(|s| s.get("directory"))
+        .map(|v| v.text.trim().to_owned());
     for s in &sections {
+        // `%(ENV_X)s` is written `${X}`: supervisord expands it from its environment when
+        // it loads the file, as Supervisor did when it started (not from the shell that
+        // imports). Only values needed now (numprocs, process names) use this shell's.
         let base_vars = || {
             let mut v: HashMap<String, String> = exp
                 .env
-                .iter()
-                .map(|(k, v)| (format!("ENV_{k}"), v.clone()))
+                .keys()
+                .map(|k| (format!("{ENV_LATER}ENV_{k}"), String::new()))
                 .collect();
+            v.insert(ENV_LATER.into(), String::new());
             v.insert("here".into(), exp.here.display().to_string());
             v.insert("host_node_name".into(), exp.host.clone());
             v
@@ -240,8 +255,20 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
         match section.split_once(':').map_or(section, |(kind, _)| kind) {
             "program" => {
                 let program = section["program:".len()..].trim().to_owned();
-                let out =
-                    program_jobs(s, &program, group_of.get(&program), base_vars(), &mut notes);
+                let now: HashMap<String, String> = exp
+                    .env
+                    .iter()
+                    .map(|(k, v)| (format!("ENV_{k}"), v.clone()))
+                    .collect();
+                let out = program_jobs(
+                    s,
+                    &program,
+                    group_of.get(&program),
+                    (base_vars(), now),
+                    supervisord_dir.as_deref(),
+                    &mut notes,
+                )?;
+                no_directory |= s.get("directory").is_none();
                 priorities |= s.get("priority").is_some();
                 for mut j in out {
                     j.order = order;
@@ -261,7 +288,7 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
                             Ok(pairs) => defaults_env.extend(pairs),
                             Err(e) => note(&mut notes, v.line, format!("[supervisord] environment: {e}; not mapped")),
                         },
-                        "nodaemon" | "minfds" | "minprocs" | "pidfile" => {}
+                        "nodaemon" | "minfds" | "minprocs" | "pidfile" | "directory" => {}
                         "logfile" | "logfile_maxbytes" | "logfile_backups" | "loglevel" | "silent" => note(
                             &mut notes,
                             v.line,
@@ -311,6 +338,13 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
                 format!("[{section}]: unknown section, not mapped"),
             ),
         }
+    }
+    if no_directory && supervisord_dir.is_none() {
+        note(
+            &mut notes,
+            0,
+            "directory: programs without one ran in supervisord's own working folder under Supervisor; here they run in the job file's folder (set cwd where it matters)".into(),
+        );
     }
     if priorities {
         note(
@@ -379,10 +413,15 @@ fn inline_table(pairs: &[(String, String)]) -> String {
 
 fn report_unknown(notes: &mut Vec<Note>, line: usize, unknown: &[String]) {
     for u in unknown {
-        notes.push(Note {
-            line,
-            message: format!("%({u})s: unknown expansion, kept as written"),
-        });
+        let message = match u.strip_prefix("ENV_") {
+            Some(name) => format!(
+                "%({u})s: {name} is not set here; written ${{{name}}}, which supervisord expands \
+                 from its environment (or [supervisor] env_file) when it loads the file, and \
+                 refuses the file while {name} is unset, as Supervisor does"
+            ),
+            None => format!("%({u})s: unknown expansion, kept as written"),
+        };
+        notes.push(Note { line, message });
     }
 }
 
@@ -391,11 +430,44 @@ fn program_jobs(
     s: &Section,
     program: &str,
     group: Option<&String>,
-    mut vars: HashMap<String, String>,
+    (mut vars, env_now): (HashMap<String, String>, HashMap<String, String>),
+    supervisord_dir: Option<&str>,
     notes: &mut Vec<Note>,
-) -> Vec<JobOut> {
+) -> Result<Vec<JobOut>, ImportError> {
+    vars.insert("program_name".into(), program.to_owned());
+    vars.insert(
+        "group_name".into(),
+        group.cloned().unwrap_or_else(|| program.to_owned()),
+    );
+    // Values needed to name and count the jobs are expanded now, from this environment
+    // (Supervisor expands them before it reads them); an unset %(ENV_X)s is an error, as
+    // it is for Supervisor.
+    let mut now_vars = vars.clone();
+    now_vars.remove(ENV_LATER);
+    now_vars.extend(env_now);
+    let now = |key: &str| -> Result<Option<ini::Value>, ImportError> {
+        let Some(v) = s.get(key) else { return Ok(None) };
+        let mut unknown = Vec::new();
+        let text = expand(&v.text, &now_vars, &mut unknown);
+        if let Some(u) = unknown.first() {
+            return Err(ImportError {
+                line: v.line,
+                message: format!(
+                    "[program:{program}] {key}: %({u})s cannot be expanded (is {} set?); Supervisor refuses such a file too",
+                    u.strip_prefix("ENV_").unwrap_or(u)
+                ),
+            });
+        }
+        Ok(Some(ini::Value { text, line: v.line }))
+    };
+    let numprocs_v = now("numprocs")?;
+    let start_v = now("numprocs_start")?;
+    let priority_v = now("priority")?;
     let at = |k: &str| s.get(k);
-    let numprocs: u32 = match at("numprocs").map(|v| (v, v.text.parse::<u32>())) {
+    let numprocs: u32 = match numprocs_v
+        .as_ref()
+        .map(|v| (v, v.text.trim().parse::<u32>()))
+    {
         None => 1,
         Some((_, Ok(n))) if n >= 1 => n,
         Some((v, _)) => {
@@ -409,11 +481,11 @@ fn program_jobs(
             1
         }
     };
-    let start: u32 = at("numprocs_start")
-        .and_then(|v| v.text.parse().ok())
+    let start: u32 = start_v
+        .and_then(|v| v.text.trim().parse().ok())
         .unwrap_or(0);
-    let priority: i64 = at("priority")
-        .and_then(|v| v.text.parse().ok())
+    let priority: i64 = priority_v
+        .and_then(|v| v.text.trim().parse().ok())
         .unwrap_or(999);
     let process_name = match at("process_name") {
         Some(v) if numprocs == 1 || v.text.contains("%(process_num)") => v.text.clone(),
@@ -427,11 +499,6 @@ fn program_jobs(
         None if numprocs > 1 => "%(program_name)s_%(process_num)02d".into(),
         None => "%(program_name)s".into(),
     };
-    vars.insert("program_name".into(), program.to_owned());
-    vars.insert(
-        "group_name".into(),
-        group.cloned().unwrap_or_else(|| program.to_owned()),
-    );
 
     // One job per process; notes are taken from the first, as every process has the
     // same keys.
@@ -441,7 +508,8 @@ fn program_jobs(
         let first = n == start;
         let mut unknown_at: Vec<(usize, Vec<String>)> = Vec::new();
         let mut unknown_name = Vec::new();
-        let name_raw = expand(&process_name, &vars, &mut unknown_name);
+        now_vars.insert("process_num".into(), n.to_string());
+        let name_raw = expand(&process_name, &now_vars, &mut unknown_name);
         if !unknown_name.is_empty() {
             unknown_at.push((at("process_name").map_or(s.line, |v| v.line), unknown_name));
         }
@@ -491,12 +559,31 @@ fn program_jobs(
             // Supervisor's default is `unexpected`; supervisord's is `never`.
             lines.push(("restart".into(), quote("on-failure")));
         }
+        // Supervisor's defaults where they differ from supervisord's, written out.
+        if s.get("stdout_logfile_backups").is_none() {
+            lines.push(("log_backups".into(), "10".into()));
+        }
+        if s.get("directory").is_none() {
+            if let Some(dir) = supervisord_dir {
+                lines.push(("cwd".into(), quote(dir)));
+            }
+        }
+        if first
+            && s.get("autorestart").and_then(|v| boolean(&v.text)) == Some(false)
+            && s.get("startretries").is_none_or(|v| v.text.trim() != "0")
+        {
+            let line = s.get("autorestart").map_or(s.line, |v| v.line);
+            msgs.push((line, format!("[program:{program}] autorestart = false: Supervisor still retries a start that ends within startsecs (startretries times); supervisord's restart = \"never\" does not retry (use restart = \"on-failure\" if the job exits non-zero only when it fails)")));
+        }
         // stopasgroup implies killasgroup in Supervisor; either means the whole group.
         let asgroup = ["stopasgroup", "killasgroup"]
             .iter()
             .filter_map(|k| s.get(k).map(|v| (*k, v)))
             .collect::<Vec<_>>();
-        if !asgroup.is_empty() {
+        if asgroup.is_empty() {
+            // Supervisor signals only the program's own process.
+            lines.push(("kill_group".into(), "false".into()));
+        } else {
             let stop = s
                 .get("stopasgroup")
                 .and_then(|v| boolean(&v.text))
@@ -515,6 +602,8 @@ fn program_jobs(
             lines.push(("stderr".into(), quote("stdout")));
         }
         if first {
+            unknown_at.sort();
+            unknown_at.dedup();
             for (line, u) in &unknown_at {
                 report_unknown(notes, *line, u);
             }
@@ -530,7 +619,7 @@ fn program_jobs(
             lines,
         });
     }
-    jobs
+    Ok(jobs)
 }
 
 /// What one key of `[program:x]` becomes: job keys, and notes for what did not carry over.
@@ -618,7 +707,11 @@ fn map_key(s: &Section, program: &str, k: &str, raw: &str, text: &str) -> Mappin
                     m.notes.push(format!("[program:{program}] {k} = syslog: not mapped (captured with `supctl logs` instead)"));
                     quote("log")
                 }
-                "/dev/stdout" | "/dev/stderr" | "/dev/fd/1" | "/dev/fd/2" => quote("inherit"),
+                // supervisord's stdout, lines behind `name | `.
+                "/dev/stdout" | "/dev/fd/1" => quote("inherit"),
+                // supervisord's stderr: the job appends to it as to a file, as under
+                // Supervisor (a socket, as under systemd, cannot be opened this way).
+                "/dev/stderr" | "/dev/fd/2" => quote("/dev/stderr"),
                 // A job file takes a bare word for a keyword, so a relative file gets its './'.
                 t if !t.contains('/') => quote(&format!("./{t}")),
                 t => quote(t),
@@ -637,7 +730,9 @@ fn map_key(s: &Section, program: &str, k: &str, raw: &str, text: &str) -> Mappin
                 let path = s
                     .get("stdout_logfile")
                     .map(|v| v.text.trim().to_ascii_uppercase());
-                if path.is_some_and(|p| !matches!(p.as_str(), "AUTO" | "NONE")) {
+                if path.is_some_and(|p| {
+                    !matches!(p.as_str(), "AUTO" | "NONE") && !p.starts_with("/DEV/")
+                }) {
                     m.notes.push(format!("[program:{program}] {k}: supervisord rotates captured logs (stdout = \"log\") only; a file path is appended to without rotation (use logrotate's copytruncate, or stdout = \"log\")"));
                 }
             }
@@ -899,6 +994,86 @@ stdout_logfile_backups=3
         assert_eq!(a["autostart"].as_bool(), Some(true));
     }
 
+    /// The differences from Python Supervisor 4.3's own reading of the same files.
+    #[test]
+    fn import_means_what_supervisor_means() {
+        // Equally indented key=value lines are keys, not a continuation of the first.
+        let t = table(&run(
+            "[program:a]\n  command=/bin/run\n  directory=/srv\n  autostart=false\n",
+        ));
+        let a = job(&t, "a");
+        assert_eq!(a["command"].as_array().map(Vec::len), Some(1), "{a}");
+        assert_eq!(a["cwd"].as_str(), Some("/srv"));
+        assert_eq!(a["autostart"].as_bool(), Some(false));
+        // A key given twice: the later wins, and the job file is valid.
+        let out = run("[program:a]\ncommand=one\ncommand=two\n");
+        assert_eq!(job(&table(&out), "a")["command"][0].as_str(), Some("two"));
+        // numprocs = %(ENV_X)s is expanded before it is read.
+        let mut e = exp();
+        e.env.insert("WORKERS".into(), "3".into());
+        let out = import("[program:w]\ncommand=w\nnumprocs=%(ENV_WORKERS)s\n", &e).expect("ok");
+        assert_eq!(out.jobs, 3);
+        // ... and an unset one is an error at its line, as Supervisor refuses the file.
+        let err =
+            import("[program:w]\ncommand=w\nnumprocs = %(ENV_NOPE)s\n", &exp()).expect_err("unset");
+        assert_eq!(err.line, 3);
+        assert!(err.message.contains("NOPE"), "{err}");
+        // %(ENV_X)s elsewhere becomes ${X}: expanded by supervisord from its environment
+        // when it loads the file, like Supervisor at its start; never this shell's value
+        // or the program's own environment=. A shell's `$` stays the shell's.
+        let out = run("[program:a]\ncommand=sh -c 'echo $HOME %(ENV_APP_ROOT)s %(ENV_QUEUE)s'\nenvironment=QUEUE=x\n");
+        let a = job(&table(&out), "a").clone();
+        assert_eq!(
+            a["command"][2].as_str(),
+            Some("echo $$HOME ${APP_ROOT} ${QUEUE}"),
+            "{a}"
+        );
+        let unset: Vec<_> = out
+            .notes
+            .iter()
+            .filter(|n| n.message.contains("QUEUE is not set"))
+            .collect();
+        assert_eq!(unset.len(), 1, "{:?}", out.notes);
+        assert_eq!(unset[0].line, 2);
+        let refused = crate::config::parse_in_env(Path::new("/x/j.toml"), &out.toml, &|_| None)
+            .expect_err("unset at load");
+        assert!(
+            refused.to_string().contains("APP_ROOT is not set"),
+            "{refused}"
+        );
+        // /dev/stderr is supervisord's stderr, /dev/stdout its stdout.
+        let t = table(&run("[program:a]\ncommand=a\nstdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\nstderr_logfile=/dev/stderr\n"));
+        let a = job(&t, "a");
+        assert_eq!(a["stdout"].as_str(), Some("inherit"));
+        assert_eq!(a["stderr"].as_str(), Some("/dev/stderr"));
+        // Supervisor's defaults that differ are written out.
+        let out = run(
+            "[program:a]\ncommand=a\nautorestart=false\n[program:b]\ncommand=b\nstopasgroup=true\n",
+        );
+        let t = table(&out);
+        assert_eq!(job(&t, "a")["log_backups"].as_integer(), Some(10));
+        assert_eq!(job(&t, "a")["kill_group"].as_bool(), Some(false));
+        assert_eq!(job(&t, "b")["kill_group"].as_bool(), Some(true));
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| n.line == 3 && n.message.contains("startretries")),
+            "{:?}",
+            out.notes
+        );
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| n.line == 0 && n.message.contains("working folder")),
+            "{:?}",
+            out.notes
+        );
+        let t = table(&run(
+            "[supervisord]\ndirectory=/srv/app\n[program:a]\ncommand=a\n",
+        ));
+        assert_eq!(job(&t, "a")["cwd"].as_str(), Some("/srv/app"));
+    }
+
     #[test]
     fn syntax_errors_name_the_line() {
         let err = import("[program:a\ncommand=a\n", &exp()).expect_err("bad header");
@@ -912,17 +1087,22 @@ stdout_logfile_backups=3
         for (file, jobs) in [("supervisord.conf", 4), ("conf.d-queue.conf", 3)] {
             let out = run(&sample(file));
             assert_eq!(out.jobs, jobs, "{file}");
-            let dir = tempfile::tempdir().expect("tempdir");
-            let path = dir.path().join("jobs.toml");
-            std::fs::write(&path, &out.toml).expect("write");
-            let config =
-                crate::config::load(&path).unwrap_or_else(|e| panic!("{file}: {e}\n{}", out.toml));
+            let env = |k: &str| (k == "APP_ROOT").then(|| "/var/www/shop".to_owned());
+            let config = crate::config::parse_in_env(Path::new("/etc/jobs.toml"), &out.toml, &env)
+                .unwrap_or_else(|e| panic!("{file}: {e}\n{}", out.toml));
             assert_eq!(config.jobs.len(), jobs);
+            if file == "conf.d-queue.conf" {
+                assert_eq!(config.jobs[0].command[1], "/var/www/shop/artisan");
+            }
         }
         let queue = run(&sample("conf.d-queue.conf"));
         let t = table(&queue);
         let w = job(&t, "queue-worker_01");
-        assert_eq!(w["command"][1].as_str(), Some("/var/www/shop/artisan"));
+        assert_eq!(
+            w["command"][1].as_str(),
+            Some("${APP_ROOT}/artisan"),
+            "%(ENV_X)s is left for supervisord to expand when it loads the file"
+        );
         assert_eq!(
             w["command"].as_array().map(Vec::len),
             Some(7),
