@@ -21,6 +21,7 @@ mod lifecycle;
 mod logs;
 mod protocol;
 mod reliability;
+mod schema;
 mod seeds;
 mod soak;
 mod supctl;

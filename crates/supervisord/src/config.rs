@@ -19,7 +19,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod expand;
+mod schema;
 pub use expand::Files;
+pub use schema::schema;
 
 /// The longest a backoff delay grows.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -289,52 +291,120 @@ impl JobSpec {
 
 // ---- the raw document -----------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+/// A supervisord job file.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "supervisord job file")]
 struct RawFile {
+    /// Settings of the daemon itself.
     #[serde(default)]
     supervisor: RawSupervisor,
+    /// Job keys applied to every job that does not set them (`command` and `replicas`
+    /// excepted).
     #[serde(default)]
     defaults: RawJob,
+    /// The jobs: `[job.NAME]`, NAME being 1-64 letters, digits, `-`, `_` or `.`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawJob>")]
     job: IndexMap<Spanned<String>, Spanned<RawJob>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[supervisor]`: settings of the daemon itself.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Supervisor")]
 struct RawSupervisor {
+    /// The control socket; `--socket` overrides it. Relative to the job file's folder.
+    /// Default: `$XDG_RUNTIME_DIR/supervisord.sock`, else
+    /// `/tmp/supervisord-<uid>/supervisord.sock`.
     socket: Option<PathBuf>,
+    /// Where captured output goes (`<log_dir>/<name>.stdout.log`), relative to the job
+    /// file's folder.
+    #[schemars(extend("default" = "logs"))]
     log_dir: Option<PathBuf>,
+    /// Batch mode: exit once every non-daemon job has settled (0 if all succeeded).
+    #[schemars(extend("default" = false))]
     exit_when_done: Option<bool>,
-    /// Read (and its type checked) by the first pass, before serde.
+    /// Env files whose variables are the values of `${VAR}` in this file (over
+    /// supervisord's environment); `?` in front: may be missing.
+    // Read by the first pass, before serde; here its type is checked.
     #[serde(rename = "env_file")]
     _env_file: Option<EnvFiles>,
 }
 
 /// A job table as written: every key optional, so `[defaults]` can fill the gaps.
-#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    rename = "Job",
+    description = "A job's keys; only `command` is required (in [job.NAME], not in [defaults])."
+)]
 struct RawJob {
+    /// The program and its arguments: a list (argv), or a string split into words the way
+    /// a shell would (no shell runs it). Required in every job.
+    #[schemars(with = "Option<CommandLine>")]
     command: Option<Spanned<CommandLine>>,
+    /// The job's group (for `--group`); default: the job's name.
+    #[schemars(with = "Option<String>")]
     group: Option<Spanned<String>>,
+    /// A background helper: not waited for, terminated when the run ends.
+    #[schemars(extend("default" = false))]
     daemon: Option<bool>,
+    /// Start when supervisord starts, and when a reload adds the job.
+    #[schemars(extend("default" = true))]
     autostart: Option<bool>,
+    /// When the job is started again after it ends on its own.
+    #[schemars(extend("default" = "never"))]
     restart: Option<RestartPolicy>,
+    /// Exit statuses that count as success.
+    #[schemars(extend("default" = [0]))]
     exit_codes: Option<Vec<i32>>,
+    /// How long a run must last to count as started.
+    #[schemars(extend("default" = "1s"))]
     start_secs: Option<Dur>,
+    /// Failed starts in a row before the job is `fatal`.
+    #[schemars(extend("default" = 3))]
     max_restarts: Option<u32>,
+    /// The first restart delay; doubles per failed start, up to 60s.
+    #[schemars(extend("default" = "1s"))]
     backoff: Option<Dur>,
+    /// The signal a stop sends.
+    #[schemars(extend("default" = "TERM"))]
+    #[schemars(with = "Option<schema::SignalName>")]
     stop_signal: Option<Signal>,
+    /// How long a stop waits before SIGKILL.
+    #[schemars(extend("default" = "10s"))]
     stop_timeout: Option<Dur>,
+    /// Signals go to the job's whole process group.
+    #[schemars(extend("default" = true))]
     kill_group: Option<bool>,
+    /// The working folder, relative to the job file's folder; default: that folder.
     cwd: Option<PathBuf>,
+    /// Variables set over supervisord's environment (and over `env_file`'s).
     env: Option<BTreeMap<String, String>>,
+    /// Where stdout goes.
+    #[schemars(extend("default" = "log"))]
+    #[schemars(with = "Option<OutputKey>")]
     stdout: Option<Spanned<OutputKey>>,
+    /// Where stderr goes (also "stdout": merged into stdout, in order).
+    #[schemars(extend("default" = "log"))]
+    #[schemars(with = "Option<OutputKey>")]
     stderr: Option<Spanned<OutputKey>>,
+    /// Prefix each captured line with its arrival time.
+    #[schemars(extend("default" = false))]
     log_timestamps: Option<bool>,
+    /// Rotate a captured log past this size (0: never).
+    #[schemars(extend("default" = "50MiB"))]
     log_max_bytes: Option<Size>,
+    /// Rotated files kept.
+    #[schemars(extend("default" = 5))]
     log_backups: Option<Backups>,
+    /// Env files (docker compose's .env syntax) read under `env`, relative to the job
+    /// file's folder; `?` in front: may be missing.
+    #[schemars(with = "Option<EnvFiles>")]
     env_file: Option<Spanned<EnvFiles>>,
+    /// Run this many copies, NAME-0 ... NAME-(N-1), in group NAME.
+    #[schemars(with = "Option<schema::Replicas>")]
     replicas: Option<Spanned<u32>>,
 }
 

@@ -80,6 +80,9 @@ enum Tool {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Print the job file's JSON Schema (for editors: `#:schema` in taplo / Even Better
+    /// TOML)
+    Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell
@@ -202,6 +205,10 @@ fn run_tool(tool: Tool) -> ExitCode {
     let mut text = Vec::new();
     let written = match tool {
         Tool::Import { file } => return import(&file),
+        Tool::Schema => {
+            text = supervisord::config::schema().into_bytes();
+            Ok(())
+        }
         Tool::Completions { shell } => {
             clap_complete::generate(shell, &mut Args::command(), "supervisord", &mut text);
             Ok(())

@@ -1,0 +1,104 @@
+//! `supervisord schema`: every job file in config/ and docs/examples/ passes a real JSON
+//! Schema validator (Python's `jsonschema` over the parsed TOML), and an unknown key or a
+//! wrong type fails it.
+
+use crate::support::bin;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Validate each TOML file against the schema; one line per file: `ok` or the error.
+const VALIDATE: &str = r#"
+import json, sys, tomllib
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+v = jsonschema.Draft202012Validator(schema)
+for path in sys.argv[2:]:
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    errors = sorted(v.iter_errors(doc), key=lambda e: list(e.path))
+    print(path, "ok" if not errors else "FAIL " + "; ".join(
+        "/".join(map(str, e.path)) + ": " + e.message for e in errors))
+"#;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tomls(folder: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(folder))
+        .expect("folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_job_file_passes_the_schema_and_mistakes_fail_it() {
+    let has_validator = Command::new("python3")
+        .args(["-c", "import jsonschema, tomllib"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_validator {
+        eprintln!("skipped: needs python3 (3.11+) with jsonschema (pip install jsonschema)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(bin("supervisord"))
+        .arg("schema")
+        .output()
+        .expect("run schema");
+    assert!(out.status.success(), "{out:?}");
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, &out.stdout).expect("write schema");
+
+    let mut files = tomls("config");
+    files.extend(tomls("docs/examples"));
+    assert!(files.len() >= 8, "{files:?}");
+    let bad = [
+        (
+            "unknown-key.toml",
+            "[job.a]\ncommand = [\"x\"]\nstop_timout = \"1s\"\n",
+        ),
+        (
+            "wrong-type.toml",
+            "[job.a]\ncommand = [\"x\"]\ndaemon = \"yes\"\n",
+        ),
+        (
+            "bad-restart.toml",
+            "[job.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n",
+        ),
+        ("bad-table.toml", "[jobs.a]\ncommand = [\"x\"]\n"),
+    ];
+    for (name, text) in bad {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        files.push(path);
+    }
+    let out = Command::new("python3")
+        .args(["-c", VALIDATE])
+        .arg(&schema)
+        .args(&files)
+        .output()
+        .expect("run python3");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), files.len(), "{report}");
+    for (file, line) in files.iter().zip(&lines) {
+        let is_bad = file.starts_with(dir.path());
+        assert_eq!(line.ends_with(" ok"), !is_bad, "{}: {line}", file.display());
+    }
+    assert!(report.contains("stop_timout"), "{report}");
+    assert!(
+        report.contains("'yes' is not of type 'boolean'"),
+        "{report}"
+    );
+}
