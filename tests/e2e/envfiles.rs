@@ -214,3 +214,35 @@ stop_signal = "KILL"
     let e = d.rpc("scale", json!({ "name": "web", "replicas": 5000 }));
     assert_eq!(e["error"]["code"], -32602, "{e}");
 }
+
+/// `on_exit = "shutdown"`: the job's end for good stops every job and ends supervisord,
+/// 1 when it failed — what a container's event listener did under Supervisor. A stop by
+/// request does not count.
+#[test]
+fn a_job_with_on_exit_shutdown_ends_the_run() {
+    let file = |code: u8| {
+        jobs(&format!(
+            r#"
+[job.main]
+command = ["sh", "-c", "sleep 0.5; exit {code}"]
+on_exit = "shutdown"
+
+[job.helper]
+command = ["sleep", "60"]
+"#
+        ))
+    };
+    for (code, exit) in [(3, 1), (0, 0)] {
+        let mut d = Daemon::start(&file(code));
+        let helper = running(&d, "helper");
+        assert_eq!(d.wait_exit(), exit, "main exited {code}");
+        assert!(!alive(helper), "the other jobs were stopped");
+        assert!(d.stderr().contains("on_exit"), "{}", d.stderr());
+    }
+    // Terminated by request: the run goes on.
+    let d = Daemon::start(&file(0));
+    running(&d, "main");
+    d.ok("terminate", json!({ "names": ["main"] }));
+    assert_eq!(d.job("main").state.as_str(), "stopped");
+    d.ok("ping", Value::Null);
+}

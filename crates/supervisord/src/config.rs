@@ -177,6 +177,18 @@ impl<'de> Deserialize<'de> for RestartPolicy {
     }
 }
 
+/// What supervisord does when a job ends on its own for good (`exited` or `fatal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExit {
+    /// Nothing: the other jobs keep running.
+    #[default]
+    Nothing,
+    /// Stop every job and exit (1 unless the job succeeded): a container whose main
+    /// process ended.
+    Shutdown,
+}
+
 /// The allowed `restart` values, for error messages.
 const RESTART_VALUES: &str = "\"never\", \"on-failure\" or \"always\" \
                               (Supervisor's autorestart = true is \"always\", unexpected is \"on-failure\")";
@@ -270,6 +282,8 @@ pub struct JobSpec {
     pub env_files: Vec<PathBuf>,
     /// For a replica: the job as written (`web` for `web-2`).
     pub replica_of: Option<String>,
+    /// What its end for good does to supervisord.
+    pub on_exit: OnExit,
 }
 
 impl JobSpec {
@@ -406,6 +420,10 @@ struct RawJob {
     /// Run this many copies, NAME-0 ... NAME-(N-1), in group NAME.
     #[schemars(with = "Option<schema::Replicas>")]
     replicas: Option<Spanned<u32>>,
+    /// When the job ends on its own for good (exited, not restarted, or fatal):
+    /// "nothing", or "shutdown" (stop every job and exit, 1 unless it succeeded).
+    #[schemars(extend("default" = "nothing"))]
+    on_exit: Option<OnExit>,
 }
 
 /// `env_file`: one path or a list; `?` in front marks an optional file.
@@ -463,6 +481,7 @@ impl RawJob {
             log_backups: self.log_backups.or(d.log_backups),
             env_file: self.env_file,
             replicas: self.replicas,
+            on_exit: self.on_exit.or(d.on_exit),
         }
     }
 }
@@ -979,6 +998,7 @@ fn resolve(
         secret_env: Default::default(),
         env_files: Vec::new(),
         replica_of: None,
+        on_exit: raw.on_exit.unwrap_or_default(),
     })
 }
 

@@ -402,6 +402,9 @@ fn print_job(out: &mut String, j: &JobSpec) {
             let _ = writeln!(out, "  env             {k}={v}");
         }
     }
+    if j.on_exit == config::OnExit::Shutdown {
+        let _ = writeln!(out, "  on_exit         shutdown");
+    }
     let _ = writeln!(out, "  stdout          {}", j.stdout);
     let _ = writeln!(out, "  stderr          {}", j.stderr);
     if matches!(j.stdout, config::Output::Log(_)) || matches!(j.stderr, config::Output::Log(_)) {

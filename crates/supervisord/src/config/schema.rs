@@ -3,7 +3,8 @@
 //! validate themselves while they are read describe their accepted forms here.
 
 use super::{
-    Backups, CommandLine, Dur, EnvFiles, OutputKey, RawFile, RestartPolicy, Size, MAX_LOG_BACKUPS,
+    Backups, CommandLine, Dur, EnvFiles, OnExit, OutputKey, RawFile, RestartPolicy, Size,
+    MAX_LOG_BACKUPS,
 };
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use std::borrow::Cow;
@@ -122,6 +123,15 @@ impl JsonSchema for RestartPolicy {
     }
 }
 
+impl JsonSchema for OnExit {
+    fn schema_name() -> Cow<'static, str> {
+        "OnExit".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "enum": ["nothing", "shutdown"] })
+    }
+}
+
 impl JsonSchema for EnvFiles {
     fn schema_name() -> Cow<'static, str> {
         "EnvFiles".into()
@@ -169,11 +179,12 @@ mod tests {
             "log_backups",
             "env_file",
             "replicas",
+            "on_exit",
         ] {
             let p = &props[key];
             assert!(p["description"].is_string(), "{key}: {p}");
         }
-        assert_eq!(props.len(), 21);
+        assert_eq!(props.len(), 22);
         assert_eq!(props["stop_timeout"]["default"], "10s");
         assert_eq!(props["restart"]["default"], "never");
     }

@@ -230,6 +230,7 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
     let mut order = 0;
     let mut priorities = false;
     let mut no_directory = false;
+    let mut on_exit_shutdown = false;
     // `[supervisord] directory`: where Supervisor ran programs without their own.
     let supervisord_dir: Option<String> = sections
         .iter()
@@ -327,6 +328,14 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
                     s.get("files").map_or("", |v| v.text.as_str())
                 ),
             ),
+            "eventlistener" if stops_supervisor(s) => {
+                on_exit_shutdown = true;
+                note(
+                    &mut notes,
+                    s.line,
+                    format!("[{section}]: stops supervisord when a program ends; mapped to [defaults] on_exit = \"shutdown\" (every job that ends for good ends the run: check that is meant)"),
+                );
+            }
             "eventlistener" | "fcgi-program" => note(
                 &mut notes,
                 s.line,
@@ -381,9 +390,14 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
             );
         }
     }
-    if !defaults_env.is_empty() {
+    if !defaults_env.is_empty() || on_exit_shutdown {
         out.push_str("\n[defaults]\n");
+    }
+    if !defaults_env.is_empty() {
         let _ = writeln!(out, "env = {}", inline_table(&defaults_env));
+    }
+    if on_exit_shutdown {
+        out.push_str("on_exit = \"shutdown\"\n");
     }
     for j in &jobs {
         let _ = writeln!(out, "\n[job.{}]", key(&j.name));
@@ -397,6 +411,21 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
         notes,
         jobs: jobs.len(),
     })
+}
+
+/// Whether an `[eventlistener:x]` only stops supervisord when a program changes state
+/// (the pattern of container images: listen to PROCESS_STATE_* and kill or shut down).
+fn stops_supervisor(s: &Section) -> bool {
+    let events = s
+        .get("events")
+        .map_or(String::new(), |v| v.text.to_ascii_uppercase());
+    let command = s
+        .get("command")
+        .map_or(String::new(), |v| v.text.to_ascii_lowercase());
+    events.contains("PROCESS_STATE")
+        && ["kill", "shutdown", "stop-supervisor", "stop_supervisor"]
+            .iter()
+            .any(|w| command.contains(w))
 }
 
 fn inline_table(pairs: &[(String, String)]) -> String {
@@ -1072,6 +1101,21 @@ stdout_logfile_backups=3
             "[supervisord]\ndirectory=/srv/app\n[program:a]\ncommand=a\n",
         ));
         assert_eq!(job(&t, "a")["cwd"].as_str(), Some("/srv/app"));
+        // An event listener that kills supervisord when a program exits → on_exit.
+        let out = run("[program:a]\ncommand=a\n[eventlistener:quit]\ncommand=bash -c \"printf 'READY\\n'; while read l; do kill -SIGQUIT $PPID; done\"\nevents=PROCESS_STATE_EXITED,PROCESS_STATE_FATAL\n");
+        assert_eq!(
+            table(&out)["defaults"]["on_exit"].as_str(),
+            Some("shutdown")
+        );
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| n.line == 3 && n.message.contains("on_exit")),
+            "{:?}",
+            out.notes
+        );
+        let out = run("[program:a]\ncommand=a\n[eventlistener:mem]\ncommand=memmon -p a=200MB\nevents=TICK_60\n");
+        assert!(table(&out).get("defaults").is_none(), "{}", out.toml);
     }
 
     #[test]

@@ -246,6 +246,9 @@ pub struct Supervisor {
     /// Lines for supervisord's stdout (batch mode), printed after the turn.
     prints: Vec<String>,
     exit_code: u8,
+    /// A job with `on_exit = "shutdown"` that ended for good, and whether it succeeded:
+    /// supervisord stops after this turn.
+    ended_for_good: Option<(String, bool)>,
     started: Instant,
 }
 
@@ -287,6 +290,7 @@ impl Supervisor {
             next_sweep: None,
             prints: Vec::new(),
             exit_code: 0,
+            ended_for_good: None,
             started: Instant::now(),
         };
         (sup, SupervisorHandle { tx })
@@ -651,6 +655,14 @@ impl Supervisor {
         if self.batch && t.to.is_settled() {
             self.prints
                 .push(status::batch_line(spec, t, self.jobs.get(&spec.name)));
+        }
+        if spec.on_exit == crate::config::OnExit::Shutdown
+            && matches!(t.to, protocol::JobState::Exited | protocol::JobState::Fatal)
+            && self.ended_for_good.is_none()
+        {
+            let ok = t.to == protocol::JobState::Exited
+                && t.exitcode.is_some_and(|c| spec.is_success(c));
+            self.ended_for_good = Some((spec.name.clone(), ok));
         }
         let _ = self.events.send(Event {
             name: spec.name.clone(),

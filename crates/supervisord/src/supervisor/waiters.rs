@@ -194,6 +194,14 @@ impl Supervisor {
     }
 
     fn finish_batch_or_drain(&mut self) {
+        if let Some((name, ok)) = self.ended_for_good.take() {
+            if self.phase != Phase::Stopping {
+                tracing::info!(job = %name, "job ended and has on_exit = \"shutdown\": shutting down");
+                self.exit_code = u8::from(!ok);
+                self.begin_stop();
+                return;
+            }
+        }
         let non_daemon_settled = self
             .jobs
             .values()
