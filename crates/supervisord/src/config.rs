@@ -1208,9 +1208,18 @@ command = ["x"]
         )
         .expect_err("missing");
         let text = e.to_string();
+        assert_eq!(
+            text,
+            "/srv/jobs/supervisord.toml:3:12: env file /srv/jobs/nope.env: not found \
+             (write \"?nope.env\" if it may be missing)"
+        );
+        let e =
+            parse_env("[supervisor]\nenv_file = [\"vars.env\"]\n", &[], &[]).expect_err("missing");
         assert!(
-            text.starts_with("/srv/jobs/supervisord.toml:3:12: env file /srv/jobs/nope.env"),
-            "{text}"
+            e.to_string().starts_with(
+                "/srv/jobs/supervisord.toml:2:12: env file /srv/jobs/vars.env: not found"
+            ),
+            "{e}"
         );
         let e = parse_env(
             "[job.a]\ncommand = [\"x\"]\nenv_file = \".env\"\n",

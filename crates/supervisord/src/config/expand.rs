@@ -94,8 +94,7 @@ pub(super) fn read_env_file(
         Ok(None) => {
             return Err(ConfigError::Read {
                 path: path.clone(),
-                message: "env file not found (write \"?NAME\" in env_file if it may be missing)"
-                    .into(),
+                message: format!("not found (write \"?{rel}\" if it may be missing)"),
             })
         }
         Err(message) => return Err(ConfigError::Read { path, message }),
@@ -150,8 +149,15 @@ pub(super) fn supervisor_vars<'a>(
             .collect(),
         _ => Vec::new(), // serde reports the wrong type with its position
     };
+    let key = value.span();
     for name in names {
-        let (_, entries) = read_env_file(reader, base, &name, &vars)?;
+        let (_, entries) = read_env_file(reader, base, &name, &vars).map_err(|e| match e {
+            ConfigError::Read { path, message } => src.error(
+                Some(key.clone()),
+                format!("env file {}: {message}", path.display()),
+            ),
+            other => other,
+        })?;
         vars.file.extend(entries);
     }
     Ok(vars)
