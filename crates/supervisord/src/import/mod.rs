@@ -118,13 +118,27 @@ impl Expansions {
 }
 
 /// A TOML string for a job-file value. Every string value of a job file is interpolated,
-/// so `$` is written `$$`: `${X}` in a Supervisor command stays for the shell.
+/// so a `$` that starts `${` or `$$` is written `$$` (a bare `$NAME` means itself): `${X}`
+/// in a Supervisor command stays for the shell.
 fn quote(s: &str) -> String {
     toml_string(
-        &s.replace('$', "$$")
+        &escape_dollars(s)
             .replace('\u{1}', "${")
             .replace('\u{2}', "}"),
     )
+}
+
+/// `s` with every `$` that interpolation would read (before `{` or `$`) doubled.
+fn escape_dollars(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' && matches!(chars.peek(), Some('$' | '{')) {
+            out.push('$');
+        }
+    }
+    out
 }
 
 /// A TOML string, as is (keys are not interpolated).
@@ -1026,6 +1040,11 @@ stdout_logfile_backups=3
     /// The differences from Python Supervisor 4.3's own reading of the same files.
     #[test]
     fn import_means_what_supervisor_means() {
+        for shell in ["$HOME", "${X:-y}", "$$", "$${X}", "a$", "$$$"] {
+            let written = escape_dollars(shell);
+            let read = crate::interpolate::expand(&written, &|_| None).expect("expands");
+            assert_eq!(read, shell, "{written}");
+        }
         // Equally indented key=value lines are keys, not a continuation of the first.
         let t = table(&run(
             "[program:a]\n  command=/bin/run\n  directory=/srv\n  autostart=false\n",
@@ -1054,7 +1073,7 @@ stdout_logfile_backups=3
         let a = job(&table(&out), "a").clone();
         assert_eq!(
             a["command"][2].as_str(),
-            Some("echo $$HOME ${APP_ROOT} ${QUEUE}"),
+            Some("echo $HOME ${APP_ROOT} ${QUEUE}"),
             "{a}"
         );
         let unset: Vec<_> = out
