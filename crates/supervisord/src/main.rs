@@ -393,7 +393,12 @@ fn print_job(out: &mut String, j: &JobSpec) {
     let _ = writeln!(out, "  kill_group      {}", j.kill_group);
     let _ = writeln!(out, "  cwd             {}", j.cwd.display());
     for file in &j.env_files {
-        let _ = writeln!(out, "  env_file        {}", file.display());
+        let missing = if file.exists() {
+            ""
+        } else {
+            " (missing, optional)"
+        };
+        let _ = writeln!(out, "  env_file        {}{missing}", file.display());
     }
     for (k, v) in &j.env {
         if j.secret_env.contains(k) {
