@@ -2,7 +2,7 @@
 //! Schema validator (Python's `jsonschema` over the parsed TOML), and an unknown key or a
 //! wrong type fails it.
 
-use crate::support::bin;
+use crate::support::{bin, skip};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,8 +43,10 @@ fn every_job_file_passes_the_schema_and_mistakes_fail_it() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_validator {
-        eprintln!("skipped: needs python3 (3.11+) with jsonschema (pip install jsonschema)");
-        return;
+        return skip(
+            "schema::every_job_file_passes_the_schema_and_mistakes_fail_it",
+            "needs python3 (3.11+) with jsonschema (pip install jsonschema)",
+        );
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(bin("supervisord"))
