@@ -33,7 +33,7 @@ impl Reader<'_> {
         match self {
             Reader::Cached(files) => Ok(files.get(path).cloned().flatten()),
             Reader::Disk(files) => {
-                let text = match std::fs::read_to_string(path) {
+                let text = match read_regular(path) {
                     Ok(t) => Some(t),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                     Err(e) => return Err(format!("cannot read env file: {e}")),
@@ -43,6 +43,26 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// The most an env file may hold.
+const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
+
+/// A regular file's text, at most [`MAX_ENV_FILE_BYTES`]: a FIFO or a device
+/// (`/dev/zero`) would block or never end, so it is refused before it is opened.
+fn read_regular(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_ENV_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_ENV_FILE_BYTES {
+        return Err(Error::new(ErrorKind::InvalidData, "larger than 1 MiB"));
+    }
+    Ok(text)
 }
 
 /// Where `${VAR}` values come from.
@@ -355,4 +375,23 @@ fn expand_job<'i>(
         jobs.insert(Spanned::new(name.span(), Cow::Owned(replica)), copy);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let mut files = Files::new();
+        let mut reader = Reader::Disk(&mut files);
+        let e = reader.read(Path::new("/dev/zero")).expect_err("a device");
+        assert!(e.contains("not a regular file"), "{e}");
+        assert_eq!(reader.read(Path::new("/nonexistent/.env")), Ok(None));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("big.env");
+        std::fs::write(&big, "A=1\n".repeat(300_000)).expect("write");
+        let e = reader.read(&big).expect_err("too big");
+        assert!(e.contains("1 MiB"), "{e}");
+    }
 }
