@@ -19,6 +19,7 @@ mod hostile;
 mod import;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod protocol;
 mod reliability;
 mod schema;

@@ -152,6 +152,11 @@ pub struct Job {
     /// Why output capture is failing (for example an unwritable log folder); the job runs
     /// on with that output discarded. Extension: see docs/protocol.md.
     pub output_error: Option<String>,
+    /// CPU time (user + system) of the job's processes, in milliseconds; filled only by
+    /// `status` with `usage: true`, for a job with a live process group.
+    pub cpu_ms: Option<u64>,
+    /// Resident memory of the job's processes, in bytes; like `cpu_ms`.
+    pub memory_bytes: Option<u64>,
 }
 
 /// An exit code in words: `exit 0`, `exit 3`, `killed by SIGTERM (-15)`.
@@ -255,6 +260,8 @@ mod tests {
             cause: Some(Cause::Stopped),
             reason: Some("stopped by request".into()),
             output_error: None,
+            cpu_ms: Some(1250),
+            memory_bytes: None,
         };
         let v = serde_json::to_value(&job).expect("serialize");
         for key in [
@@ -274,6 +281,9 @@ mod tests {
             "spawn_error",
             "cause",
             "reason",
+            "output_error",
+            "cpu_ms",
+            "memory_bytes",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }

@@ -28,9 +28,11 @@ pub use envelope::{
 pub use job::{describe_exit, signal_name, Cause, Event, Job, JobState, LogData, Stream};
 pub use request::{
     AddParams, KillParams, LogsParams, NamesParams, Request, ScaleParams, Selection,
-    ShutdownParams, TerminateParams, WaitParams,
+    ShutdownParams, StatusParams, TerminateParams, WaitParams,
 };
-pub use result::{note, JobList, Lagged, LogsResult, PingResult, ReloadResult, ShutdownResult};
+pub use result::{
+    note, JobList, Lagged, LogsResult, MetricsResult, PingResult, ReloadResult, ShutdownResult,
+};
 pub use signal::{Signal, UnknownSignal};
 
 /// The JSON-RPC version string every message carries.

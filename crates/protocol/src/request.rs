@@ -53,6 +53,26 @@ impl Selection {
     }
 }
 
+/// Params of `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusParams {
+    /// Which jobs (none: every job).
+    #[serde(flatten)]
+    pub selection: Selection,
+    /// Also measure each job's CPU time and resident memory (`cpu_ms`, `memory_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<bool>,
+}
+
+impl From<Selection> for StatusParams {
+    fn from(selection: Selection) -> Self {
+        StatusParams {
+            selection,
+            usage: None,
+        }
+    }
+}
+
 /// Params of `terminate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TerminateParams {
@@ -142,7 +162,7 @@ pub enum Request {
     /// `ping`
     Ping,
     /// `status`
-    Status(Selection),
+    Status(StatusParams),
     /// `start`
     Start(Selection),
     /// `terminate`
@@ -167,6 +187,8 @@ pub enum Request {
     Reload,
     /// `shutdown`
     Shutdown(ShutdownParams),
+    /// `metrics`
+    Metrics,
 }
 
 const SELECTION: &[&str] = &["names", "group", "all"];
@@ -189,6 +211,7 @@ impl Request {
             Request::Scale(_) => "scale",
             Request::Reload => "reload",
             Request::Shutdown(_) => "shutdown",
+            Request::Metrics => "metrics",
         }
     }
 
@@ -198,8 +221,9 @@ impl Request {
             serde_json::to_value(t).unwrap_or(Value::Null)
         }
         match self {
-            Request::Ping | Request::Subscribe | Request::Reload => Value::Null,
-            Request::Status(s) | Request::Start(s) | Request::Restart(s) => to(s),
+            Request::Ping | Request::Subscribe | Request::Reload | Request::Metrics => Value::Null,
+            Request::Status(p) => to(p),
+            Request::Start(s) | Request::Restart(s) => to(s),
             Request::Terminate(p) => to(p),
             Request::Kill(p) => to(p),
             Request::Wait(p) => to(p),
@@ -294,7 +318,13 @@ impl Request {
                 only(method, &params, &[])?;
                 Request::Reload
             }
-            "status" => Request::Status(parse(method, params, SELECTION)?),
+            "metrics" => {
+                only(method, &params, &[])?;
+                Request::Metrics
+            }
+            "status" => {
+                Request::Status(parse(method, params, &["names", "group", "all", "usage"])?)
+            }
             "start" => Request::Start(parse(method, params, SELECTION)?),
             "restart" => Request::Restart(parse(method, params, SELECTION)?),
             "terminate" => Request::Terminate(parse(
@@ -372,8 +402,13 @@ mod tests {
         round_trip(Request::Ping);
         round_trip(Request::Subscribe);
         round_trip(Request::Reload);
-        round_trip(Request::Status(Selection::default()));
-        round_trip(Request::Status(Selection::group("g")));
+        round_trip(Request::Metrics);
+        round_trip(Request::Status(StatusParams::default()));
+        round_trip(Request::Status(Selection::group("g").into()));
+        round_trip(Request::Status(StatusParams {
+            selection: Selection::all(),
+            usage: Some(true),
+        }));
         round_trip(Request::Start(Selection::all()));
         round_trip(Request::Restart(Selection::names(vec!["a".into()])));
         round_trip(Request::Terminate(TerminateParams {
@@ -442,6 +477,15 @@ mod tests {
             code_of(
                 r#"{"jsonrpc":"2.0","id":1,"method":"kill","params":{"names":["x"],"signal":"FOO"}}"#
             ),
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"method":"start","params":{"usage":true}}"#),
+            code::INVALID_PARAMS,
+            "usage is a status param only"
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"method":"metrics","params":{"x":1}}"#),
             code::INVALID_PARAMS
         );
         assert_eq!(

@@ -60,6 +60,14 @@ pub struct LogsResult {
     pub lines: Vec<String>,
 }
 
+/// `metrics`: the Prometheus text exposition (format 0.0.4), ready to serve or write to
+/// node_exporter's textfile collector.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsResult {
+    /// The exposition, `# HELP` and `# TYPE` lines included, ending in a newline.
+    pub text: String,
+}
+
 /// `shutdown`: an empty object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShutdownResult {}
@@ -151,6 +159,16 @@ mod tests {
                 missed: 3,
             },
             r#"{"name":"web","stream":"stderr","missed":3}"#,
+        );
+    }
+
+    #[test]
+    fn metrics() {
+        round_trip(
+            &MetricsResult {
+                text: "# TYPE up gauge\nup 1\n".into(),
+            },
+            r##"{"text":"# TYPE up gauge\nup 1\n"}"##,
         );
     }
 

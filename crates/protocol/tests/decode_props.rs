@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use protocol::{
     code, AddParams, KillParams, LogsParams, NamesParams, Request, Selection, ShutdownParams,
-    Signal, Stream, TerminateParams, WaitParams,
+    Signal, StatusParams, Stream, TerminateParams, WaitParams,
 };
 use serde_json::{json, Value};
 
@@ -135,7 +135,9 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Ping),
         Just(Request::Subscribe),
         Just(Request::Reload),
-        selection().prop_map(Request::Status),
+        Just(Request::Metrics),
+        (selection(), prop::option::of(any::<bool>()))
+            .prop_map(|(selection, usage)| Request::Status(StatusParams { selection, usage })),
         selection().prop_map(Request::Start),
         selection().prop_map(Request::Restart),
         (

@@ -150,6 +150,12 @@ impl Client {
         }
     }
 
+    /// Another handle on the socket, to shut it down from another thread (which ends a
+    /// stream this client is reading).
+    pub fn stream(&self) -> io::Result<UnixStream> {
+        self.writer.try_clone()
+    }
+
     /// Block until the daemon closes the connection (it does once it has shut down).
     pub fn wait_closed(&mut self) {
         let mut sink = Vec::new();

@@ -14,13 +14,14 @@ mod pipe;
 mod render;
 mod report;
 mod suggest;
+mod top;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError, Reply};
 use protocol::{
-    AddParams, Event, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult, NamesParams,
-    PingResult, ReloadResult, Request, ScaleParams, Selection, ShutdownParams, Signal, Stream,
-    TerminateParams, WaitParams,
+    AddParams, Event, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult, MetricsResult,
+    NamesParams, PingResult, ReloadResult, Request, ScaleParams, Selection, ShutdownParams,
+    Signal, StatusParams, Stream, TerminateParams, WaitParams,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -106,6 +107,9 @@ enum Cmd {
         /// Every job in this group
         #[arg(short, long, value_name = "G")]
         group: Option<String>,
+        /// Add CPU (time used) and MEM (resident) columns, measured over each job's processes
+        #[arg(short, long)]
+        usage: bool,
     },
     /// Start jobs
     Start(Select),
@@ -220,6 +224,10 @@ enum Cmd {
     },
     /// Check that supervisord answers
     Ping,
+    /// Print the jobs and supervisord itself as Prometheus metrics (text format)
+    Metrics,
+    /// Full-screen live view of the jobs: select with arrows, s/t/r start/terminate/restart, l logs, ? help
+    Top,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell
@@ -315,6 +323,9 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         json: cli.json,
         colour: render::colour_enabled(),
     };
+    if let Cmd::Top = cli.command {
+        return top::run(socket);
+    }
     if let Some(selection) = several_logs(&cli.command)? {
         let Cmd::Logs {
             stderr,
@@ -343,10 +354,15 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             failed_start(&cli.command, &reply.decode()?)
         }
         _ if out.json => print_raw(&reply),
-        Cmd::Status { names, group } => {
+        Cmd::Status {
+            names,
+            group,
+            usage,
+        } => {
             let list: JobList = reply.decode()?;
             match (names.len(), group, list.jobs.as_slice()) {
                 (1, None, [job]) => print!("{}", render::block(job)),
+                _ if usage => print!("{}", render::usage_table(&list.jobs, out.colour)),
                 _ => print!("{}", render::table(&list.jobs, out.colour)),
             }
             Ok(())
@@ -366,7 +382,8 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         }
         Cmd::Reload => print_reload(&reply),
         Cmd::Ping => print_ping(&reply, socket),
-        Cmd::Completions { .. } | Cmd::Man { .. } => Ok(()),
+        Cmd::Metrics => print_metrics(&reply),
+        Cmd::Completions { .. } | Cmd::Man { .. } | Cmd::Top => Ok(()),
     }
 }
 
@@ -380,10 +397,17 @@ struct Out {
 /// The request a command sends.
 fn request(cmd: &Cmd) -> Result<Request, Failure> {
     Ok(match cmd {
-        Cmd::Status { names, group } => Request::Status(Selection {
-            names: (!names.is_empty()).then(|| names.clone()),
-            group: group.clone(),
-            all: None,
+        Cmd::Status {
+            names,
+            group,
+            usage,
+        } => Request::Status(StatusParams {
+            selection: Selection {
+                names: (!names.is_empty()).then(|| names.clone()),
+                group: group.clone(),
+                all: None,
+            },
+            usage: usage.then_some(true),
         }),
         Cmd::Start(sel) => Request::Start(sel.require()?),
         Cmd::Terminate {
@@ -400,7 +424,7 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
             names: names.clone(),
             signal: *signal,
         }),
-        Cmd::IsAlive { name } => Request::Status(Selection::names(vec![name.clone()])),
+        Cmd::IsAlive { name } => Request::Status(Selection::names(vec![name.clone()]).into()),
         Cmd::Wait {
             names,
             group,
@@ -460,8 +484,11 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
             drain: drain.then_some(true),
         }),
         Cmd::Ping => Request::Ping,
-        Cmd::Completions { .. } | Cmd::Man { .. } => {
-            return Err(Failure::Usage("completions and man need no daemon".into()))
+        Cmd::Metrics => Request::Metrics,
+        Cmd::Completions { .. } | Cmd::Man { .. } | Cmd::Top => {
+            return Err(Failure::Usage(
+                "completions, man and top send no single request".into(),
+            ))
         }
     })
 }
@@ -745,4 +772,10 @@ fn several_logs(cmd: &Cmd) -> Result<Option<Selection>, Failure> {
         all: *all,
     };
     select.require().map(Some)
+}
+
+fn print_metrics(reply: &Reply) -> Result<(), Failure> {
+    let metrics: MetricsResult = reply.decode()?;
+    print!("{}", metrics.text);
+    Ok(())
 }

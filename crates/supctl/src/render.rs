@@ -207,6 +207,84 @@ pub fn event(e: &Event) -> String {
     s
 }
 
+/// The status table with usage: NAME GROUP STATE PID CPU MEM UPTIME/EXIT (`status
+/// --usage`). CPU is the CPU time used so far, MEM the resident memory; `-` where the
+/// daemon measured nothing (no live process).
+pub fn usage_table(jobs: &[Job], colour: bool) -> String {
+    let header: Vec<String> = ["NAME", "GROUP", "STATE", "PID", "CPU", "MEM", "UPTIME/EXIT"]
+        .map(String::from)
+        .to_vec();
+    let mut rows = vec![header];
+    for j in jobs {
+        let mut name = j.name.clone();
+        if j.daemon {
+            name.push_str(" (daemon)");
+        }
+        rows.push(vec![
+            name,
+            j.group.clone(),
+            j.state.to_string(),
+            j.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+            j.cpu_ms.map_or_else(|| "-".into(), cpu_time),
+            j.memory_bytes.map_or_else(|| "-".into(), bytes),
+            uptime_or_exit(j),
+        ]);
+    }
+    let mut widths = vec![0; rows[0].len()];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let last = widths.len() - 1;
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let state = i.checked_sub(1).and_then(|k| jobs.get(k)).map(|j| j.state);
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let padded = if c == last {
+                cell.clone()
+            } else {
+                format!("{cell:<w$}  ", w = widths[c])
+            };
+            match (c, state) {
+                (2, Some(st)) => line.push_str(&paint(st, &padded, colour)),
+                _ => line.push_str(&padded),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// CPU time for people: `0.0s`, `12.4s`, `2m13s`, `1h4m`.
+pub fn cpu_time(ms: u64) -> String {
+    if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        short_duration(Duration::from_millis(ms))
+    }
+}
+
+/// A size in bytes for people, in powers of 1024: `512B`, `3.4K`, `12.5M`, `1.2G`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n}B")
+    } else if value < 10.0 {
+        format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{value:.0}{}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +308,8 @@ mod tests {
             cause: None,
             reason: None,
             output_error: None,
+            cpu_ms: None,
+            memory_bytes: None,
         }
     }
 
@@ -362,5 +442,37 @@ mod tests {
             ended(&job("File1", JobState::Exited, Some(0))),
             "File1: exited, exit 0 (success)"
         );
+    }
+
+    #[test]
+    fn usage_table_adds_cpu_and_mem() {
+        let mut running = job("File1", JobState::Running, None);
+        running.cpu_ms = Some(1250);
+        running.memory_bytes = Some(3 << 20);
+        let t = usage_table(
+            &[running, job("File2", JobState::Stopped, Some(-15))],
+            false,
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME   GROUP  STATE    PID  CPU   MEM   UPTIME/EXIT"
+        );
+        assert_eq!(lines[1], "File1  g      running  42   1.2s  3.0M  up 2m13s");
+        assert_eq!(
+            lines[2],
+            "File2  g      stopped  -    -     -     killed by SIGTERM (-15)"
+        );
+    }
+
+    #[test]
+    fn sizes_and_cpu_times_for_people() {
+        assert_eq!(bytes(512), "512B");
+        assert_eq!(bytes(3 * 1024 + 400), "3.4K");
+        assert_eq!(bytes(200 << 20), "200M");
+        assert_eq!(bytes(5 << 30), "5.0G");
+        assert_eq!(cpu_time(0), "0.0s");
+        assert_eq!(cpu_time(12_449), "12.4s");
+        assert_eq!(cpu_time(133_000), "2m13s");
     }
 }

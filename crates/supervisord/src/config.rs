@@ -13,6 +13,7 @@ use protocol::Signal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,6 +119,8 @@ pub struct Config {
     pub log_dir: PathBuf,
     /// `[supervisor] exit_when_done`.
     pub exit_when_done: bool,
+    /// `[supervisor] metrics`: where to serve `GET /metrics` over HTTP (off when unset).
+    pub metrics: Option<SocketAddr>,
     /// The `[defaults]` table, kept to fill in jobs added over the socket.
     defaults: RawJob,
     /// `[defaults] env_file`'s variables, under the env of jobs added over the socket.
@@ -344,6 +347,9 @@ struct RawSupervisor {
     // Read by the first pass, before serde; here its type is checked.
     #[serde(rename = "env_file")]
     _env_file: Option<EnvFiles>,
+    /// `IP:PORT` to serve `GET /metrics` on (off when unset).
+    #[schemars(with = "Option<String>")]
+    metrics: Option<Spanned<String>>,
 }
 
 /// A job table as written: every key optional, so `[defaults]` can fill the gaps.
@@ -815,6 +821,18 @@ fn parse_with(
         }
     }
     let log_dir = base.join(raw.supervisor.log_dir.unwrap_or_else(|| "logs".into()));
+    let metrics = match &raw.supervisor.metrics {
+        None => None,
+        Some(addr) => Some(addr.get_ref().trim().parse::<SocketAddr>().map_err(|e| {
+            src.error(
+                Some(addr.span()),
+                format!(
+                    "[supervisor] metrics = {:?}: {e}; expected IP:PORT, such as \"127.0.0.1:9101\" or \"[::1]:9101\"",
+                    addr.get_ref()
+                ),
+            )
+        })?),
+    };
     let mut jobs = Vec::with_capacity(raw.job.len());
     for (name, job) in raw.job {
         let span = job.span();
@@ -840,6 +858,7 @@ fn parse_with(
         socket: raw.supervisor.socket.map(|s| base.join(s)),
         log_dir,
         exit_when_done: raw.supervisor.exit_when_done.unwrap_or(false),
+        metrics,
         defaults,
         defaults_file_env: layers.defaults_file_env,
         jobs,
@@ -1401,6 +1420,21 @@ daemon = true
         assert_eq!(a.log_max_bytes, 50 << 20);
         assert_eq!(a.log_backups, 5);
         assert_eq!(c.log_dir, PathBuf::from("/srv/jobs/logs"));
+    }
+
+    #[test]
+    fn metrics_address_is_off_by_default_and_checked_with_its_position() {
+        assert_eq!(parse_str("").expect("valid").metrics, None);
+        let c = parse_str("[supervisor]\nmetrics = \"127.0.0.1:9101\"\n").expect("valid");
+        assert_eq!(c.metrics, Some(SocketAddr::from(([127, 0, 0, 1], 9101))));
+        let c = parse_str("[supervisor]\nmetrics = \"[::1]:9\"\n").expect("valid");
+        assert_eq!(c.metrics.map(|a| a.port()), Some(9));
+        let (line, column, message) = err("[supervisor]\nmetrics = \"localhost\"\n");
+        assert_eq!((line, column), (2, 11));
+        assert!(
+            message.contains("metrics") && message.contains("IP:PORT"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::guard::Guard;
 use crate::logs::{self, LogWriter};
+use crate::metrics;
 use crate::notify::{self, Notifier};
 use crate::server::{self, Context, Limits, Socket};
 use crate::supervisor::{Call, Supervisor, SupervisorHandle};
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The log writer thread.
     #[error("cannot start the log writer: {0}")]
     Logs(std::io::Error),
+    /// The metrics address (the message names it).
+    #[error("{0}")]
+    Metrics(std::io::Error),
 }
 
 /// Run until shut down. Returns the exit code and what must be finished outside the
@@ -54,6 +58,14 @@ pub enum StartError {
 pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers), StartError> {
     // 1. The socket first: a second daemon must refuse before it starts any job.
     let socket = Socket::bind(&opts.socket).await?;
+    let metrics = match opts.config.metrics {
+        Some(addr) => Some(
+            metrics::http::Listener::bind(addr)
+                .await
+                .map_err(StartError::Metrics)?,
+        ),
+        None => None,
+    };
     let (logs, writer) = logs::start().map_err(StartError::Logs)?;
     let tracker = TaskTracker::new();
     let config_path = opts.config.path.clone();
@@ -78,6 +90,12 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         limits: opts.limits,
         notify: notifier.clone(),
     };
+    if let Some(listener) = metrics {
+        if let Some(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+        }
+        tracker.spawn(listener.serve(handle.clone(), shutdown.clone(), tracker.clone()));
+    }
     if notifier.enabled() {
         // READY=1 (once autostart jobs are spawned), STATUS= lines, watchdog pings.
         tracker.spawn(notify::run(

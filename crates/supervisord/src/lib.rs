@@ -11,6 +11,8 @@
 //!   own; [`os`] holds the system calls (and the one `unsafe` pre-exec hook); [`guard`]
 //!   kills every job's group if supervisord itself dies.
 //! * [`logs`] owns captured output on a writer thread; [`server`] owns the socket.
+//! * [`metrics`] writes the Prometheus exposition (and serves it over HTTP when asked);
+//!   [`usage`] measures jobs' and supervisord's CPU and memory from `/proc`.
 //! * [`notify`] speaks systemd's notify protocol (READY, RELOADING, STOPPING, STATUS,
 //!   WATCHDOG); [`import`] turns a Supervisor INI file into a job file.
 //!
@@ -27,9 +29,11 @@ pub mod import;
 pub mod interpolate;
 pub mod lifecycle;
 pub mod logs;
+pub mod metrics;
 pub mod notify;
 pub mod os;
 pub mod process;
 pub mod server;
 pub mod suggest;
 pub mod supervisor;
+pub mod usage;

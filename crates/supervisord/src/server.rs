@@ -8,11 +8,12 @@
 
 use crate::config;
 use crate::logs::{LogHub, SinkKey};
+use crate::metrics;
 use crate::notify::Notifier;
 use crate::supervisor::{encode, Answer, Call, Route, SupervisorHandle};
 use protocol::{
-    code, note, JobList, Lagged, LogData, LogsParams, LogsResult, Notification, Request, Response,
-    RpcError, MAX_LINE_BYTES,
+    code, note, JobList, Lagged, LogData, LogsParams, LogsResult, MetricsResult, Notification,
+    Request, Response, RpcError, MAX_LINE_BYTES,
 };
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -650,6 +651,18 @@ async fn handle(
         Route::Reload => {
             let result = reload_from_disk(&ctx.supervisor, &ctx.config_path, &ctx.notify).await;
             reply.send(result).await;
+        }
+        Route::Usage(selection) => {
+            let jobs = metrics::jobs_with_usage(&ctx.supervisor, selection).await;
+            reply
+                .send(jobs.and_then(|j| encode(&JobList::new(j))))
+                .await;
+        }
+        Route::Metrics => {
+            let text = metrics::collect(&ctx.supervisor).await;
+            reply
+                .send(text.and_then(|text| encode(&MetricsResult { text })))
+                .await;
         }
         Route::Call(call) => {
             let timeout = match &call {

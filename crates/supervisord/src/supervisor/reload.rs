@@ -69,6 +69,10 @@ pub(super) fn plan<'a>(
             Some(_) => plan.changed.push(name),
         }
     }
+    if new.metrics != old.metrics {
+        plan.warnings
+            .push("[supervisor] metrics changed: it applies when supervisord restarts".to_owned());
+    }
     if new.exit_when_done != old.exit_when_done {
         plan.warnings.push(
             "[supervisor] exit_when_done changed: it applies when supervisord restarts".to_owned(),

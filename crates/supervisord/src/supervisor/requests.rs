@@ -53,13 +53,19 @@ pub enum Route {
     Logs(LogsParams),
     /// By the server: read the job file off the runtime, then hand it to the actor.
     Reload,
+    /// By the server: the actor's table, then usage measured off the runtime
+    /// (`status` with `usage: true`).
+    Usage(Selection),
+    /// By the server: the table with usage, written as Prometheus text off the runtime.
+    Metrics,
 }
 
 impl From<Request> for Route {
     fn from(request: Request) -> Route {
         match request {
             Request::Ping => Route::Call(Call::Ping),
-            Request::Status(s) => Route::Call(Call::Status(s)),
+            Request::Status(p) if p.usage == Some(true) => Route::Usage(p.selection),
+            Request::Status(p) => Route::Call(Call::Status(p.selection)),
             Request::Start(s) => Route::Call(Call::Start(s)),
             Request::Terminate(p) => Route::Call(Call::Terminate(p)),
             Request::Restart(s) => Route::Call(Call::Restart(s)),
@@ -72,6 +78,7 @@ impl From<Request> for Route {
             Request::Subscribe => Route::Subscribe,
             Request::Logs(p) => Route::Logs(p),
             Request::Reload => Route::Reload,
+            Request::Metrics => Route::Metrics,
         }
     }
 }
@@ -500,6 +507,20 @@ autostart = false
         assert_eq!(Route::from(Request::Subscribe), Route::Subscribe);
         assert_eq!(Route::from(Request::Reload), Route::Reload);
         assert_eq!(Route::from(Request::Ping), Route::Call(Call::Ping));
+        assert_eq!(Route::from(Request::Metrics), Route::Metrics);
+        let usage = protocol::StatusParams {
+            selection: Selection::group("g"),
+            usage: Some(true),
+        };
+        assert_eq!(
+            Route::from(Request::Status(usage)),
+            Route::Usage(Selection::group("g")),
+            "usage is measured by the server, off the actor"
+        );
+        assert_eq!(
+            Route::from(Request::Status(Selection::all().into())),
+            Route::Call(Call::Status(Selection::all()))
+        );
         assert!(Call::Start(Selection::all()).starts_work());
         assert!(!Call::Status(Selection::all()).starts_work());
     }

@@ -32,6 +32,8 @@ pub(super) fn job_status(e: &Entry) -> Job {
         cause: l.cause(),
         reason: l.reason().map(str::to_owned),
         output_error: e.output_error.clone(),
+        cpu_ms: None,
+        memory_bytes: None,
     }
 }
 
