@@ -27,3 +27,4 @@ mod seeds;
 mod soak;
 mod supctl;
 mod systemd;
+mod top;

@@ -442,7 +442,11 @@ impl View {
 
     fn draw_table(&self, frame: &mut Frame<'_>, area: Rect) {
         let now = Instant::now();
-        let columns = fit_columns(area.width);
+        let longest = self.rows.iter().map(|r| r.job.name.chars().count()).max();
+        let name_width = u16::try_from(longest.unwrap_or(4))
+            .unwrap_or(u16::MAX)
+            .clamp(4, 40);
+        let columns = fit_columns(area.width, name_width);
         let header = Row::new(columns.iter().map(|c| Cell::from(c.title)))
             .style(Style::default().add_modifier(Modifier::BOLD | Modifier::REVERSED));
         let visible = self.visible();
@@ -458,13 +462,7 @@ impl View {
         });
         let widths: Vec<Constraint> = columns
             .iter()
-            .map(|c| {
-                if c.id == Col::Name {
-                    Constraint::Min(c.width)
-                } else {
-                    Constraint::Length(c.width)
-                }
-            })
+            .map(|c| Constraint::Length(c.width))
             .collect();
         let table = Table::new(rows, widths)
             .header(header)
@@ -563,7 +561,7 @@ struct Column {
 /// Every column, in screen order, with the order in which they are dropped when the
 /// terminal is narrow (a lower `keep` stays longer).
 const COLUMNS: [(Col, &str, u16, u8); 9] = [
-    (Col::Name, "NAME", 12, 0),
+    (Col::Name, "NAME", 4, 0),
     (Col::Group, "GROUP", 10, 6),
     (Col::State, "STATE", 8, 1),
     (Col::Health, "HEALTH", 6, 8),
@@ -575,9 +573,11 @@ const COLUMNS: [(Col, &str, u16, u8); 9] = [
 ];
 
 /// The columns that fit `width` (with the selection mark and a space between columns),
-/// dropping the least useful first; the name column always stays.
-fn fit_columns(width: u16) -> Vec<Column> {
+/// dropping the least useful first; the name column (`name_width` wide, narrowed to what
+/// is left when even it does not fit) always stays.
+fn fit_columns(width: u16, name_width: u16) -> Vec<Column> {
     let mut keep: Vec<(Col, &str, u16, u8)> = COLUMNS.to_vec();
+    keep[0].2 = name_width;
     let need =
         |cols: &[(Col, &str, u16, u8)]| -> u16 { 1 + cols.iter().map(|c| c.2 + 1).sum::<u16>() };
     while need(&keep) > width && keep.len() > 1 {
@@ -587,6 +587,9 @@ fn fit_columns(width: u16) -> Vec<Column> {
             .max_by_key(|(_, c)| c.3)
             .map_or(0, |(i, _)| i);
         keep.remove(drop);
+    }
+    if keep.len() == 1 {
+        keep[0].2 = keep[0].2.min(width.saturating_sub(2)).max(1);
     }
     keep.into_iter()
         .map(|(id, title, width, _)| Column { id, title, width })
@@ -662,5 +665,298 @@ fn job_from_event(e: &Event) -> Job {
         output_error: None,
         cpu_ms: None,
         memory_bytes: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::Cause;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn job(name: &str, group: &str, state: JobState) -> Job {
+        let mut j = job_from_event(&Event {
+            name: name.into(),
+            group: group.into(),
+            from: JobState::Stopped,
+            to: state,
+            pid: state.is_alive().then_some(4242),
+            exitcode: None,
+            signal: None,
+            cause: None,
+            reason: None,
+            at: String::new(),
+        });
+        j.uptime_ms = state.is_alive().then_some(133_000);
+        j
+    }
+
+    fn demo() -> View {
+        let mut v = View::new(false);
+        let mut web = job("web", "front", JobState::Running);
+        web.memory_bytes = Some(3 << 20);
+        web.cpu_ms = Some(1000);
+        v.table(
+            vec![
+                web,
+                job("api", "front", JobState::Running),
+                job("worker", "back", JobState::Fatal),
+                job("cron", "cron", JobState::Stopped),
+            ],
+            Instant::now(),
+        );
+        v.daemon = Some(Daemon {
+            version: "0.1.0".into(),
+            uptime_ms: 60_000,
+            seen: Instant::now(),
+        });
+        v
+    }
+
+    /// The screen as text, one string per row, trailing spaces cut.
+    fn screen(view: &View, width: u16, height: u16) -> Vec<String> {
+        let mut t = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+        t.draw(|f| view.draw(f)).expect("draw");
+        let buf = t.backend().buffer();
+        (0..height)
+            .map(|y| {
+                (0..width)
+                    .map(|x| buf.cell((x, y)).map_or(" ", |c| c.symbol()))
+                    .collect::<String>()
+                    .trim_end()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+    }
+
+    fn words(line: &str) -> Vec<&str> {
+        line.split_whitespace().collect()
+    }
+
+    #[test]
+    fn the_table_shows_every_column_and_the_header_counts() {
+        let v = demo();
+        let s = screen(&v, 100, 12);
+        assert!(
+            s[0].starts_with("supervisord 0.1.0  up 1m0s  4 jobs: 2 running 1 stopped 1 fatal"),
+            "{s:#?}"
+        );
+        assert_eq!(
+            words(&s[1]),
+            ["NAME", "GROUP", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "CPU%", "MEM"]
+        );
+        assert_eq!(
+            words(&s[2]),
+            [">web", "front", "running", "-", "4242", "2m13s", "0", "-", "3.0M"]
+        );
+        assert_eq!(
+            words(&s[4]),
+            ["worker", "back", "fatal", "-", "-", "-", "0", "-", "-"]
+        );
+        assert!(s[11].starts_with("q quit"), "{s:#?}");
+    }
+
+    #[test]
+    fn a_narrow_terminal_keeps_name_state_and_usage_and_a_tiny_one_says_so() {
+        let v = demo();
+        let s = screen(&v, 34, 8);
+        assert_eq!(words(&s[1]), ["NAME", "STATE", "CPU%", "MEM"], "{s:#?}");
+        assert_eq!(words(&s[2]), [">web", "running", "-", "3.0M"]);
+        let s = screen(&v, 40, 8);
+        assert_eq!(
+            words(&s[1]),
+            ["NAME", "STATE", "PID", "CPU%", "MEM"],
+            "{s:#?}"
+        );
+        let s = screen(&v, 21, 8);
+        assert_eq!(words(&s[1]), ["NAME", "STATE"], "{s:#?}");
+        let s = screen(&v, 12, 8);
+        assert!(s[0].starts_with("4 jobs, 2"), "{s:#?}");
+        let s = screen(&v, 16, 3);
+        assert!(s.join(" ").contains("4 jobs, 2"), "{s:#?}");
+        // Nothing panics at any size, down to nothing.
+        for (w, h) in [(1, 1), (0, 0), (19, 4), (20, 5), (200, 2), (2, 200)] {
+            screen(&v, w, h);
+        }
+    }
+
+    #[test]
+    fn the_filter_keeps_names_and_groups_that_match() {
+        let mut v = demo();
+        assert_eq!(v.key(key('/')), Action::None);
+        for c in "FRO".chars() {
+            v.key(key(c));
+        }
+        let s = screen(&v, 80, 10);
+        assert!(s[9].starts_with("/FRO_"), "{s:#?}");
+        v.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        let s = screen(&v, 80, 10);
+        let names: Vec<&str> = s[2..6]
+            .iter()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(names, [">web", "api"], "{s:#?}");
+        assert!(s[9].contains("[filter: FRO]"));
+        // Selection moves within what is shown, and acts on it.
+        v.key(key('j'));
+        v.key(key('j'));
+        assert_eq!(v.key(key('t')), Action::Terminate("api".into()));
+        // A filter nothing matches says so; Esc clears it (and does not quit).
+        v.filter = "zzz".into();
+        assert!(screen(&v, 80, 10)
+            .join("\n")
+            .contains("no job matches \"zzz\""));
+        assert_eq!(
+            v.key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)),
+            Action::None
+        );
+        assert!(v.filter.is_empty());
+        assert_eq!(
+            v.key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)),
+            Action::Quit
+        );
+    }
+
+    #[test]
+    fn help_opens_on_question_mark_and_any_key_closes_it() {
+        let mut v = demo();
+        v.key(key('?'));
+        let s = screen(&v, 80, 16).join("\n");
+        assert!(s.contains(" help "), "{s}");
+        assert!(s.contains("terminate it"), "{s}");
+        assert_eq!(
+            v.key(key('t')),
+            Action::None,
+            "the key only closes the help"
+        );
+        assert!(!screen(&v, 80, 16).join("\n").contains("terminate it"));
+    }
+
+    #[test]
+    fn keys_act_on_the_selected_job() {
+        let mut v = demo();
+        assert_eq!(v.key(key('s')), Action::Start("web".into()));
+        v.key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
+        assert_eq!(v.key(key('r')), Action::Restart("api".into()));
+        v.key(key('G'));
+        assert_eq!(v.key(key('t')), Action::Terminate("cron".into()));
+        v.key(key('k'));
+        assert_eq!(v.key(key('l')), Action::FollowLog("worker".into()));
+        v.open_log("worker", vec!["one".into()]);
+        assert_eq!(v.key(key('l')), Action::CloseLog);
+        assert_eq!(v.key(key('q')), Action::Quit);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        v.editing_filter = true;
+        assert_eq!(
+            v.key(ctrl_c),
+            Action::Quit,
+            "^C quits even while typing a filter"
+        );
+    }
+
+    #[test]
+    fn events_change_a_row_at_once_and_an_older_snapshot_does_not_undo_them() {
+        let mut v = demo();
+        let asked = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        v.event(&Event {
+            name: "web".into(),
+            group: "front".into(),
+            from: JobState::Running,
+            to: JobState::Stopped,
+            pid: Some(4242),
+            exitcode: Some(-15),
+            signal: Some("SIGTERM".into()),
+            cause: Some(Cause::Stopped),
+            reason: Some("stopped by request".into()),
+            at: String::new(),
+        });
+        let s = screen(&v, 100, 8);
+        assert_eq!(
+            words(&s[2])[..5],
+            [">web", "front", "stopped", "-", "-"],
+            "{s:#?}"
+        );
+        // A table asked for before the event still says running: the event wins.
+        v.table(vec![job("web", "front", JobState::Running)], asked);
+        assert_eq!(words(&screen(&v, 100, 8)[2])[2], "stopped");
+        // One asked for after it is taken whole.
+        v.table(vec![job("web", "front", JobState::Running)], Instant::now());
+        assert_eq!(words(&screen(&v, 100, 8)[2])[2], "running");
+        // An event for a job not seen yet adds its row.
+        v.event(&Event {
+            name: "new".into(),
+            group: "g".into(),
+            from: JobState::Stopped,
+            to: JobState::Starting,
+            pid: Some(7),
+            exitcode: None,
+            signal: None,
+            cause: None,
+            reason: None,
+            at: String::new(),
+        });
+        assert!(screen(&v, 100, 8)
+            .iter()
+            .any(|l| words(l)[..3] == ["new", "g", "starting"]));
+    }
+
+    #[test]
+    fn cpu_percent_comes_from_two_samples_of_the_same_process() {
+        let mut v = View::new(false);
+        let mut a = job("a", "a", JobState::Running);
+        a.cpu_ms = Some(1000);
+        v.table(vec![a.clone()], Instant::now());
+        let earlier = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .expect("instant");
+        v.rows[0].last_sample = Some((4242, 500, earlier));
+        v.table(vec![a.clone()], Instant::now());
+        let pct = v.rows[0].cpu_percent.expect("percent");
+        assert!((45.0..=50.5).contains(&pct), "{pct}");
+        // Another process (a restart): no percent until it has two samples.
+        a.pid = Some(9);
+        v.table(vec![a], Instant::now());
+        assert_eq!(v.rows[0].cpu_percent, None);
+    }
+
+    #[test]
+    fn colours_follow_the_state_only_when_enabled() {
+        let mut v = demo();
+        let fg_of_state = |v: &View| {
+            let mut t = Terminal::new(TestBackend::new(100, 8)).expect("terminal");
+            t.draw(|f| v.draw(f)).expect("draw");
+            let buf = t.backend().buffer().clone();
+            let line: String = (0..100)
+                .map(|x| buf.cell((x, 2)).map_or(" ", |c| c.symbol()))
+                .collect();
+            let x = u16::try_from(line.find("running").expect("state")).expect("x");
+            buf.cell((x, 2)).map(|c| c.fg).expect("cell")
+        };
+        assert_eq!(fg_of_state(&v), Color::Reset);
+        v.colour = true;
+        assert_eq!(fg_of_state(&v), Color::Green);
+    }
+
+    #[test]
+    fn the_log_pane_shows_the_last_lines_of_whole_output() {
+        let mut v = demo();
+        v.open_log("web", vec!["first".into()]);
+        v.log_data("second\nthi");
+        v.log_data("rd\n");
+        let s = screen(&v, 80, 20);
+        let text = s.join("\n");
+        assert!(text.contains("log: web"), "{text}");
+        let tail: Vec<&str> = s
+            .iter()
+            .map(String::as_str)
+            .filter(|l| ["first", "second", "third"].contains(l))
+            .collect();
+        assert_eq!(tail, ["first", "second", "third"]);
     }
 }
