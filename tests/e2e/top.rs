@@ -222,3 +222,29 @@ fn top_without_a_daemon_fails_like_any_command_and_without_a_terminal_is_refused
     assert!(screen.contains("cannot reach supervisord"), "{screen}");
     assert_eq!(tmux.show("#{alternate_on}"), "0");
 }
+
+#[test]
+fn top_ended_by_sigterm_restores_the_terminal() {
+    let d = Daemon::start(&jobs(THREE));
+    let Some(tmux) = Tmux::start(d.dir.path(), 80, 24) else {
+        return;
+    };
+    tmux.keys(&[&top_command(&d), "Enter"]);
+    tmux.wait_for("web in top", |s| state_on_screen(s, "web").is_some());
+    assert_eq!(tmux.show("#{alternate_on}"), "1");
+    let needle = format!("{} top", d.socket.display());
+    let pids = wait_until("supctl top's pid", DEADLINE, || {
+        let p = crate::support::pids_with_arg(&needle);
+        (!p.is_empty()).then_some(p)
+    });
+    for pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let screen = tmux.wait_for("top to exit 1", |s| s.contains("top-exit=1"));
+    assert!(screen.contains("ended by SIGTERM"), "{screen}");
+    assert_eq!(tmux.show("#{alternate_on}"), "0");
+    assert_eq!(tmux.show("#{cursor_flag}"), "1");
+}

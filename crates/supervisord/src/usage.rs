@@ -155,7 +155,8 @@ pub fn fill(jobs: &mut [Job]) {
 /// supervisord's own numbers, the `process_*` metrics every Prometheus client exports.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OwnProcess {
-    /// User + system CPU time.
+    /// User + system CPU time of its threads (not of the jobs it reaped: their time is
+    /// the kernel's `cutime`, left out).
     pub cpu_seconds: f64,
     /// Resident memory in bytes.
     pub resident_bytes: u64,
@@ -182,7 +183,7 @@ pub fn own_process() -> Option<OwnProcess> {
         .unwrap_or(0);
     let ticks_per_sec = units.ticks_per_sec as f64;
     Some(OwnProcess {
-        cpu_seconds: (stat.ticks + stat.child_ticks) as f64 / ticks_per_sec,
+        cpu_seconds: stat.ticks as f64 / ticks_per_sec,
         resident_bytes: stat.rss_pages.saturating_mul(units.page_size),
         open_fds,
         max_fds,
