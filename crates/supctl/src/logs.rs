@@ -49,7 +49,7 @@ pub fn many(
     json_out: bool,
 ) -> Result<(), Failure> {
     let mut client = Client::connect(socket)?;
-    let list: JobList = client.call(&Request::Status(selection))?.decode()?;
+    let list: JobList = client.call(&Request::Status(selection.into()))?.decode()?;
     let names: Vec<String> = list.jobs.into_iter().map(|j| j.name).collect();
     let streams: &[Stream] = if stderr_only {
         &[Stream::Stderr]

@@ -207,30 +207,37 @@ pub fn event(e: &Event) -> String {
     s
 }
 
-/// The status table with usage: NAME GROUP STATE PID CPU MEM UPTIME/EXIT (`status
-/// --usage`). CPU is the CPU time used so far, MEM the resident memory; `-` where the
-/// daemon measured nothing (no live process).
+/// The status table with usage: NAME GROUP STATE PID [RESTARTS] CPU MEM UPTIME/EXIT
+/// (`status --usage`; RESTARTS as in [`table`]). CPU is the CPU time used so far, MEM
+/// the resident memory; `-` where the daemon measured nothing (no live process).
 pub fn usage_table(jobs: &[Job], colour: bool) -> String {
-    let header: Vec<String> = ["NAME", "GROUP", "STATE", "PID", "CPU", "MEM", "UPTIME/EXIT"]
-        .map(String::from)
-        .to_vec();
-    let mut rows = vec![header];
+    let restarts = jobs.iter().any(|j| j.restarts > 0);
+    let mut header = vec!["NAME", "GROUP", "STATE", "PID"];
+    if restarts {
+        header.push("RESTARTS");
+    }
+    header.extend(["CPU", "MEM", "UPTIME/EXIT"]);
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
     for j in jobs {
         let mut name = j.name.clone();
         if j.daemon {
             name.push_str(" (daemon)");
         }
-        rows.push(vec![
+        let mut row = vec![
             name,
             j.group.clone(),
             j.state.to_string(),
             j.pid.map_or_else(|| "-".into(), |p| p.to_string()),
-            j.cpu_ms.map_or_else(|| "-".into(), cpu_time),
-            j.memory_bytes.map_or_else(|| "-".into(), bytes),
-            uptime_or_exit(j),
-        ]);
+        ];
+        if restarts {
+            row.push(j.restarts.to_string());
+        }
+        row.push(j.cpu_ms.map_or_else(|| "-".into(), cpu_time));
+        row.push(j.memory_bytes.map_or_else(|| "-".into(), bytes));
+        row.push(uptime_or_exit(j));
+        rows.push(row);
     }
-    let mut widths = vec![0; rows[0].len()];
+    let mut widths = vec![0; header.len()];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -463,6 +470,24 @@ mod tests {
             lines[2],
             "File2  g      stopped  -    -     -     killed by SIGTERM (-15)"
         );
+        let mut again = job("File1", JobState::Running, None);
+        again.restarts = 2;
+        let t = usage_table(&[again], false);
+        let words: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            words[0],
+            [
+                "NAME",
+                "GROUP",
+                "STATE",
+                "PID",
+                "RESTARTS",
+                "CPU",
+                "MEM",
+                "UPTIME/EXIT"
+            ]
+        );
+        assert_eq!(words[1][4], "2");
     }
 
     #[test]
