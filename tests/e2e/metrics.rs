@@ -118,7 +118,10 @@ fn promtool() -> Option<&'static str> {
 /// Check an exposition with Prometheus's own parser and linter.
 fn check_with_promtool(text: &str) {
     let Some(tool) = promtool() else {
-        eprintln!("SKIPPED the promtool check: promtool is not installed (apt-get install prometheus; .ci/run does)");
+        crate::support::skip(
+            "the promtool check of the exposition",
+            "promtool is not installed (apt-get install prometheus; .ci/run does)",
+        );
         return;
     };
     let mut child = Command::new(tool)

@@ -17,7 +17,10 @@ impl Tmux {
     /// `None` (the caller skips, saying why) when tmux is not installed.
     fn start(dir: &Path, width: u16, height: u16) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("SKIPPED: tmux is not installed (apt-get install tmux; .ci/run does)");
+            crate::support::skip(
+                "supctl top in tmux",
+                "tmux is not installed (apt-get install tmux; .ci/run does)",
+            );
             return None;
         }
         let t = Tmux {
