@@ -20,8 +20,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError, Reply};
 use protocol::{
     AddParams, Event, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult, MetricsResult,
-    NamesParams, PingResult, ReloadResult, Request, ScaleParams, Selection, ShutdownParams,
-    Signal, StatusParams, Stream, TerminateParams, WaitParams,
+    NamesParams, PingResult, ReloadResult, Request, ScaleParams, Selection, ShutdownParams, Signal,
+    StatusParams, Stream, TerminateParams, WaitParams,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
