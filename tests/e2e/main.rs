@@ -28,3 +28,4 @@ mod soak;
 mod supctl;
 mod systemd;
 mod top;
+mod users;

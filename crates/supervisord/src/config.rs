@@ -23,6 +23,9 @@ mod expand;
 mod schema;
 pub use expand::Files;
 pub use schema::schema;
+mod run_as;
+use run_as::RawLimits;
+pub use run_as::{Resource, Rlim, RunAs};
 
 /// The longest a backoff delay grows.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -287,6 +290,12 @@ pub struct JobSpec {
     pub replica_of: Option<String>,
     /// What its end for good does to supervisord.
     pub on_exit: OnExit,
+    /// Who the job runs as (`None`: supervisord's own user).
+    pub user: Option<RunAs>,
+    /// The job's umask (`None`: supervisord's).
+    pub umask: Option<u32>,
+    /// rlimits set before the program runs (soft = hard).
+    pub limits: Vec<(Resource, Rlim)>,
 }
 
 impl JobSpec {
@@ -430,6 +439,14 @@ struct RawJob {
     /// "nothing", or "shutdown" (stop every job and exit, 1 unless it succeeded).
     #[schemars(extend("default" = "nothing"))]
     on_exit: Option<OnExit>,
+    /// Run the job as this user: "name", "name:group" or "uid:gid" (needs root).
+    #[schemars(with = "Option<String>")]
+    user: Option<Spanned<String>>,
+    /// The job's umask as octal digits, such as "027".
+    #[schemars(with = "Option<serde_json::Value>")]
+    umask: Option<Spanned<toml::Value>>,
+    /// rlimits (soft = hard): nofile, nproc, core, stack, memlock.
+    limits: Option<RawLimits>,
 }
 
 /// `env_file`: one path or a list; `?` in front marks an optional file.
@@ -488,6 +505,12 @@ impl RawJob {
             env_file: self.env_file,
             replicas: self.replicas,
             on_exit: self.on_exit.or(d.on_exit),
+            user: self.user.or(d.user),
+            umask: self.umask.or(d.umask),
+            limits: match (self.limits, d.limits) {
+                (Some(mine), Some(base)) => Some(mine.over(base)),
+                (mine, base) => mine.or(base),
+            },
         }
     }
 }
@@ -993,6 +1016,33 @@ fn resolve(
         OutputKey::Stdout => Output::Stdout,
         OutputKey::File(p) => Output::File(base.join(p)),
     };
+    let user = match raw.user {
+        Some(u) => Some(
+            run_as::resolve_user(u.get_ref())
+                .map_err(|e| src.error(Some(u.span()), format!("job {n:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    let umask = match raw.umask {
+        Some(m) => Some(
+            run_as::parse_umask(m.get_ref())
+                .map_err(|e| src.error(Some(m.span()), format!("job {n:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    let limits = raw
+        .limits
+        .unwrap_or_default()
+        .resolve()
+        .map_err(|(span, key, controller)| {
+            src.error(
+                Some(span),
+                format!(
+                    "job {n:?}: `limits.{key}` needs the cgroup v2 `{controller}` controller, \
+                 which supervisord does not manage yet; remove the key"
+                ),
+            )
+        })?;
     Ok(JobSpec {
         name: n.clone(),
         group,
@@ -1018,6 +1068,9 @@ fn resolve(
         env_files: Vec::new(),
         replica_of: None,
         on_exit: raw.on_exit.unwrap_or_default(),
+        user,
+        umask,
+        limits,
     })
 }
 

@@ -265,3 +265,69 @@ pub fn reap_orphans(ours: &HashSet<u32>) -> usize {
     }
     reaped
 }
+
+/// Set the job's rlimits, umask and identity in the child, in that order: rlimits first,
+/// while the child may still raise a hard limit; the identity last, since dropping root
+/// is what takes the right away. Does nothing (and so keeps std's `posix_spawn` path)
+/// when the job sets none of them.
+///
+/// Identity is switched only when supervisord runs as root; otherwise the job file was
+/// accepted only because `user` names supervisord's own user, and there is nothing to do.
+pub fn set_credentials(
+    cmd: &mut std::process::Command,
+    user: Option<&crate::config::RunAs>,
+    umask: Option<u32>,
+    limits: &[(crate::config::Resource, crate::config::Rlim)],
+) {
+    use crate::config::Resource;
+    use nix::libc;
+    use std::os::unix::process::CommandExt;
+    if user.is_none() && umask.is_none() && limits.is_empty() {
+        return;
+    }
+    let limits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)> = limits
+        .iter()
+        .map(|&(r, v)| {
+            let r = match r {
+                Resource::Nofile => libc::RLIMIT_NOFILE,
+                Resource::Nproc => libc::RLIMIT_NPROC,
+                Resource::Core => libc::RLIMIT_CORE,
+                Resource::Stack => libc::RLIMIT_STACK,
+                Resource::Memlock => libc::RLIMIT_MEMLOCK,
+            };
+            (r, v.unwrap_or(libc::RLIM_INFINITY))
+        })
+        .collect();
+    let identity = user
+        .filter(|_| nix::unistd::geteuid().is_root())
+        .map(|u| (u.uid, u.gid, u.groups.clone()));
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed. It calls `setrlimit`, `umask`, `setgroups`,
+    // `setgid` and `setuid` (plain system calls) on data it owns, prepared before the
+    // fork; it allocates nothing and takes no locks (`last_os_error` reads errno).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(resource, value) in &limits {
+                let lim = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(mask) = umask {
+                libc::umask(mask as libc::mode_t);
+            }
+            if let Some((uid, gid, groups)) = &identity {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}

@@ -161,6 +161,8 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID")
+        // The passwd entry's HOME, USER, LOGNAME, SHELL; the job's own env wins.
+        .envs(spec.user.iter().flat_map(|u| u.env.iter().cloned()))
         .envs(&spec.env)
         .env("SUPERVISOR_JOB", &spec.name)
         .env("SUPERVISOR_GROUP", &spec.group)
@@ -168,6 +170,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         .stdout(stdout_io)
         .stderr(stderr_io)
         .process_group(0);
+    os::set_credentials(&mut cmd, spec.user.as_ref(), spec.umask, &spec.limits);
     if death == DeathWatch::ParentDeathSignal {
         os::die_with_parent(&mut cmd);
     }

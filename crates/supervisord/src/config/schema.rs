@@ -180,11 +180,14 @@ mod tests {
             "env_file",
             "replicas",
             "on_exit",
+            "user",
+            "umask",
+            "limits",
         ] {
             let p = &props[key];
             assert!(p["description"].is_string(), "{key}: {p}");
         }
-        assert_eq!(props.len(), 22);
+        assert_eq!(props.len(), 25);
         assert_eq!(props["stop_timeout"]["default"], "10s");
         assert_eq!(props["restart"]["default"], "never");
     }

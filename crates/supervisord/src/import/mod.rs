@@ -190,12 +190,14 @@ struct JobOut {
 /// Keys of `[program:x]` that mean nothing to supervisord, with why.
 fn unmappable(key: &str) -> Option<&'static str> {
     Some(match key {
-        "user" => "supervisord runs jobs as its own user; run it as that user, or wrap the command in `setpriv`/`runuser`",
-        "umask" => "no umask key; wrap the command (`sh -c 'umask 022; exec ...'`)",
         "serverurl" => "jobs reach supervisord through $SUPERVISORD_SOCKET or --socket, not a URL",
         "stdout_capture_maxbytes" | "stderr_capture_maxbytes" => "no capture mode",
-        "stdout_events_enabled" | "stderr_events_enabled" => "no log events; follow output with `supctl logs -f`",
-        "stdout_syslog" | "stderr_syslog" => "no syslog output; run supervisord under journald, or pipe the job's output",
+        "stdout_events_enabled" | "stderr_events_enabled" => {
+            "no log events; follow output with `supctl logs -f`"
+        }
+        "stdout_syslog" | "stderr_syslog" => {
+            "no syslog output; run supervisord under journald, or pipe the job's output"
+        }
         _ => return None,
     })
 }
@@ -679,6 +681,15 @@ fn map_key(s: &Section, program: &str, k: &str, raw: &str, text: &str) -> Mappin
     match k {
         "command" | "process_name" | "numprocs" | "numprocs_start" | "priority" => {}
         "directory" => m.keys.push(("cwd".into(), quote(text))),
+        "user" => m.keys.push(("user".into(), quote(text.trim()))),
+        "umask" => {
+            let t = text.trim();
+            if !t.is_empty() && t.len() <= 4 && t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                m.keys.push(("umask".into(), quote(t)));
+            } else {
+                m.notes.push(bad("an octal umask such as 022"));
+            }
+        }
         "environment" => match environment(text) {
             Ok(pairs) => m.keys.push(("env".into(), inline_table(&pairs))),
             Err(e) => m
@@ -853,6 +864,24 @@ mod tests {
     }
 
     #[test]
+    fn user_and_umask_are_mapped() {
+        let out = run(
+            "[program:a]\ncommand=a\nuser=www-data\numask=022\n[program:b]\ncommand=b\numask=u+x\n",
+        );
+        let t = table(&out);
+        assert_eq!(job(&t, "a")["user"].as_str(), Some("www-data"));
+        assert_eq!(job(&t, "a")["umask"].as_str(), Some("022"));
+        assert!(job(&t, "b").get("umask").is_none());
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| n.line == 7 && n.message.contains("umask")),
+            "{:?}",
+            out.notes
+        );
+    }
+
+    #[test]
     fn every_mappable_program_key_is_mapped() {
         let out = run(r#"
 [program:web]
@@ -961,7 +990,7 @@ stdout_logfile_backups=3
     #[test]
     fn what_cannot_be_mapped_is_listed_with_its_line() {
         let out = run(
-            "[program:a]\ncommand=a\nuser=www-data\nfrobnicate=1\n[inet_http_server]\nport=9001\n",
+            "[program:a]\ncommand=a\nserverurl=AUTO\nfrobnicate=1\n[inet_http_server]\nport=9001\n",
         );
         let lines: Vec<(usize, &str)> = out
             .notes
@@ -971,7 +1000,7 @@ stdout_logfile_backups=3
         assert!(
             lines
                 .iter()
-                .any(|(l, m)| *l == 3 && m.contains("user = www-data: not mapped")),
+                .any(|(l, m)| *l == 3 && m.contains("serverurl = AUTO: not mapped")),
             "{lines:?}"
         );
         assert!(
