@@ -417,6 +417,27 @@ fn print_job(out: &mut String, j: &JobSpec) {
         let _ = writeln!(out, "  log_backups     {}", j.log_backups);
         let _ = writeln!(out, "  log_timestamps  {}", j.log_timestamps);
     }
+    if let Some(u) = &j.user {
+        let groups: Vec<String> = u.groups.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  user            uid {} gid {} groups {}",
+            u.uid,
+            u.gid,
+            groups.join(",")
+        );
+    }
+    if let Some(m) = j.umask {
+        let _ = writeln!(out, "  umask           {m:03o}");
+    }
+    for (resource, value) in &j.limits {
+        let value = value.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "  limits.{:<8} {value}",
+            format!("{resource:?}").to_lowercase()
+        );
+    }
 }
 
 #[cfg(test)]
