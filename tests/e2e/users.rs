@@ -19,12 +19,6 @@ fn environ(pid: u32) -> Vec<String> {
         .collect()
 }
 
-fn running_pid(d: &Daemon, name: &str) -> u32 {
-    d.wait_job(name, "running", |j| j.state == protocol::JobState::Running)
-        .pid
-        .expect("a running job has a pid")
-}
-
 /// A job with `user = "nobody"` runs with nobody's uid, gid and groups, its passwd
 /// entry's HOME/USER/LOGNAME/SHELL (the job's env overriding one), and its umask.
 #[test]
@@ -37,7 +31,7 @@ fn a_job_runs_as_its_user_with_its_groups_env_and_umask() {
         "[job.n]\ncommand = \"sleep 60\"\nuser = \"nobody\"\numask = \"027\"\nenv = { SHELL = \"/bin/sh\" }\n\
          [job.mine]\ncommand = \"sleep 60\"\n",
     ));
-    let pid = running_pid(&d, "n");
+    let pid = d.running_pid("n");
     let nobody = nix::unistd::User::from_name("nobody")
         .expect("passwd")
         .expect("nobody exists");
@@ -71,7 +65,7 @@ fn a_job_runs_as_its_user_with_its_groups_env_and_umask() {
         assert!(env.contains(&var), "{var} not in {env:?}");
     }
     // Without `user`, the daemon's uid and umask.
-    let mine = running_pid(&d, "mine");
+    let mine = d.running_pid("mine");
     assert_eq!(status_field(mine, "Uid"), "0 0 0 0");
     assert!(!environ(mine).contains(&"USER=nobody".to_owned()));
 }
@@ -82,7 +76,7 @@ fn limits_are_visible_in_proc_limits() {
     let d = Daemon::start(&jobs(
         "[job.l]\ncommand = \"sleep 60\"\n[job.l.limits]\nnofile = 1234\ncore = \"unlimited\"\nstack = \"4MiB\"\n",
     ));
-    let pid = running_pid(&d, "l");
+    let pid = d.running_pid("l");
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
     let row = |name: &str| -> String {
         limits
