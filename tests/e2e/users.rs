@@ -132,3 +132,18 @@ fn a_non_root_daemon_refuses_another_user_at_load() {
         "{err}"
     );
 }
+
+/// A limit the kernel refuses (more open files than fs.nr_open allows, even to root) is
+/// a spawn error that names the limits, not "not executable".
+#[test]
+fn a_limit_the_kernel_refuses_is_a_spawn_error_naming_limits() {
+    let d = Daemon::start(&jobs(
+        "[job.l]\ncommand = \"sleep 60\"\n[job.l.limits]\nnofile = 1099511627776\n",
+    ));
+    let job = d.wait_job("l", "fails to spawn", |j| j.spawn_error.is_some());
+    let err = job.spawn_error.unwrap_or_default();
+    assert!(
+        err.contains("`limits`") && err.contains("not permitted"),
+        "{err}"
+    );
+}

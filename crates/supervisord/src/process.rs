@@ -419,6 +419,15 @@ fn spawn_problem(spec: &JobSpec, e: &std::io::Error) -> SpawnError {
         return SpawnError::NoCwd(spec.cwd.display().to_string());
     }
     let program = spec.command[0].clone();
+    // exec's own permission error is EACCES; EPERM comes from setrlimit, setgroups,
+    // setgid or setuid in the child.
+    let sets_credentials = spec.user.is_some() || !spec.limits.is_empty();
+    if sets_credentials && e.raw_os_error() == Some(nix::libc::EPERM) {
+        return SpawnError::Other {
+            program,
+            reason: format!("cannot apply its `user` or `limits`: {e}"),
+        };
+    }
     match e.kind() {
         std::io::ErrorKind::NotFound => SpawnError::NoProgram(program),
         std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program),
