@@ -139,12 +139,14 @@ fn top_shows_jobs_follows_events_acts_on_keys_and_restores_the_terminal() {
         return;
     };
     tmux.keys(&[&top_command(&d), "Enter"]);
-    let screen = tmux.wait_for("the three jobs running in top", |s| {
-        ["web", "api", "cache"]
-            .iter()
-            .all(|n| state_on_screen(s, n).as_deref() == Some("running"))
+    // The rows come from the event stream's snapshot; the version in the header from
+    // the first `ping`, which may land a moment later: wait for both.
+    let screen = tmux.wait_for("the three jobs running in top, under the header", |s| {
+        s.contains("supervisord 0.1.0")
+            && ["web", "api", "cache"]
+                .iter()
+                .all(|n| state_on_screen(s, n).as_deref() == Some("running"))
     });
-    assert!(screen.contains("supervisord 0.1.0"), "{screen}");
     assert!(screen.contains("3 jobs: 3 running"), "{screen}");
     assert_eq!(
         tmux.show("#{alternate_on}"),
