@@ -5,10 +5,12 @@
 mod support;
 
 mod causes;
+mod checks;
 mod ctl_output;
 mod daemon;
 mod daemon_log;
 mod defaults;
+mod deps;
 mod docs;
 mod envfiles;
 mod events;

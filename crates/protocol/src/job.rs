@@ -22,6 +22,9 @@ pub enum JobState {
     Exited,
     /// Could not be started, or failed `max_restarts` times in a row.
     Fatal,
+    /// Asked to start, but held back until its dependencies meet their conditions;
+    /// `reason` says which. Not alive, not settled.
+    Waiting,
 }
 
 impl JobState {
@@ -48,6 +51,7 @@ impl JobState {
             JobState::Stopping => "stopping",
             JobState::Exited => "exited",
             JobState::Fatal => "fatal",
+            JobState::Waiting => "waiting",
         }
     }
 }
@@ -157,6 +161,39 @@ pub struct Job {
     pub cpu_ms: Option<u64>,
     /// Resident memory of the job's processes, in bytes; like `cpu_ms`.
     pub memory_bytes: Option<u64>,
+    /// What its health check says; `null` for a job without one.
+    #[serde(default)]
+    pub health: Option<Health>,
+    /// The last health check's result in a line or a few (an exec's first 4 KiB of
+    /// output, the HTTP status, the connect error).
+    #[serde(default)]
+    pub health_output: Option<String>,
+    /// Failed health checks in a row that counted. Extension: see docs/protocol.md.
+    #[serde(default)]
+    pub health_failures: Option<u32>,
+}
+
+/// A job's health as its checks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// No result yet (or only failures inside `start_period`), or not running.
+    Unknown,
+    /// The last check passed.
+    Healthy,
+    /// `retries` checks in a row failed.
+    Unhealthy,
+}
+
+impl Health {
+    /// The protocol's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 /// An exit code in words: `exit 0`, `exit 3`, `killed by SIGTERM (-15)`.
@@ -262,6 +299,9 @@ mod tests {
             output_error: None,
             cpu_ms: Some(1250),
             memory_bytes: None,
+            health: None,
+            health_output: None,
+            health_failures: None,
         };
         let v = serde_json::to_value(&job).expect("serialize");
         for key in [

@@ -105,6 +105,30 @@ pub struct WaitParams {
     /// Give up after this long, with error 1002.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Wait until each job is `running` (and healthy, if it has a health check) instead
+    /// of settled; `success` is whether all got there before settling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+}
+
+/// Params of `start`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StartParams {
+    /// Which jobs.
+    #[serde(flatten)]
+    pub selection: Selection,
+    /// Do not also start their dependencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_deps: Option<bool>,
+}
+
+impl From<Selection> for StartParams {
+    fn from(selection: Selection) -> StartParams {
+        StartParams {
+            selection,
+            no_deps: None,
+        }
+    }
 }
 
 /// Params of `logs`.
@@ -164,7 +188,7 @@ pub enum Request {
     /// `status`
     Status(StatusParams),
     /// `start`
-    Start(Selection),
+    Start(StartParams),
     /// `terminate`
     Terminate(TerminateParams),
     /// `restart`
@@ -223,7 +247,8 @@ impl Request {
         match self {
             Request::Ping | Request::Subscribe | Request::Reload | Request::Metrics => Value::Null,
             Request::Status(p) => to(p),
-            Request::Start(s) | Request::Restart(s) => to(s),
+            Request::Restart(s) => to(s),
+            Request::Start(p) => to(p),
             Request::Terminate(p) => to(p),
             Request::Kill(p) => to(p),
             Request::Wait(p) => to(p),
@@ -325,7 +350,11 @@ impl Request {
             "status" => {
                 Request::Status(parse(method, params, &["names", "group", "all", "usage"])?)
             }
-            "start" => Request::Start(parse(method, params, SELECTION)?),
+            "start" => Request::Start(parse(
+                method,
+                params,
+                &["names", "group", "all", "no_deps"],
+            )?),
             "restart" => Request::Restart(parse(method, params, SELECTION)?),
             "terminate" => Request::Terminate(parse(
                 method,
@@ -336,7 +365,7 @@ impl Request {
             "wait" => Request::Wait(parse(
                 method,
                 params,
-                &["names", "group", "all", "timeout_ms"],
+                &["names", "group", "all", "timeout_ms", "ready"],
             )?),
             "logs" => Request::Logs(parse(
                 method,
@@ -409,7 +438,11 @@ mod tests {
             selection: Selection::all(),
             usage: Some(true),
         }));
-        round_trip(Request::Start(Selection::all()));
+        round_trip(Request::Start(Selection::all().into()));
+        round_trip(Request::Start(StartParams {
+            selection: Selection::names(vec!["api".into()]),
+            no_deps: Some(true),
+        }));
         round_trip(Request::Restart(Selection::names(vec!["a".into()])));
         round_trip(Request::Terminate(TerminateParams {
             selection: Selection::names(vec!["File2".into()]),
@@ -423,6 +456,7 @@ mod tests {
         round_trip(Request::Wait(WaitParams {
             selection: Selection::all(),
             timeout_ms: Some(10),
+            ready: Some(true),
         }));
         round_trip(Request::Logs(LogsParams {
             name: "a".into(),

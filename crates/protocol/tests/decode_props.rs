@@ -138,7 +138,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Metrics),
         (selection(), prop::option::of(any::<bool>()))
             .prop_map(|(selection, usage)| Request::Status(StatusParams { selection, usage })),
-        selection().prop_map(Request::Start),
+        selection().prop_map(|s| Request::Start(s.into())),
         selection().prop_map(Request::Restart),
         (
             selection(),
@@ -157,6 +157,7 @@ fn request() -> impl Strategy<Value = Request> {
             Request::Wait(WaitParams {
                 selection,
                 timeout_ms,
+                ready: None,
             })
         }),
         (

@@ -111,8 +111,14 @@ enum Cmd {
         #[arg(short, long)]
         usage: bool,
     },
-    /// Start jobs
-    Start(Select),
+    /// Start jobs (and the jobs they depend on)
+    Start {
+        #[command(flatten)]
+        select: Select,
+        /// Do not also start the jobs they depend on
+        #[arg(long)]
+        no_deps: bool,
+    },
     /// Stop jobs with their stop signal (SIGKILL after stop_timeout) and print how they ended
     #[command(alias = "stop")]
     Terminate {
@@ -154,6 +160,10 @@ enum Cmd {
         /// Give up after this long (exit 1): 30s, 2m, 500ms
         #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         timeout: Option<Duration>,
+        /// Wait until each is running (and healthy, with a health check); exit 1 if one
+        /// settles first
+        #[arg(long)]
+        ready: bool,
     },
     /// Print jobs' captured output; several jobs' lines are labelled `name | `
     Logs {
@@ -349,7 +359,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             print_shutdown(out, &reply, &mut client, !no_wait, drain)
         }
         Cmd::Wait { .. } => print_waited(out, &reply),
-        Cmd::Start(_) | Cmd::Restart(_) if out.json => {
+        Cmd::Start { .. } | Cmd::Restart(_) if out.json => {
             print_raw(&reply)?;
             failed_start(&cli.command, &reply.decode()?)
         }
@@ -367,7 +377,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Cmd::Start(_) | Cmd::Restart(_) | Cmd::Add { .. } => {
+        Cmd::Start { .. } | Cmd::Restart(_) | Cmd::Add { .. } => {
             let list: JobList = reply.decode()?;
             print!("{}", render::table(&list.jobs, out.colour));
             failed_start(&cli.command, &list)
@@ -409,7 +419,10 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
             },
             usage: usage.then_some(true),
         }),
-        Cmd::Start(sel) => Request::Start(sel.require()?),
+        Cmd::Start { select, no_deps } => Request::Start(protocol::StartParams {
+            selection: select.require()?,
+            no_deps: no_deps.then_some(true),
+        }),
         Cmd::Terminate {
             select,
             signal,
@@ -430,6 +443,7 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
             group,
             all,
             timeout,
+            ready,
         } => Request::Wait(WaitParams {
             selection: Selection {
                 names: (!names.is_empty()).then(|| names.clone()),
@@ -437,6 +451,7 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
                 all: all.then_some(true),
             },
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            ready: ready.then_some(true),
         }),
         Cmd::Logs {
             names,
@@ -652,7 +667,11 @@ fn print_waited(out: Out, reply: &Reply) -> Result<(), Failure> {
         println!("{}", reply.raw());
     } else {
         for job in &list.jobs {
-            println!("{}", render::ended(job));
+            if job.alive {
+                println!("{}: {}", job.name, render::uptime_or_exit(job));
+            } else {
+                println!("{}", render::ended(job));
+            }
         }
     }
     if list.success == Some(true) {
@@ -730,7 +749,7 @@ fn print_ping(reply: &Reply, socket: &Path) -> Result<(), Failure> {
 /// `start` and `restart` fail (exit 1) when a job they started is `fatal` or in
 /// `backoff` once the daemon answers: it could not be spawned, or ended too soon.
 fn failed_start(cmd: &Cmd, list: &JobList) -> Result<(), Failure> {
-    if !matches!(cmd, Cmd::Start(_) | Cmd::Restart(_)) {
+    if !matches!(cmd, Cmd::Start { .. } | Cmd::Restart(_)) {
         return Ok(());
     }
     let failed: Vec<&str> = list

@@ -33,6 +33,7 @@ fn paint(state: JobState, text: &str, colour: bool) -> String {
         JobState::Starting | JobState::Stopping => "33",
         JobState::Backoff | JobState::Fatal => "31",
         JobState::Exited | JobState::Stopped => "2",
+        JobState::Waiting => "36",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }
@@ -40,12 +41,40 @@ fn paint(state: JobState, text: &str, colour: bool) -> String {
 /// What the last column says: uptime while alive, why it is not running otherwise.
 pub fn uptime_or_exit(job: &Job) -> String {
     if job.alive {
-        return job.uptime_ms.map_or_else(
+        let mut s = job.uptime_ms.map_or_else(
             || "-".into(),
             |ms| format!("up {}", short_duration(Duration::from_millis(ms))),
         );
+        if let Some(h) = health(job) {
+            s.push_str(&format!(", {h}"));
+        }
+        if let Some(r) = &job.reason {
+            s.push_str(&format!(" ({r})"));
+        }
+        return s;
+    }
+    if job.state == JobState::Waiting {
+        return job.reason.clone().unwrap_or_else(|| "waiting".into());
     }
     why(job)
+}
+
+/// A job's health in words: `healthy`, `unknown`, `unhealthy (3 failed: connection
+/// refused)`; `None` for a job without a health check.
+pub fn health(job: &Job) -> Option<String> {
+    let h = job.health?;
+    if h != protocol::Health::Unhealthy {
+        return Some(h.as_str().to_owned());
+    }
+    let output = job
+        .health_output
+        .as_deref()
+        .and_then(|o| o.lines().next())
+        .unwrap_or("");
+    Some(format!(
+        "unhealthy ({} failed: {output})",
+        job.health_failures.unwrap_or(0)
+    ))
 }
 
 /// Why a job is not running, in words: its `reason`, with the exit where the reason
@@ -89,6 +118,10 @@ pub fn block(job: &Job) -> String {
     ];
     if let Some(e) = &job.output_error {
         rows.push(("output_error", e.clone()));
+    }
+    if let Some(h) = health(job) {
+        rows.push(("health", h));
+        rows.push(("health_output", or_dash(job.health_output.clone())));
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
@@ -317,6 +350,9 @@ mod tests {
             output_error: None,
             cpu_ms: None,
             memory_bytes: None,
+            health: None,
+            health_output: None,
+            health_failures: None,
         }
     }
 

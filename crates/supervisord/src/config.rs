@@ -26,6 +26,8 @@ pub use schema::schema;
 mod run_as;
 use run_as::RawLimits;
 pub use run_as::{Resource, Rlim, RunAs};
+mod checks;
+pub use checks::{levels, Condition, Dependency, HealthSpec, OnUnhealthy, Probe, ReadySpec};
 
 /// The longest a backoff delay grows.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -296,6 +298,12 @@ pub struct JobSpec {
     pub umask: Option<u32>,
     /// rlimits set before the program runs (soft = hard).
     pub limits: Vec<(Resource, Rlim)>,
+    /// `[job.X.ready]`: when a start counts as `running` (default: up for `start_secs`).
+    pub ready: Option<ReadySpec>,
+    /// `[job.X.health]`: checked while running.
+    pub health: Option<HealthSpec>,
+    /// `depends_on`, in file order.
+    pub depends_on: Vec<Dependency>,
 }
 
 impl JobSpec {
@@ -447,6 +455,18 @@ struct RawJob {
     umask: Option<Spanned<toml::Value>>,
     /// rlimits (soft = hard): nofile, nproc, core, stack, memlock.
     limits: Option<RawLimits>,
+    /// When a start counts as `running` (a table: exactly one of tcp, http, exec, log,
+    /// notify; interval, timeout, watchdog).
+    #[schemars(with = "Option<serde_json::Value>")]
+    ready: Option<Spanned<checks::RawCheck>>,
+    /// Checked while running (a table: one of tcp, http, exec; interval, timeout,
+    /// retries, start_period, on_unhealthy).
+    #[schemars(with = "Option<serde_json::Value>")]
+    health: Option<Spanned<checks::RawCheck>>,
+    /// Jobs this one waits for: a list of names, or a table of name = condition or
+    /// name = { condition, restart }.
+    #[schemars(with = "Option<serde_json::Value>")]
+    depends_on: Option<Spanned<checks::RawDeps>>,
 }
 
 /// `env_file`: one path or a list; `?` in front marks an optional file.
@@ -511,6 +531,10 @@ impl RawJob {
                 (Some(mine), Some(base)) => Some(mine.over(base)),
                 (mine, base) => mine.or(base),
             },
+            // Never from [defaults] (refused there): they are about one job.
+            ready: self.ready,
+            health: self.health,
+            depends_on: self.depends_on,
         }
     }
 }
@@ -843,6 +867,21 @@ fn parse_with(
             layers.defaults_file_env.extend(entries);
         }
     }
+    for (key, span) in [
+        ("ready", defaults.ready.as_ref().map(Spanned::span)),
+        ("health", defaults.health.as_ref().map(Spanned::span)),
+        (
+            "depends_on",
+            defaults.depends_on.as_ref().map(Spanned::span),
+        ),
+    ] {
+        if let Some(span) = span {
+            return Err(src.error(
+                Some(span),
+                format!("`{key}` cannot be set in [defaults]; give it to the jobs that need it"),
+            ));
+        }
+    }
     let log_dir = base.join(raw.supervisor.log_dir.unwrap_or_else(|| "logs".into()));
     let metrics = match &raw.supervisor.metrics {
         None => None,
@@ -857,11 +896,12 @@ fn parse_with(
         })?),
     };
     let mut jobs = Vec::with_capacity(raw.job.len());
+    let mut edge_spans = Vec::with_capacity(raw.job.len());
     for (name, job) in raw.job {
         let span = job.span();
         let job = job.into_inner();
         let env = layers.job_env(&mut reader, &defaults, &job, name.get_ref(), &facts)?;
-        let mut spec = resolve(
+        let (mut spec, spans) = resolve(
             &src,
             &name,
             Some(span),
@@ -875,7 +915,9 @@ fn parse_with(
             spec.env.insert("SUPERVISOR_REPLICA".into(), i.to_string());
         }
         jobs.push(spec);
+        edge_spans.push(spans);
     }
+    checks::graph(&src, &jobs, &edge_spans)?;
     Ok(Config {
         path: path.to_path_buf(),
         socket: raw.supervisor.socket.map(|s| base.join(s)),
@@ -977,7 +1019,7 @@ fn resolve(
     raw: RawJob,
     base: &Path,
     log_dir: &Path,
-) -> Result<JobSpec, ConfigError> {
+) -> Result<(JobSpec, Vec<Range<usize>>), ConfigError> {
     let n = name.get_ref();
     if !valid_name(n) {
         return Err(src.error(Some(name.span()), name_problem("job name", n)));
@@ -1043,7 +1085,13 @@ fn resolve(
                 ),
             )
         })?;
-    Ok(JobSpec {
+    let ready = raw.ready.map(|r| checks::ready(src, n, r)).transpose()?;
+    let health = raw.health.map(|h| checks::health(src, n, h)).transpose()?;
+    let (depends_on, spans) = match raw.depends_on {
+        Some(d) => checks::edges(src, n, d.into_inner())?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let spec = JobSpec {
         name: n.clone(),
         group,
         command: argv,
@@ -1071,7 +1119,11 @@ fn resolve(
         user,
         umask,
         limits,
-    })
+        ready,
+        health,
+        depends_on,
+    };
+    Ok((spec, spans))
 }
 
 impl Config {
@@ -1132,6 +1184,7 @@ impl Config {
             base,
             &self.log_dir,
         )
+        .map(|(spec, _)| spec)
         .map_err(|e| AddError::Key(e.reason().to_owned()))?;
         let from_files: BTreeMap<&String, &String> =
             self.defaults_file_env.iter().map(|(k, v)| (k, v)).collect();

@@ -31,6 +31,24 @@ pub enum Input {
     Exited(i32),
     /// A timer set by an [`Effect::Timer`] fired (already checked against the epoch).
     Timer(TimerKind),
+    /// Its dependencies have not met their conditions: a job that is not alive waits,
+    /// with this reason (a waiting job only takes the new reason).
+    Hold(String),
+    /// A dependency can no longer meet its condition: a waiting job settles as `fatal`,
+    /// cause `dependency`, with this reason.
+    DependencyFailed(String),
+    /// Its ready check passed: a starting job is `running`.
+    Ready,
+    /// Its health check (or notify watchdog) gave up on it: stop it, with this cause and
+    /// reason for the run's end, and start it again when `restart`.
+    Unwell {
+        /// `unhealthy` or `watchdog`.
+        cause: Cause,
+        /// In words.
+        reason: String,
+        /// Start it again once stopped.
+        restart: bool,
+    },
 }
 
 /// Which timer.
@@ -42,6 +60,8 @@ pub enum TimerKind {
     StopTimeout,
     /// The backoff delay passed.
     Backoff,
+    /// The ready check's `timeout` passed since the spawn.
+    ReadyTimeout,
 }
 
 /// What the supervisor must do for the job.
@@ -110,6 +130,9 @@ pub struct Lifecycle {
     stops: u64,
     /// The signal the stop in progress sent.
     stop_sent: Option<Signal>,
+    /// Why the stop in progress was decided by supervisord itself (a ready timeout, a
+    /// health check, a watchdog): the run's cause once it ends.
+    stop_cause: Option<(Cause, String)>,
 }
 
 impl Default for Lifecycle {
@@ -138,6 +161,7 @@ impl Lifecycle {
             escalated: false,
             stops: 0,
             stop_sent: None,
+            stop_cause: None,
         }
     }
 
@@ -216,6 +240,82 @@ impl Lifecycle {
         let mut step = Step::default();
         use JobState::*;
         match (self.state, input) {
+            (Stopped | Exited | Fatal | Backoff, Input::Hold(reason)) => {
+                self.reason = Some(reason);
+                self.transition(Waiting, None, None, &mut step);
+            }
+            (Waiting, Input::Hold(reason)) => self.reason = Some(reason),
+            (_, Input::Hold(_)) => {}
+            (Waiting, Input::DependencyFailed(reason)) => {
+                self.because(Cause::Dependency, reason);
+                self.transition(Fatal, None, None, &mut step);
+            }
+            (_, Input::DependencyFailed(_)) => {}
+            (Waiting, Input::Start | Input::Restart) => {
+                self.failures = 0;
+                step.effects.push(Effect::Spawn);
+            }
+            (Waiting, Input::Stop(_)) => {
+                self.because(Cause::Stopped, STOPPED_BY_REQUEST.to_owned());
+                self.transition(Stopped, None, None, &mut step);
+            }
+            (Waiting, Input::Exited(_)) => {}
+            (Starting, Input::Ready) => {
+                self.failures = 0;
+                self.transition(Running, self.pid, None, &mut step);
+            }
+            (_, Input::Ready) => {}
+            // With a ready check, only the check makes a start `running`.
+            (Starting, Input::Timer(TimerKind::StartSecs)) if spec.ready.is_some() => {}
+            (
+                Starting | Running,
+                Input::Unwell {
+                    cause,
+                    reason,
+                    restart,
+                },
+            ) => {
+                self.stop_cause = Some((cause, reason));
+                self.restart_after_stop = restart;
+                self.stop(spec.stop_signal, spec, &mut step);
+            }
+            (_, Input::Unwell { .. }) => {}
+            (Starting, Input::Timer(TimerKind::ReadyTimeout)) => {
+                let timeout = spec.ready.as_ref().map_or(Duration::ZERO, |r| r.timeout);
+                self.stop_cause = Some((
+                    Cause::NotReady,
+                    format!("not ready within {}", humantime::format_duration(timeout)),
+                ));
+                self.restart_after_stop = false;
+                self.stop(spec.stop_signal, spec, &mut step);
+            }
+            (Stopping, Input::Exited(code)) if self.stop_cause.is_some() => {
+                let pid = self.ended(spec, code, now);
+                let Some((cause, reason)) = self.stop_cause.take() else {
+                    return step;
+                };
+                let failed_start = cause == Cause::NotReady;
+                self.because(cause, reason);
+                if failed_start && !self.restart_after_stop {
+                    self.failures += 1;
+                    if spec.restart == RestartPolicy::Never || self.failures > spec.max_restarts {
+                        self.transition(Fatal, pid, Some(code), &mut step);
+                    } else {
+                        self.transition(Backoff, pid, Some(code), &mut step);
+                        step.effects.push(Effect::Timer(
+                            TimerKind::Backoff,
+                            spec.backoff_delay(self.failures),
+                        ));
+                    }
+                } else {
+                    self.transition(Stopped, pid, Some(code), &mut step);
+                    if std::mem::take(&mut self.restart_after_stop) {
+                        self.restarts += 1;
+                        self.failures = 0;
+                        step.effects.push(Effect::Spawn);
+                    }
+                }
+            }
             (Starting | Running, Input::Start) => {}
             (Stopping, Input::Start | Input::Restart) => self.restart_after_stop = true,
             (Backoff | Stopped | Exited | Fatal, Input::Start) => {
@@ -264,8 +364,12 @@ impl Lifecycle {
                 self.cause = None;
                 self.reason = None;
                 self.escalated = false;
+                self.stop_cause = None;
                 self.transition(Starting, Some(pid), None, &mut step);
-                if spec.start_secs.is_zero() {
+                if let Some(ready) = &spec.ready {
+                    step.effects
+                        .push(Effect::Timer(TimerKind::ReadyTimeout, ready.timeout));
+                } else if spec.start_secs.is_zero() {
                     self.failures = 0;
                     self.transition(Running, Some(pid), None, &mut step);
                 } else {
@@ -412,7 +516,12 @@ impl Lifecycle {
         self.state = to;
         self.epoch += 1;
         let ended = !to.is_alive();
-        if to == JobState::Stopped && matches!(from, JobState::Stopping | JobState::Backoff) {
+        if to == JobState::Stopped
+            && matches!(
+                from,
+                JobState::Stopping | JobState::Backoff | JobState::Waiting
+            )
+        {
             self.stops += 1;
         }
         step.transitions.push(Transition {
@@ -456,6 +565,84 @@ mod tests {
     fn started(spec: &JobSpec, l: &mut Lifecycle) {
         assert_eq!(l.step(spec, Input::Start, T0).effects, vec![Effect::Spawn]);
         l.step(spec, Input::Spawned { pid: 7 }, T0);
+    }
+
+    #[test]
+    fn a_held_job_waits_keeps_its_cause_and_settles_fatal_when_its_dependency_fails() {
+        let s = spec("start_secs = 0");
+        let mut l = Lifecycle::new();
+        let step = l.step(&s, Input::Hold("waiting for db (running)".into()), T0);
+        assert_eq!(states(&step), vec![(Stopped, Waiting)]);
+        assert_eq!(l.reason(), Some("waiting for db (running)"));
+        assert!(!l.state().is_alive() && !l.state().is_settled());
+        // A new reason only rewords it.
+        let step = l.step(&s, Input::Hold("waiting for db (healthy)".into()), T0);
+        assert!(step.transitions.is_empty());
+        assert_eq!(l.reason(), Some("waiting for db (healthy)"));
+        let step = l.step(&s, Input::DependencyFailed("db is fatal".into()), T0);
+        assert_eq!(states(&step), vec![(Waiting, Fatal)]);
+        assert_eq!(
+            (l.cause(), l.reason()),
+            (Some(Cause::Dependency), Some("db is fatal"))
+        );
+        // Released: it spawns; stopped while waiting: it is stopped by request.
+        l.step(&s, Input::Hold("w".into()), T0);
+        assert_eq!(l.step(&s, Input::Start, T0).effects, vec![Effect::Spawn]);
+        let before = l.stops();
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        assert_eq!((l.state(), l.cause()), (Stopped, Some(Cause::Stopped)));
+        assert_eq!(l.stops(), before + 1);
+    }
+
+    #[test]
+    fn with_a_ready_check_only_ready_makes_it_running_and_a_timeout_is_a_failed_start() {
+        let s = spec("restart = \"on-failure\"\nmax_restarts = 1\n[job.j.ready]\ntcp = \"h:1\"\ntimeout = \"5s\"");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let step = l.step(&s, Input::Spawned { pid: 7 }, T0);
+        assert_eq!(
+            step.effects,
+            vec![Effect::Timer(
+                TimerKind::ReadyTimeout,
+                Duration::from_secs(5)
+            )]
+        );
+        assert!(l
+            .step(&s, Input::Timer(TimerKind::StartSecs), T0)
+            .transitions
+            .is_empty());
+        let step = l.step(&s, Input::Timer(TimerKind::ReadyTimeout), T0);
+        assert_eq!(states(&step), vec![(Starting, Stopping)]);
+        let step = l.step(&s, Input::Exited(-15), T0);
+        assert_eq!(states(&step), vec![(Stopping, Backoff)]);
+        assert_eq!(
+            (l.cause(), l.reason()),
+            (Some(Cause::NotReady), Some("not ready within 5s"))
+        );
+        assert_eq!(l.failures(), 1);
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        l.step(&s, Input::Spawned { pid: 8 }, T0);
+        let step = l.step(&s, Input::Ready, T0);
+        assert_eq!(states(&step), vec![(Starting, Running)]);
+        assert_eq!(l.failures(), 0);
+    }
+
+    #[test]
+    fn unwell_stops_with_its_cause_and_starts_again_when_asked() {
+        let s = spec("start_secs = 0");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let unwell = Input::Unwell {
+            cause: Cause::Unhealthy,
+            reason: "unhealthy (3 failed: refused)".into(),
+            restart: true,
+        };
+        l.step(&s, unwell, T0);
+        assert_eq!(l.state(), Stopping);
+        let step = l.step(&s, Input::Exited(-15), T0);
+        assert_eq!(states(&step), vec![(Stopping, Stopped)]);
+        assert_eq!(step.transitions[0].cause, Some(Cause::Unhealthy));
+        assert_eq!(step.effects, vec![Effect::Spawn]);
     }
 
     #[test]

@@ -365,6 +365,12 @@ fn check_report(out: &mut String, config: &Config, socket: &Path) {
     let _ = writeln!(out, "  socket          {}", socket.display());
     let _ = writeln!(out, "  log_dir         {}", config.log_dir.display());
     let _ = writeln!(out, "  exit_when_done  {}", config.exit_when_done);
+    if config.jobs.iter().any(|j| !j.depends_on.is_empty()) {
+        let _ = writeln!(out, "  start order     (stop order is the reverse)");
+        for (i, level) in config::levels(&config.jobs).iter().enumerate() {
+            let _ = writeln!(out, "    level {i}       {}", level.join(", "));
+        }
+    }
     for job in &config.jobs {
         print_job(out, job);
     }
@@ -436,6 +442,41 @@ fn print_job(out: &mut String, j: &JobSpec) {
             out,
             "  limits.{:<8} {value}",
             format!("{resource:?}").to_lowercase()
+        );
+    }
+    if !j.depends_on.is_empty() {
+        let edges: Vec<String> = j
+            .depends_on
+            .iter()
+            .map(|d| {
+                let restart = if d.restart { ", restart" } else { "" };
+                format!("{} ({}{restart})", d.name, d.condition.as_str())
+            })
+            .collect();
+        let _ = writeln!(out, "  depends_on      {}", edges.join(", "));
+    }
+    if let Some(r) = &j.ready {
+        let _ = writeln!(
+            out,
+            "  ready           {} every {}, timeout {}",
+            r.probe,
+            human(r.interval),
+            human(r.timeout)
+        );
+        if let Some(w) = r.watchdog {
+            let _ = writeln!(out, "  watchdog        {}", human(w));
+        }
+    }
+    if let Some(h) = &j.health {
+        let _ = writeln!(
+            out,
+            "  health          {} every {}, timeout {}, retries {}, start_period {}, on_unhealthy {}",
+            h.probe,
+            human(h.interval),
+            human(h.timeout),
+            h.retries,
+            human(h.start_period),
+            h.on_unhealthy.as_str()
         );
     }
 }

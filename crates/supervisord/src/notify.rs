@@ -96,9 +96,10 @@ pub fn watchdog_period() -> Option<Duration> {
 /// `STATUS=` text: the number of jobs in each state, busiest first in a fixed order, e.g.
 /// `12 running, 1 fatal`.
 pub fn status_line(jobs: &[Job]) -> String {
-    const ORDER: [JobState; 7] = [
+    const ORDER: [JobState; 8] = [
         JobState::Running,
         JobState::Starting,
+        JobState::Waiting,
         JobState::Backoff,
         JobState::Stopping,
         JobState::Exited,

@@ -257,7 +257,7 @@ fn act(socket: &Path, tx: &Sender<Msg>, what: &'static str, name: String) {
     let (socket, tx) = (socket.to_path_buf(), tx.clone());
     let selection = Selection::names(vec![name.clone()]);
     let request = match what {
-        "start" => Request::Start(selection),
+        "start" => Request::Start(selection.into()),
         "restart" => Request::Restart(selection),
         _ => Request::Terminate(TerminateParams {
             selection,

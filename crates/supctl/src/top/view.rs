@@ -437,6 +437,7 @@ impl View {
             JobState::Starting | JobState::Stopping => Style::default().fg(Color::Yellow),
             JobState::Backoff | JobState::Fatal => Style::default().fg(Color::Red),
             JobState::Exited | JobState::Stopped => Style::default().add_modifier(Modifier::DIM),
+            JobState::Waiting => Style::default().fg(Color::Cyan),
         }
     }
 
@@ -665,6 +666,9 @@ fn job_from_event(e: &Event) -> Job {
         output_error: None,
         cpu_ms: None,
         memory_bytes: None,
+        health: None,
+        health_output: None,
+        health_failures: None,
     }
 }
 

@@ -183,6 +183,9 @@ mod tests {
             "user",
             "umask",
             "limits",
+            "ready",
+            "health",
+            "depends_on",
         ] {
             let p = &props[key];
             assert!(p["description"].is_string(), "{key}: {p}");

@@ -265,6 +265,9 @@ mod tests {
             output_error: None,
             cpu_ms: None,
             memory_bytes: None,
+            health: None,
+            health_output: None,
+            health_failures: None,
         }
     }
 

@@ -25,6 +25,8 @@
 //! tasks → supervisor is unbounded but holds at most a few messages per run; supervisor →
 //! child tasks never waits (`try_send`). No two bounded channels form a cycle.
 
+mod checks;
+mod deps;
 mod reload;
 mod requests;
 mod status;
@@ -185,6 +187,8 @@ struct Entry {
     origin: Origin,
     /// Forget the job once it has stopped.
     removing: bool,
+    /// Its ready and health checks.
+    checks: checks::Checks,
 }
 
 /// Where a job came from.
@@ -205,6 +209,7 @@ impl Entry {
             output_error: None,
             origin,
             removing: false,
+            checks: checks::Checks::default(),
         }
     }
 }
@@ -250,6 +255,10 @@ pub struct Supervisor {
     /// supervisord stops after this turn.
     ended_for_good: Option<(String, bool)>,
     started: Instant,
+    /// Stops that go level by level, dependents first.
+    stop_stages: Vec<deps::StopStages>,
+    checks_tx: mpsc::UnboundedSender<checks::CheckReport>,
+    checks_rx: mpsc::UnboundedReceiver<checks::CheckReport>,
 }
 
 impl Supervisor {
@@ -264,6 +273,7 @@ impl Supervisor {
     ) -> (Supervisor, SupervisorHandle) {
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (reports_tx, reports) = mpsc::unbounded_channel();
+        let (checks_tx, checks_rx) = mpsc::unbounded_channel();
         let jobs = config
             .jobs
             .iter()
@@ -292,6 +302,9 @@ impl Supervisor {
             exit_code: 0,
             ended_for_good: None,
             started: Instant::now(),
+            stop_stages: Vec::new(),
+            checks_tx,
+            checks_rx,
         };
         (sup, SupervisorHandle { tx })
     }
@@ -311,7 +324,11 @@ impl Supervisor {
             .filter(|e| e.spec.autostart)
             .map(|e| e.spec.name.clone())
             .collect();
-        for name in autostart {
+        for name in self
+            .dependencies_to_start(&autostart)
+            .into_iter()
+            .chain(autostart)
+        {
             self.feed(&name, Input::Start);
         }
         let mut timers: DelayQueue<TimerEntry> = DelayQueue::new();
@@ -349,6 +366,7 @@ impl Supervisor {
                 } => self.name_stubborn_jobs(),
                 Some(cmd) = self.commands.recv() => self.command(cmd),
                 Some(report) = self.reports.recv() => self.report(report),
+                Some(found) = self.checks_rx.recv() => self.check_report(found),
                 Some(expired) = std::future::poll_fn(|cx| timers.poll_expired(cx)) => {
                     self.timer(expired.into_inner());
                 }
@@ -573,6 +591,10 @@ impl Supervisor {
         for t in &step.transitions {
             self.publish(&spec, t);
         }
+        let new_run = step
+            .transitions
+            .iter()
+            .any(|t| t.to == protocol::JobState::Starting);
         for effect in step.effects {
             match effect {
                 Effect::Spawn => self.spawn(name),
@@ -595,6 +617,12 @@ impl Supervisor {
                 }
             }
         }
+        if !step.transitions.is_empty() {
+            self.follow_checks(name);
+        }
+        if new_run {
+            self.restart_dependents(name);
+        }
     }
 
     fn spawn(&mut self, name: &str) {
@@ -605,12 +633,22 @@ impl Supervisor {
         if self.phase != Phase::Serving {
             return;
         }
+        let Some(spec) = self.jobs.get(name).map(|e| e.spec.clone()) else {
+            return;
+        };
+        if let Some(held) = self.held(&spec) {
+            // Its dependencies have not met their conditions: it waits (and settles as
+            // `fatal` after this turn if one never can).
+            self.feed(name, Input::Hold(held.unwrap_or_else(|why| why)));
+            return;
+        }
         self.mend_guard();
+        let run_id = self.next_run;
+        self.next_run += 1;
+        let notify_env = self.open_notify(name, run_id);
         let Some(entry) = self.jobs.get(name) else {
             return;
         };
-        let run_id = self.next_run;
-        self.next_run += 1;
         let ctx = SpawnContext {
             logs: &self.logs,
             reports: &self.reports_tx,
@@ -621,7 +659,15 @@ impl Supervisor {
                 DeathWatch::ParentDeathSignal
             },
         };
-        match process::spawn(&entry.spec, run_id, &ctx) {
+        let spec = match notify_env {
+            Some((k, v)) => {
+                let mut s = (*entry.spec).clone();
+                s.env.insert(k, v);
+                Arc::new(s)
+            }
+            None => entry.spec.clone(),
+        };
+        match process::spawn(&spec, run_id, &ctx) {
             Ok(run) => {
                 let pid = run.pid;
                 if let Some(g) = self.guard.as_mut() {
@@ -687,9 +733,7 @@ impl Supervisor {
             w.refuse(RpcError::shutting_down());
         }
         let names: Vec<String> = self.jobs.keys().cloned().collect();
-        for name in names {
-            self.stop(&name, None);
-        }
+        self.stop_in_order(names, None);
     }
 
     /// A shutdown that is still waiting after [`STOP_HINT_AFTER`] says, once, for whom and
@@ -853,7 +897,7 @@ stderr = "null"
         );
         let (_, mut events) = h.handle.subscribe().await.expect("subscribe");
         h.handle
-            .call(Call::Start(Selection::names(vec!["quick".into()])))
+            .call(Call::Start(Selection::names(vec!["quick".into()]).into()))
             .await
             .expect("start");
         let mut starts = Vec::new();

@@ -174,7 +174,10 @@ impl Supervisor {
                 e.spec = spec;
                 self.feed(name, Input::Restart);
             }
-            JobState::Stopped | JobState::Exited | JobState::Fatal => e.spec = spec,
+            // A waiting job is judged on its new edges from the next turn on.
+            JobState::Stopped | JobState::Exited | JobState::Fatal | JobState::Waiting => {
+                e.spec = spec
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ pub enum Call {
     /// `status`
     Status(Selection),
     /// `start`
-    Start(Selection),
+    Start(protocol::StartParams),
     /// `terminate`
     Terminate(TerminateParams),
     /// `restart`
@@ -115,7 +115,7 @@ impl Supervisor {
         let outcome = match call {
             Call::Ping => Ok(self.ping()),
             Call::Status(sel) => self.status(&sel),
-            Call::Start(sel) => self.start(&sel),
+            Call::Start(p) => self.start(&p),
             Call::Terminate(p) => self.terminate(p),
             Call::Restart(sel) => self.restart(&sel),
             Call::Kill(p) => self.kill(p),
@@ -145,9 +145,14 @@ impl Supervisor {
         Ok(jobs(self.jobs_named(&names)))
     }
 
-    fn start(&mut self, sel: &Selection) -> Result<Outcome, RpcError> {
-        let names = self.select_some(sel)?;
-        let names = self.not_removing(sel, names)?;
+    fn start(&mut self, p: &protocol::StartParams) -> Result<Outcome, RpcError> {
+        let names = self.select_some(&p.selection)?;
+        let names = self.not_removing(&p.selection, names)?;
+        if p.no_deps != Some(true) {
+            for n in self.dependencies_to_start(&names) {
+                self.feed(&n, Input::Start);
+            }
+        }
         for n in &names {
             self.feed(n, Input::Start);
         }
@@ -157,9 +162,7 @@ impl Supervisor {
     fn terminate(&mut self, p: TerminateParams) -> Result<Outcome, RpcError> {
         let names = self.select_some(&p.selection)?;
         let marks = self.stop_marks(&names);
-        for n in &names {
-            self.stop(n, p.signal);
-        }
+        self.stop_in_order(names.clone(), p.signal);
         Ok(if p.wait.unwrap_or(true) {
             Outcome::Later(Pending::each(marks))
         } else {
@@ -196,6 +199,9 @@ impl Supervisor {
         } else {
             self.select(&p.selection, Daemons::LeftOut)?
         };
+        if p.ready == Some(true) {
+            return Ok(Outcome::Later(Pending::ready(names)));
+        }
         Ok(Outcome::Later(Pending::wait(names)))
     }
 
@@ -521,7 +527,7 @@ autostart = false
             Route::from(Request::Status(Selection::all().into())),
             Route::Call(Call::Status(Selection::all()))
         );
-        assert!(Call::Start(Selection::all()).starts_work());
+        assert!(Call::Start(Selection::all().into()).starts_work());
         assert!(!Call::Status(Selection::all()).starts_work());
     }
 }

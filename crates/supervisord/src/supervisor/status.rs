@@ -30,16 +30,33 @@ pub(super) fn job_status(e: &Entry) -> Job {
             .map(millis),
         spawn_error: l.spawn_error().map(str::to_owned),
         cause: l.cause(),
-        reason: l.reason().map(str::to_owned),
+        reason: match &e.checks.status {
+            Some(s) if alive => Some(s.clone()),
+            _ => l.reason().map(str::to_owned),
+        },
         output_error: e.output_error.clone(),
         cpu_ms: None,
         memory_bytes: None,
+        health: e.health(),
+        health_output: e.checks.track.as_ref().and_then(|t| t.output.clone()),
+        health_failures: e
+            .checks
+            .track
+            .as_ref()
+            .map(|t| t.failures)
+            .filter(|_| e.spec.health.is_some()),
     }
 }
 
 /// Batch mode's line for a job that settled: `upload-1: exited, exit 0 (success)`.
 pub(super) fn batch_line(spec: &JobSpec, t: &Transition, entry: Option<&Entry>) -> String {
     let what = match (t.to, t.exitcode) {
+        (JobState::Fatal, _) if t.cause == Some(protocol::Cause::Dependency) => {
+            format!(
+                "fatal: {}",
+                t.reason.as_deref().unwrap_or("a dependency failed")
+            )
+        }
         (JobState::Fatal, _) => match entry.and_then(|e| e.life.spawn_error()) {
             Some(err) => format!("fatal: {err}"),
             None => format!(

@@ -22,6 +22,8 @@ pub(super) enum Until {
     Restarted,
     /// Gone from the table (a job a `reload` removed), or no longer being removed.
     Forgotten,
+    /// `running` (and healthy, with a health check), or settled (`wait --ready`).
+    ReadyOrSettled,
 }
 
 /// What a waiter answers once its conditions hold.
@@ -31,6 +33,8 @@ pub(super) enum Then {
     Jobs,
     /// The same with `"success"` (`wait`).
     JobsAndSuccess,
+    /// The same with `"success"`: all ready (`wait` with `ready`).
+    JobsAndReady,
     /// A reload's summary, computed when it was applied.
     Reload(ReloadResult),
 }
@@ -64,6 +68,17 @@ impl Pending {
         Pending {
             conditions: names.into_iter().map(|n| (n, Until::Settled)).collect(),
             then: Then::JobsAndSuccess,
+        }
+    }
+
+    /// `wait` with `ready`: answer once each is ready or settled.
+    pub(super) fn ready(names: Vec<String>) -> Pending {
+        Pending {
+            conditions: names
+                .into_iter()
+                .map(|n| (n, Until::ReadyOrSettled))
+                .collect(),
+            then: Then::JobsAndReady,
         }
     }
 
@@ -104,6 +119,11 @@ impl Waiter {
     }
 }
 
+/// `running`, and healthy if it has a health check.
+fn ready(e: &Entry) -> bool {
+    e.life.state() == JobState::Running && (e.spec.health.is_none() || e.is_healthy())
+}
+
 /// A removed job can go once nothing of it runs and nothing is scheduled.
 fn forgettable(e: &Entry) -> bool {
     e.run.is_none() && e.life.state().is_settled()
@@ -123,6 +143,8 @@ impl Supervisor {
         if let Some(g) = self.guard.as_mut() {
             g.flush();
         }
+        self.release_waiting();
+        self.advance_stops();
         self.answer_waiters();
         self.forget_removed();
         self.finish_batch_or_drain();
@@ -137,6 +159,7 @@ impl Supervisor {
             Until::Stopped(mark) => e.life.state().is_settled() || e.life.stops() > mark,
             Until::Restarted => e.life.state() != JobState::Stopping && !e.life.restart_pending(),
             Until::Forgotten => !e.removing || forgettable(e),
+            Until::ReadyOrSettled => e.life.state().is_settled() || ready(e),
         }
     }
 
@@ -161,6 +184,13 @@ impl Supervisor {
                     let success = jobs.iter().all(|j| j.success == Some(true));
                     encode(&JobList {
                         jobs,
+                        success: Some(success),
+                    })
+                }
+                Then::JobsAndReady => {
+                    let success = names.iter().all(|n| self.jobs.get(n).is_some_and(ready));
+                    encode(&JobList {
+                        jobs: self.jobs_named(&names),
                         success: Some(success),
                     })
                 }
@@ -272,6 +302,7 @@ stderr = "null"
             .call(Call::Wait(WaitParams {
                 selection: Selection::names(vec!["quick".into()]),
                 timeout_ms: None,
+                ready: None,
             }))
             .await;
         let list = decode(waited);

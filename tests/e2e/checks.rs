@@ -1,0 +1,216 @@
+//! Ready and health checks with real processes and sockets: a listener that opens late,
+//! an HTTP server that starts failing, an exec check that hangs, a notify job, a missed
+//! watchdog.
+
+use crate::support::*;
+use protocol::{Cause, Health, JobState};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A port nothing listens on (right now).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A python3 listener on `port` that opens after `delay` seconds.
+fn late_listener(port: u16, delay: f64) -> String {
+    format!(
+        "[\"python3\", \"-c\", \"import socket,time; time.sleep({delay}); s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(300)\"]"
+    )
+}
+
+#[test]
+fn a_listener_that_opens_late_is_starting_until_its_port_answers() {
+    let port = free_port();
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.db]
+command = {cmd}
+[job.db.ready]
+tcp = "127.0.0.1:{port}"
+interval = "100ms"
+timeout = "20s"
+
+[job.api]
+command = ["sleep", "300"]
+depends_on = ["db"]
+"#,
+        cmd = late_listener(port, 1.5)
+    )));
+    let db = d.wait_job("db", "starting", |j| j.state == JobState::Starting);
+    assert!(db.pid.is_some());
+    let api = d.job("api");
+    assert_eq!(api.state, JobState::Waiting);
+    assert_eq!(api.reason.as_deref(), Some("waiting for db (running)"));
+    // start_secs (100ms) has long passed: only the port makes it running.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.job("db").state, JobState::Starting);
+    d.wait_job("db", "running", |j| j.state == JobState::Running);
+    d.wait_job("api", "running", |j| j.state == JobState::Running);
+}
+
+#[test]
+fn not_ready_within_the_timeout_is_a_failed_start() {
+    let port = free_port();
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.db]
+command = ["sleep", "300"]
+restart = "on-failure"
+max_restarts = 1
+backoff = "100ms"
+[job.db.ready]
+tcp = "127.0.0.1:{port}"
+interval = "100ms"
+timeout = "500ms"
+"#
+    )));
+    let db = d.wait_job("db", "fatal", |j| j.state == JobState::Fatal);
+    assert_eq!(db.cause, Some(Cause::NotReady));
+    assert_eq!(db.reason.as_deref(), Some("not ready within 500ms"));
+    assert_eq!(db.restarts, 1, "one restart after the first failed start");
+}
+
+#[test]
+fn an_http_server_that_starts_failing_turns_unhealthy_and_is_restarted() {
+    let port = free_port();
+    let d = Daemon::prepare("");
+    let www = d.dir.path().join("www");
+    std::fs::create_dir(&www).expect("mkdir");
+    std::fs::write(www.join("ok"), "fine").expect("ok");
+    std::fs::write(
+        &d.config,
+        jobs(&format!(
+            r#"
+[job.api]
+command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
+cwd = "www"
+[job.api.ready]
+http = "http://127.0.0.1:{port}/ok"
+interval = "100ms"
+[job.api.health]
+http = "http://127.0.0.1:{port}/ok"
+interval = "200ms"
+retries = 2
+"#
+        )),
+    )
+    .expect("write");
+    let d = d.launch(&[]);
+    let mut conn = d.conn();
+    conn.call("subscribe", Value::Null);
+    let api = d.wait_job("api", "healthy", |j| j.health == Some(Health::Healthy));
+    assert_eq!(api.health_output.as_deref(), Some("HTTP 200 OK"));
+    std::fs::remove_file(www.join("ok")).expect("rm");
+    // Two failures in a row: unhealthy, and restarted (cause `unhealthy`).
+    let ended = wait_until("the unhealthy restart", DEADLINE, || {
+        let n = conn.recv_within(Duration::from_millis(200))?;
+        let p = &n["params"];
+        (p["to"] == "stopped").then(|| p.clone())
+    });
+    assert_eq!(ended["cause"], "unhealthy", "{ended}");
+    let reason = ended["reason"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(reason, "unhealthy (2 failed: HTTP 404 Not Found)");
+    // Never in the job's logs.
+    let logs = d.ctl_ok(&["logs", "api"]);
+    assert!(!logs.contains("supervisord-health"), "{logs}");
+    let api = d.wait_job("api", "restarted", |j| j.restarts == 1 && j.alive);
+    assert_eq!(api.cause, None);
+}
+
+#[test]
+fn an_exec_check_that_hangs_is_killed_and_counts_as_failed() {
+    let mark = format!("3000.{}", std::process::id());
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.svc]
+command = ["sleep", "300"]
+[job.svc.health]
+exec = ["sh", "-c", "sleep {mark}"]
+interval = "300ms"
+timeout = "300ms"
+retries = 1
+on_unhealthy = "none"
+"#
+    )));
+    let svc = d.wait_job("svc", "unhealthy", |j| j.health == Some(Health::Unhealthy));
+    let out = svc.health_output.expect("output");
+    assert!(out.contains("timed out after 300ms"), "{out}");
+    assert_eq!(
+        svc.state,
+        JobState::Running,
+        "on_unhealthy = none leaves it running"
+    );
+    let table = d.ctl_ok(&["status", "svc"]);
+    assert!(table.contains("unhealthy ("), "{table}");
+    // The hung check and its group are gone (a check in flight may still be running).
+    std::thread::sleep(Duration::from_millis(100));
+    wait_until("hung checks to be killed", DEADLINE, || {
+        (pids_with_arg(&mark).len() <= 2).then_some(())
+    });
+    d.ctl_ok(&["terminate", "svc"]);
+    wait_until("no check left", DEADLINE, || {
+        pids_with_arg(&mark).is_empty().then_some(())
+    });
+}
+
+const NOTIFY: &str = "import os,socket,time,sys\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.connect(os.environ['NOTIFY_SOCKET'])\ns.send(b'STATUS=warming up')\ntime.sleep(1)\ns.send(b'READY=1\\nSTATUS=serving 3 clients')\n";
+
+#[test]
+fn a_notify_job_is_running_when_it_says_ready_and_its_status_is_the_reason() {
+    let script = format!("{NOTIFY}time.sleep(300)\n");
+    let d = Daemon::prepare("");
+    std::fs::write(d.dir.path().join("app.py"), script).expect("script");
+    std::fs::write(
+        &d.config,
+        jobs(
+            r#"
+[job.app]
+command = ["python3", "app.py"]
+[job.app.ready]
+notify = true
+timeout = "20s"
+"#,
+        ),
+    )
+    .expect("write");
+    let d = d.launch(&[]);
+    let app = d.wait_job("app", "warming up", |j| {
+        j.reason.as_deref() == Some("warming up")
+    });
+    assert_eq!(app.state, JobState::Starting);
+    let app = d.wait_job("app", "running", |j| j.state == JobState::Running);
+    assert_eq!(app.reason.as_deref(), Some("serving 3 clients"));
+}
+
+#[test]
+fn a_missed_watchdog_restarts_the_job_with_cause_watchdog() {
+    let script = format!("{NOTIFY}s.send(b'WATCHDOG=1')\ntime.sleep(300)\n");
+    let d = Daemon::prepare("");
+    std::fs::write(d.dir.path().join("app.py"), script).expect("script");
+    std::fs::write(
+        &d.config,
+        jobs(
+            r#"
+[job.app]
+command = ["python3", "app.py"]
+[job.app.ready]
+notify = true
+watchdog = "700ms"
+"#,
+        ),
+    )
+    .expect("write");
+    let d = d.launch(&[]);
+    let mut conn = d.conn();
+    conn.call("subscribe", json!(null));
+    let ended = wait_until("the watchdog", DEADLINE, || {
+        let n = conn.recv_within(Duration::from_millis(200))?;
+        let p = &n["params"];
+        (p["to"] == "stopped").then(|| p.clone())
+    });
+    assert_eq!(ended["cause"], "watchdog", "{ended}");
+    assert_eq!(ended["reason"], "no WATCHDOG=1 within 700ms");
+    d.wait_job("app", "restarted", |j| j.restarts == 1 && j.alive);
+}
