@@ -1,5 +1,6 @@
-//! The OS edge: the one `unsafe` block (pre-exec), signals, process groups, reaping
-//! orphans, resource limits. Everything else calls these safe functions.
+//! The OS edge: every `unsafe` block of the daemon but the guard's (the two pre-exec hooks,
+//! the pidfd calls std and nix do not wrap), signals, process groups, reaping orphans,
+//! resource limits. Everything else calls these safe functions.
 
 use nix::errno::Errno;
 use nix::sys::signal::{self, Signal as NixSignal};
