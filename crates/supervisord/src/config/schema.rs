@@ -190,7 +190,7 @@ mod tests {
             let p = &props[key];
             assert!(p["description"].is_string(), "{key}: {p}");
         }
-        assert_eq!(props.len(), 25);
+        assert_eq!(props.len(), 28);
         assert_eq!(props["stop_timeout"]["default"], "10s");
         assert_eq!(props["restart"]["default"], "never");
     }
