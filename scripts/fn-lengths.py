@@ -27,7 +27,7 @@ def functions(path, no_tests):
             continue
         depth, started, j = 0, False, i
         while j < len(lines):
-            code = re.sub(r'"(?:\\.|[^"\\])*"|//.*', "", lines[j])
+            code = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])\'|//.*', "", lines[j])
             depth += code.count("{") - code.count("}")
             if "{" in code:
                 started = True
