@@ -253,6 +253,17 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
         .filter(|s| s.name == "supervisord")
         .find_map(|s| s.get("directory"))
         .map(|v| v.text.trim().to_owned());
+    // `[supervisord] environment` is set before Supervisor expands anything else: its
+    // names are known here, and win over the environment's.
+    let supervisord_env: Vec<(String, String)> = sections
+        .iter()
+        .filter(|s| s.name == "supervisord")
+        .find_map(|s| s.get("environment"))
+        .and_then(|v| environment(&v.text).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, v)| !v.contains("%("))
+        .collect();
     for s in &sections {
         // `%(ENV_X)s` is written `${X}`: supervisord expands it from its environment when
         // it loads the file, as Supervisor did when it started (not from the shell that
@@ -264,6 +275,11 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
                 .map(|k| (format!("{ENV_LATER}ENV_{k}"), String::new()))
                 .collect();
             v.insert(ENV_LATER.into(), String::new());
+            v.extend(
+                supervisord_env
+                    .iter()
+                    .map(|(k, x)| (format!("ENV_{k}"), x.clone())),
+            );
             v.insert("here".into(), exp.here.display().to_string());
             v.insert("host_node_name".into(), exp.host.clone());
             v
@@ -275,6 +291,7 @@ pub fn import(text: &str, exp: &Expansions) -> Result<Imported, ImportError> {
                 let now: HashMap<String, String> = exp
                     .env
                     .iter()
+                    .chain(supervisord_env.iter().map(|(k, v)| (k, v)))
                     .map(|(k, v)| (format!("ENV_{k}"), v.clone()))
                     .collect();
                 let out = program_jobs(
@@ -825,6 +842,23 @@ mod tests {
             host: "box".into(),
             env: HashMap::from([("APP_ROOT".to_owned(), "/var/www/shop".to_owned())]),
         }
+    }
+
+    #[test]
+    fn supervisord_environment_names_are_known_when_programs_are_expanded() {
+        // Supervisor sets [supervisord] environment before it expands the programs, and
+        // its values win over the environment's (APP_ROOT is set in `exp()` too).
+        let out = run("[supervisord]\nenvironment=APP_ROOT=\"/srv/app\",WORKERS=\"2\"\n\n[program:a]\ncommand=%(ENV_APP_ROOT)s/bin/a\ndirectory=%(ENV_APP_ROOT)s\nnumprocs=%(ENV_WORKERS)s\n");
+        let t = table(&out);
+        let a = job(&t, "a_00").clone();
+        assert_eq!(a["command"][0].as_str(), Some("/srv/app/bin/a"), "{a}");
+        assert_eq!(a["cwd"].as_str(), Some("/srv/app"), "{a}");
+        assert_eq!(out.jobs, 2);
+        assert!(
+            !out.notes.iter().any(|n| n.message.contains("not set")),
+            "{:?}",
+            out.notes
+        );
     }
 
     #[test]
