@@ -195,6 +195,9 @@ fn unmappable(key: &str) -> Option<&'static str> {
         "stdout_events_enabled" | "stderr_events_enabled" => {
             "no log events; follow output with `supctl logs -f`"
         }
+        "depend" | "depends_on" | "dependent_startup_wait_for" => {
+            "Supervisor itself ignores it; for a start order write `depends_on = [\"NAME\"]` on the job"
+        }
         "stdout_syslog" | "stderr_syslog" => {
             "no syslog output; run supervisord under journald, or pipe the job's output"
         }
