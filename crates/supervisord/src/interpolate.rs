@@ -84,6 +84,22 @@ fn closing_brace(body: &str) -> Option<usize> {
     None
 }
 
+/// An error stays one line even when it quotes a multi-line string's `${…}` or a
+/// `:?message` with a line break: control characters are written as escapes.
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether `input` holds anything [`expand`] would change.
 pub fn needs_expanding(input: &str) -> bool {
     input.contains("${") || input.contains("$$")
@@ -97,7 +113,7 @@ fn expression(
 ) -> Result<String, InterpolateError> {
     let fail = |message: String| InterpolateError {
         offset: at,
-        message,
+        message: one_line(&message),
     };
     let name_end = body
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -167,6 +183,29 @@ mod tests {
     fn x(input: &str) -> Result<String, InterpolateError> {
         let env = env();
         expand(input, &|k| env.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn errors_are_one_line_even_for_a_reference_across_lines() {
+        // Found by the fuzzer: an unclosed `${` in a multi-line string, and a message
+        // with a line break, quoted into the error as they were.
+        for input in [
+            "${NAME\nrest}",
+            "${NOPE:?first\nsecond}",
+            "${\u{7}x}",
+            "${A:-${B\tC}}",
+        ] {
+            let e = x(input).expect_err(input);
+            assert!(
+                !e.message.contains(['\n', '\t', '\u{7}']),
+                "{input:?}: {:?}",
+                e.message
+            );
+        }
+        assert_eq!(
+            x("${NOPE:?first\nsecond}").expect_err("unset").message,
+            "NOPE: first\\nsecond"
+        );
     }
 
     #[test]

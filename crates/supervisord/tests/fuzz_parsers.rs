@@ -271,9 +271,15 @@ fn load(name: &str) -> Vec<Vec<u8>> {
 fn fuzz(name: &str, check: fn(&[u8]) -> Result<String, String>, tokens: &[&str], budget: Duration) {
     let mut corpus = load(name);
     let mut seen: HashSet<String> = HashSet::new();
+    let (mut runs, mut findings) = (0u64, Vec::new());
+    // The seeds include what earlier runs found (`regression-*`): each must hold too.
     for c in &corpus {
-        if let Ok(Ok(class)) = catch_unwind(|| check(c)) {
-            seen.insert(class);
+        match catch_unwind(|| check(c)) {
+            Ok(Ok(class)) => {
+                seen.insert(class);
+            }
+            Ok(Err(broken)) => findings.push((c.clone(), broken)),
+            Err(_) => findings.push((c.clone(), "panicked".to_owned())),
         }
     }
     let seed = std::env::var("FUZZ_SEED")
@@ -283,7 +289,6 @@ fn fuzz(name: &str, check: fn(&[u8]) -> Result<String, String>, tokens: &[&str],
     let mut rng = Rng(seed | 1);
     let save = std::env::var_os("FUZZ_SAVE").is_some();
     let started = Instant::now();
-    let (mut runs, mut findings) = (0u64, Vec::new());
     // Panics are findings, not noise on stderr.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
