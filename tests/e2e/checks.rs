@@ -214,3 +214,91 @@ watchdog = "700ms"
     assert_eq!(ended["reason"], "no WATCHDOG=1 within 700ms");
     d.wait_job("app", "restarted", |j| j.restarts == 1 && j.alive);
 }
+
+/// A job that says `warming up`, waits for the file `go` in its folder, then says
+/// `listening on 8080` on stderr (partly, then the rest of the line) and stays up.
+const LOG_READY: &str = r#"["sh", "-c", "echo warming up; while [ ! -e go ]; do sleep 0.05; done; printf 'listening on ' >&2; sleep 0.2; echo 8080 >&2; exec sleep 300"]"#;
+
+#[test]
+fn a_log_ready_check_makes_the_job_running_at_its_line_on_either_stream() {
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.web]
+command = {LOG_READY}
+restart = "always"
+[job.web.ready]
+log = "^listening on [0-9]+$"
+timeout = "30s"
+
+[job.quiet]
+command = {LOG_READY}
+stdout = "inherit"
+stderr = "stdout"
+[job.quiet.ready]
+log = "listening"
+timeout = "30s"
+"#
+    )));
+    let web = d.wait_job("web", "warming up", |j| j.state == JobState::Starting);
+    wait_until("the first line in the log", DEADLINE, || {
+        d.ctl_ok(&["logs", "web"]).contains("warming up").then_some(())
+    });
+    // start_secs (100ms) has long passed: only the line makes it running.
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(d.job("web").state, JobState::Starting);
+    assert_eq!(d.job("quiet").state, JobState::Starting);
+    std::fs::write(d.dir.path().join("go"), "").expect("go");
+    let running = d.wait_job("web", "running", |j| j.state == JobState::Running);
+    assert_eq!(running.pid, web.pid, "the same run");
+    d.wait_job("quiet", "running", |j| j.state == JobState::Running);
+    // The line went on to the log as before (stderr's log for web, supervisord's
+    // stdout for quiet).
+    let err = d.ctl_ok(&["logs", "web", "--stderr"]);
+    assert!(err.contains("listening on 8080"), "{err}");
+    wait_until("quiet's line on supervisord's stdout", DEADLINE, || {
+        d.stdout().contains("quiet | listening on 8080").then_some(())
+    });
+    // A new run is matched again: `go` is still there, so it is ready at its line.
+    d.ctl_ok(&["restart", "web"]);
+    let again = d.wait_job("web", "running again", |j| {
+        j.state == JobState::Running && j.pid != web.pid
+    });
+    assert_eq!(again.restarts, 1);
+}
+
+#[test]
+fn a_log_ready_check_whose_line_never_comes_is_not_ready() {
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.web]
+command = {LOG_READY}
+[job.web.ready]
+log = "^listening on [0-9]+$"
+timeout = "700ms"
+"#
+    )));
+    let web = d.wait_job("web", "fatal", |j| j.state == JobState::Fatal);
+    assert_eq!(web.cause, Some(Cause::NotReady));
+}
+
+#[test]
+fn a_log_ready_check_on_output_that_is_not_captured_is_a_load_error() {
+    let d = Daemon::prepare(&jobs(
+        r#"
+[job.web]
+command = ["sleep", "300"]
+stdout = "null"
+stderr = "null"
+[job.web.ready]
+log = "listening"
+"#,
+    ));
+    let out = d.run_once();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("jobs.toml:10:1")
+            && err.contains("a `log` ready check reads the job's captured output"),
+        "{err}"
+    );
+}

@@ -1085,6 +1085,7 @@ fn resolve(
                 ),
             )
         })?;
+    let ready_span = raw.ready.as_ref().map(|r| r.span());
     let ready = raw.ready.map(|r| checks::ready(src, n, r)).transpose()?;
     let health = raw.health.map(|h| checks::health(src, n, h)).transpose()?;
     let (depends_on, spans) = match raw.depends_on {
@@ -1123,6 +1124,9 @@ fn resolve(
         health,
         depends_on,
     };
+    if let Some(why) = checks::uncaptured_log_check(&spec) {
+        return Err(src.error(ready_span, format!("job {n:?}: {why}")));
+    }
     Ok((spec, spans))
 }
 

@@ -213,10 +213,12 @@ impl LogHub {
     /// is written. Returns once the bytes are in the file (at once when there were none).
     /// `on_problem` hears, once per episode, that writing the file fails (a full disk): the
     /// output is then discarded and the job runs on.
+    /// `watch`, while its check is pending, looks for its line in what passes by.
     pub async fn capture(
         &self,
         key: SinkKey,
         mut pipe: impl tokio::io::AsyncRead + Unpin,
+        mut watch: Option<LineWatch>,
         mut on_problem: impl FnMut(LogError),
     ) {
         let (problems, mut heard) = mpsc::unbounded_channel();
@@ -242,6 +244,11 @@ impl LogHub {
                         FIRST_READ.max(n.next_power_of_two()).min(READ_CHUNK)
                     };
                     sent = true;
+                    if let Some(w) = watch.as_mut() {
+                        if !w.feed(&buf) {
+                            watch = None;
+                        }
+                    }
                     self.send(Msg::Data {
                         key: key.clone(),
                         bytes: buf,
@@ -305,6 +312,77 @@ impl LogHub {
         // The writer thread only stops once every hub is dropped, so this cannot fail
         // while `self` exists; if it somehow did, the message has nowhere to go.
         let _ = self.tx.send(msg).await;
+    }
+}
+
+/// A `log` ready check on one run's output: each captured line is matched against
+/// `regex` in the reader, on its way to the writer (a line is not held back for it),
+/// and only while the check is pending. Both streams of a run share `found` and
+/// `pending`, so the first match ends the scanning of both.
+#[derive(Debug, Clone)]
+pub struct LineWatch {
+    regex: regex::bytes::Regex,
+    /// Cancelled at the first matching line.
+    found: tokio_util::sync::CancellationToken,
+    /// Cancelled when the check is no longer pending (the run left `starting`).
+    pending: tokio_util::sync::CancellationToken,
+    /// The start of a line whose end has not come yet (at most [`MAX_LINE`] bytes).
+    partial: Vec<u8>,
+}
+
+impl LineWatch {
+    /// A watch for `regex`; `found` is cancelled at the first match, and scanning stops
+    /// once `pending` is cancelled.
+    pub fn new(
+        regex: regex::bytes::Regex,
+        found: tokio_util::sync::CancellationToken,
+        pending: tokio_util::sync::CancellationToken,
+    ) -> LineWatch {
+        LineWatch {
+            regex,
+            found,
+            pending,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Scan a chunk; `false` once there is nothing more to look for (matched, or the
+    /// check is over), so the caller can drop the watch.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        if self.found.is_cancelled() || self.pending.is_cancelled() {
+            return false;
+        }
+        let mut rest = bytes;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            let (line, after) = rest.split_at(i);
+            rest = &after[1..];
+            let hit = if self.partial.is_empty() {
+                self.matches(line)
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.matches(&whole)
+            };
+            if hit {
+                self.found.cancel();
+                return false;
+            }
+        }
+        // A line longer than MAX_LINE is cut into pieces of that size, as in the files.
+        self.partial.extend_from_slice(rest);
+        while self.partial.len() >= MAX_LINE {
+            let piece: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
+            if self.matches(&piece) {
+                self.found.cancel();
+                return false;
+            }
+        }
+        true
+    }
+
+    fn matches(&self, line: &[u8]) -> bool {
+        self.regex
+            .is_match(line.strip_suffix(b"\r").unwrap_or(line))
     }
 }
 
@@ -965,5 +1043,53 @@ mod tests {
         );
         w.data(&key(), b"dropped\n");
         w.close(&key());
+    }
+
+    fn watch(re: &str) -> (LineWatch, tokio_util::sync::CancellationToken) {
+        let found = tokio_util::sync::CancellationToken::new();
+        let w = LineWatch::new(
+            regex::bytes::Regex::new(re).expect("test regex"),
+            found.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        (w, found)
+    }
+
+    #[test]
+    fn a_line_watch_matches_whole_lines_across_chunks() {
+        let (mut w, found) = watch("^listening on [0-9]+$");
+        assert!(w.feed(b"starting\nlisten"));
+        assert!(!found.is_cancelled());
+        assert!(w.feed(b"ing on 80"));
+        assert!(!found.is_cancelled(), "no match before the line ends");
+        assert!(!w.feed(b"80\r\nmore\n"));
+        assert!(found.is_cancelled());
+    }
+
+    #[test]
+    fn a_line_watch_stops_when_its_check_is_over() {
+        let found = tokio_util::sync::CancellationToken::new();
+        let pending = tokio_util::sync::CancellationToken::new();
+        let mut w = LineWatch::new(
+            regex::bytes::Regex::new("ready").expect("test regex"),
+            found.clone(),
+            pending.clone(),
+        );
+        assert!(w.feed(b"not yet\n"));
+        pending.cancel();
+        assert!(!w.feed(b"ready\n"));
+        assert!(!found.is_cancelled());
+    }
+
+    #[test]
+    fn a_line_watch_holds_at_most_one_long_line() {
+        let (mut w, found) = watch("^x$");
+        for _ in 0..10 {
+            assert!(w.feed(&vec![b'a'; MAX_LINE / 2 + 1]));
+        }
+        assert!(w.partial.len() < MAX_LINE);
+        assert!(w.feed(b"\nnope\n"));
+        assert!(!w.feed(b"x\n"));
+        assert!(found.is_cancelled());
     }
 }

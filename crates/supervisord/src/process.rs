@@ -6,7 +6,7 @@
 //! an unrelated process that reused the number.
 
 use crate::config::{JobSpec, Output};
-use crate::logs::{LogError, LogHub, SinkKey, Target};
+use crate::logs::{LineWatch, LogError, LogHub, SinkKey, Target};
 use crate::os;
 use protocol::{Signal, Stream};
 use std::os::fd::{AsFd, OwnedFd};
@@ -143,6 +143,8 @@ pub struct SpawnContext<'a> {
     pub tracker: &'a TaskTracker,
     /// How the job dies with supervisord.
     pub death: DeathWatch,
+    /// A pending `log` ready check, matched on both captured streams.
+    pub line_watch: Option<&'a LineWatch>,
 }
 
 /// Spawn `spec` as a new process group and start its task.
@@ -152,6 +154,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         reports,
         tracker,
         death,
+        line_watch,
     } = *ctx;
     let (stdout_io, stderr_io, merged) = stdios(spec)?;
     let mut cmd = Command::new(&spec.command[0]);
@@ -220,6 +223,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
             stream,
         };
         let (logs, reports, timestamps) = (logs.clone(), reports.clone(), spec.log_timestamps);
+        let watch = line_watch.cloned();
         readers.push(tracker.spawn(async move {
             if let Err(error) = logs.open(key.clone(), target, timestamps).await {
                 let _ = reports.send(Report::OutputError {
@@ -228,7 +232,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
                 });
             }
             let name = key.name.clone();
-            logs.capture(key, pipe, |error| {
+            logs.capture(key, pipe, watch, |error| {
                 let _ = reports.send(Report::OutputError {
                     name: name.clone(),
                     error,

@@ -2,7 +2,7 @@
 //! and the dependency graph (unknown names, cycles, the start order in levels).
 
 use super::{CommandLine, Dur, Source};
-use crate::config::{ConfigError, JobSpec};
+use crate::config::{ConfigError, JobSpec, Output};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -448,6 +448,33 @@ pub(super) fn ready(
     })
 }
 
+/// A `log` ready check on a job none of whose output is captured can never pass.
+pub(super) fn uncaptured_log_check(spec: &JobSpec) -> Option<String> {
+    let ready = spec.ready.as_ref()?;
+    if !matches!(ready.probe, Probe::Log(_)) {
+        return None;
+    }
+    let captured = |o: &Output| matches!(o, Output::Log(_) | Output::Inherit);
+    let stderr = match spec.stderr {
+        Output::Stdout => captured(&spec.stdout),
+        ref o => captured(o),
+    };
+    if captured(&spec.stdout) || stderr {
+        return None;
+    }
+    let say = |o: &Output| match o {
+        Output::Null => "\"null\"".to_owned(),
+        Output::Stdout => "\"stdout\"".to_owned(),
+        other => format!("written by the job itself ({other})"),
+    };
+    Some(format!(
+        "a `log` ready check reads the job's captured output, but stdout is {} and \
+         stderr is {}; set one of them to \"log\" or \"inherit\"",
+        say(&spec.stdout),
+        say(&spec.stderr)
+    ))
+}
+
 pub(super) fn health(
     src: &Source,
     job: &str,
@@ -842,5 +869,28 @@ command = "c"
             m.contains("`depends_on` cannot be set in [defaults]"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_log_check_needs_captured_output() {
+        let job = |outputs: &str| {
+            format!("[job.a]\ncommand = \"a\"\n{outputs}\n[job.a.ready]\nlog = \"up\"\n")
+        };
+        let (l, _, m) = err(&job("stdout = \"null\"\nstderr = \"./err.txt\""));
+        assert_eq!(l, 5, "{m}");
+        assert!(
+            m.contains("stdout is \"null\" and stderr is written by the job itself"),
+            "{m}"
+        );
+        let (_, _, m) = err(&job("stdout = \"null\"\nstderr = \"stdout\""));
+        assert!(m.contains("set one of them to \"log\" or \"inherit\""), "{m}");
+        for fine in [
+            "",
+            "stdout = \"inherit\"",
+            "stdout = \"null\"",
+            "stderr = \"stdout\"",
+        ] {
+            ok(&job(fine));
+        }
     }
 }

@@ -11,6 +11,7 @@ use super::{Entry, Supervisor};
 use crate::checks::{self, ExecContext, HealthTrack};
 use crate::config::{OnUnhealthy, Probe};
 use crate::lifecycle::Input;
+use crate::logs::LineWatch;
 use protocol::{Cause, Health, JobState};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,6 +58,9 @@ pub(super) struct Checks {
     pub track: Option<HealthTrack>,
     /// The last `STATUS=` of a notify job, shown as its reason while it is alive.
     pub status: Option<String>,
+    /// A `log` ready check's tokens from the spawn until its task takes them:
+    /// (found, pending).
+    log: Option<(CancellationToken, CancellationToken)>,
 }
 
 impl Entry {
@@ -131,6 +135,25 @@ impl Supervisor {
         Some(("NOTIFY_SOCKET".into(), path.to_string_lossy().into_owned()))
     }
 
+    /// Before a spawn: a `log` ready check's watch, for the run's output readers.
+    pub(super) fn open_line_watch(&mut self, name: &str) -> Option<LineWatch> {
+        let e = self.jobs.get_mut(name)?;
+        let Probe::Log(pattern) = &e.spec.ready.as_ref()?.probe else {
+            return None;
+        };
+        // Checked at load; a pattern that somehow does not compile never matches.
+        let regex = match regex::bytes::Regex::new(pattern) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!(job = name, error = %err, "bad log regex; the job will not be ready");
+                return None;
+            }
+        };
+        let (found, pending) = (CancellationToken::new(), CancellationToken::new());
+        e.checks.log = Some((found.clone(), pending.clone()));
+        Some(LineWatch::new(regex, found, pending))
+    }
+
     /// After a job's step: start or cancel its check tasks for the state it is in now.
     pub(super) fn follow_checks(&mut self, name: &str) {
         let Some(e) = self.jobs.get_mut(name) else {
@@ -145,6 +168,9 @@ impl Supervisor {
             e.checks.task = None;
             e.checks.notify = None;
             e.checks.status = None;
+            if let Some((_, pending)) = e.checks.log.take() {
+                pending.cancel();
+            }
             if e.checks.track.take().is_some() {
                 self.health_changed(name, Health::Unknown);
             }
@@ -167,6 +193,27 @@ impl Supervisor {
                 let Some(ready) = e.spec.ready.clone() else {
                     return;
                 };
+                if let Some((found, pending)) = e.checks.log.take() {
+                    // The readers scan while `pending` is not cancelled; leaving
+                    // `starting` drops the guard below, which cancels it.
+                    let guard = pending.clone().drop_guard();
+                    self.tracker.spawn(async move {
+                        tokio::select! {
+                            () = pending.cancelled() => {}
+                            () = found.cancelled() => {
+                                let _ = tx.send(CheckReport {
+                                    name: job,
+                                    run,
+                                    what: Finding::Ready,
+                                });
+                            }
+                        }
+                    });
+                    if let Some(e) = self.jobs.get_mut(name) {
+                        e.checks.task = Some((state, guard));
+                    }
+                    return;
+                }
                 if matches!(ready.probe, Probe::Notify | Probe::Log(_)) {
                     return;
                 }

@@ -646,6 +646,7 @@ impl Supervisor {
         let run_id = self.next_run;
         self.next_run += 1;
         let notify_env = self.open_notify(name, run_id);
+        let line_watch = self.open_line_watch(name);
         let Some(entry) = self.jobs.get(name) else {
             return;
         };
@@ -658,6 +659,7 @@ impl Supervisor {
             } else {
                 DeathWatch::ParentDeathSignal
             },
+            line_watch: line_watch.as_ref(),
         };
         let spec = match notify_env {
             Some((k, v)) => {
