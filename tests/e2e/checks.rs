@@ -241,7 +241,9 @@ timeout = "30s"
     )));
     let web = d.wait_job("web", "warming up", |j| j.state == JobState::Starting);
     wait_until("the first line in the log", DEADLINE, || {
-        d.ctl_ok(&["logs", "web"]).contains("warming up").then_some(())
+        d.ctl_ok(&["logs", "web"])
+            .contains("warming up")
+            .then_some(())
     });
     // start_secs (100ms) has long passed: only the line makes it running.
     std::thread::sleep(Duration::from_millis(400));
@@ -256,7 +258,9 @@ timeout = "30s"
     let err = d.ctl_ok(&["logs", "web", "--stderr"]);
     assert!(err.contains("listening on 8080"), "{err}");
     wait_until("quiet's line on supervisord's stdout", DEADLINE, || {
-        d.stdout().contains("quiet | listening on 8080").then_some(())
+        d.stdout()
+            .contains("quiet | listening on 8080")
+            .then_some(())
     });
     // A new run is matched again: `go` is still there, so it is ready at its line.
     d.ctl_ok(&["restart", "web"]);
@@ -301,4 +305,80 @@ log = "listening"
             && err.contains("a `log` ready check reads the job's captured output"),
         "{err}"
     );
+}
+
+#[test]
+fn health_changes_are_health_notifications_on_subscribe() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.app]
+command = ["sleep", "300"]
+group = "backend"
+[job.app.health]
+exec = ["sh", "-c", "echo checked; test -e ok"]
+interval = "200ms"
+retries = 2
+on_unhealthy = "none"
+"#,
+    ));
+    let mut conn = d.conn();
+    conn.call("subscribe", json!(null));
+    // Every notification, raw, until `pred` matches one.
+    let mut seen: Vec<Value> = Vec::new();
+    let mut until = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
+        wait_until(what, DEADLINE, || {
+            let n = conn.recv_within(Duration::from_millis(200))?;
+            seen.push(n.clone());
+            pred(&n).then_some(n)
+        })
+    };
+    let health_is =
+        |h: &'static str| move |n: &Value| n["method"] == "health" && n["params"]["health"] == h;
+    // No result yet while the check fails inside `retries`: then unhealthy.
+    let bad = until("unhealthy", &health_is("unhealthy"));
+    let p = bad["params"].as_object().expect("params");
+    let mut keys: Vec<&str> = p.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["at", "group", "health", "name", "output"], "{bad}");
+    assert_eq!(bad["params"]["name"], "app");
+    assert_eq!(bad["params"]["group"], "backend");
+    assert_eq!(bad["params"]["output"], "exit 1: checked", "{bad}");
+    assert!(bad.get("id").is_none(), "a notification has no id: {bad}");
+    assert_eq!(bad["jsonrpc"], "2.0");
+    std::fs::write(d.dir.path().join("ok"), "").expect("ok");
+    let good = until("healthy", &health_is("healthy"));
+    assert_eq!(good["params"]["output"], "checked", "{good}");
+    // Only changes are sent: one check every 200ms, but one notification per change.
+    std::thread::sleep(Duration::from_millis(700));
+    while let Some(n) = conn.recv_within(Duration::from_millis(50)) {
+        seen.push(n);
+    }
+    let healths: Vec<&str> = seen
+        .iter()
+        .filter(|n| n["method"] == "health")
+        .filter_map(|n| n["params"]["health"].as_str())
+        .collect();
+    assert_eq!(healths, ["unhealthy", "healthy"], "{seen:?}");
+    // The run ends: health is `unknown` again, after the state change that ended it.
+    d.ctl_ok(&["terminate", "app"]);
+    let mut until = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
+        wait_until(what, DEADLINE, || {
+            let n = conn.recv_within(Duration::from_millis(200))?;
+            pred(&n).then_some(n)
+        })
+    };
+    until("stopping", &|n: &Value| n["params"]["to"] == "stopping");
+    let unknown = until("unknown", &health_is("unknown"));
+    assert_eq!(unknown["params"]["output"], Value::Null, "{unknown}");
+    // `supctl events` shows them too.
+    let (mut child, lines) = d.ctl_lines(&["events"]);
+    d.ctl_ok(&["start", "app"]);
+    let line = wait_until("an events line about health", DEADLINE, || {
+        let l = lines.recv_timeout(Duration::from_millis(200)).ok()?;
+        l.contains("app health").then_some(l)
+    });
+    // `ok` is there, so the new run's first result is a pass.
+    assert!(line.ends_with("app health healthy (checked)"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -241,6 +241,21 @@ pub struct Event {
     pub at: String,
 }
 
+/// A change of a job's `health`, sent as a `health` notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthChange {
+    /// The job.
+    pub name: String,
+    /// Its group.
+    pub group: String,
+    /// Its health now (`unknown` again once the run it was about has ended).
+    pub health: Health,
+    /// The last check's result, as in the Job's `health_output`.
+    pub output: Option<String>,
+    /// When (RFC 3339 UTC, milliseconds).
+    pub at: String,
+}
+
 /// Which captured stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

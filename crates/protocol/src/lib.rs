@@ -25,7 +25,9 @@ mod wire_tests;
 pub use envelope::{
     code, FilePosition, JobNamed, NoSuchJob, Notification, Response, RpcError, MAX_LINE_BYTES,
 };
-pub use job::{describe_exit, signal_name, Cause, Event, Health, Job, JobState, LogData, Stream};
+pub use job::{
+    describe_exit, signal_name, Cause, Event, Health, HealthChange, Job, JobState, LogData, Stream,
+};
 pub use request::{
     AddParams, KillParams, LogsParams, NamesParams, Request, ScaleParams, Selection,
     ShutdownParams, StartParams, StatusParams, TerminateParams, WaitParams,

@@ -90,6 +90,8 @@ pub struct Lagged {
 pub mod note {
     /// A state change: params are an `Event`.
     pub const EVENT: &str = "event";
+    /// A change of a job's health: params are a `HealthChange`.
+    pub const HEALTH: &str = "health";
     /// Output of a followed job: params are a `LogData`.
     pub const LOG: &str = "log";
     /// Skipped messages: params are a `Lagged`.

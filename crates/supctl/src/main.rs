@@ -19,9 +19,9 @@ mod top;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError, Reply};
 use protocol::{
-    AddParams, Event, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult, MetricsResult,
-    NamesParams, PingResult, ReloadResult, Request, ScaleParams, Selection, ShutdownParams, Signal,
-    StatusParams, Stream, TerminateParams, WaitParams,
+    AddParams, Event, HealthChange, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult,
+    MetricsResult, NamesParams, PingResult, ReloadResult, Request, ScaleParams, Selection,
+    ShutdownParams, Signal, StatusParams, Stream, TerminateParams, WaitParams,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -618,6 +618,14 @@ fn print_events(out: Out, reply: &Reply, client: &mut Client) -> Result<(), Fail
                 serde_json::to_string(&event).unwrap_or_default()
             } else {
                 render::event(&event)
+            }
+        } else if note.method == protocol::note::HEALTH {
+            let change: HealthChange =
+                serde_json::from_value(note.params).map_err(ClientError::Unreadable)?;
+            if out.json {
+                serde_json::to_string(&change).unwrap_or_default()
+            } else {
+                render::health_change(&change)
             }
         } else {
             let lag: Lagged =

@@ -1,7 +1,7 @@
 //! Output for people: aligned tables, short durations, exits in words, colour on a
 //! terminal only (never with `NO_COLOR`).
 
-use protocol::{describe_exit, Cause, Event, Job, JobState};
+use protocol::{describe_exit, Cause, Event, HealthChange, Job, JobState};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -236,6 +236,18 @@ pub fn event(e: &Event) -> String {
         (Some(_), Some(reason), _) => s.push_str(&format!(" ({reason})")),
         (_, _, Some(code)) => s.push_str(&format!(" ({})", describe_exit(code))),
         _ => {}
+    }
+    s
+}
+
+/// One `health` notification for people: `12:00:01.250 api health unhealthy (HTTP 500)`.
+pub fn health_change(h: &HealthChange) -> String {
+    let time = h.at.get(11..23).unwrap_or(&h.at);
+    let mut s = format!("{time} {} health {}", h.name, h.health.as_str());
+    if let Some(first) = h.output.as_deref().and_then(|o| o.lines().next()) {
+        if !first.is_empty() {
+            s.push_str(&format!(" ({first})"));
+        }
     }
     s
 }

@@ -10,7 +10,7 @@ use crate::config;
 use crate::logs::{LogHub, SinkKey};
 use crate::metrics;
 use crate::notify::Notifier;
-use crate::supervisor::{encode, Answer, Call, Route, SupervisorHandle};
+use crate::supervisor::{encode, Answer, Call, Published, Route, SupervisorHandle};
 use protocol::{
     code, note, JobList, Lagged, LogData, LogsParams, LogsResult, MetricsResult, Notification,
     Request, Response, RpcError, MAX_LINE_BYTES,
@@ -637,7 +637,10 @@ async fn handle(
                 forward(
                     events,
                     &out,
-                    |event| Notification::new(note::EVENT, &event),
+                    |published| match published {
+                        Published::State(event) => Notification::new(note::EVENT, &event),
+                        Published::Health(change) => Notification::new(note::HEALTH, &change),
+                    },
                     |missed| Lagged {
                         name: None,
                         stream: None,

@@ -883,7 +883,10 @@ command = "c"
             "{m}"
         );
         let (_, _, m) = err(&job("stdout = \"null\"\nstderr = \"stdout\""));
-        assert!(m.contains("set one of them to \"log\" or \"inherit\""), "{m}");
+        assert!(
+            m.contains("set one of them to \"log\" or \"inherit\""),
+            "{m}"
+        );
         for fine in [
             "",
             "stdout = \"inherit\"",

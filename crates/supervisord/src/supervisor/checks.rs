@@ -7,12 +7,12 @@
 //! the task's [`DropGuard`], which cancels it: an idle daemon with no checks arms no
 //! timer at all.
 
-use super::{Entry, Supervisor};
+use super::{rfc3339, Entry, Published, Supervisor};
 use crate::checks::{self, ExecContext, HealthTrack};
 use crate::config::{OnUnhealthy, Probe};
 use crate::lifecycle::Input;
 use crate::logs::LineWatch;
-use protocol::{Cause, Health, JobState};
+use protocol::{Cause, Health, HealthChange, JobState};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -339,12 +339,19 @@ impl Supervisor {
         }
     }
 
+    /// Log a change of a job's health and publish it as a `health` notification.
     fn health_changed(&mut self, name: &str, health: Health) {
-        let output = self
-            .jobs
-            .get(name)
-            .and_then(|e| e.checks.track.as_ref())
-            .and_then(|t| t.output.clone());
+        let Some(e) = self.jobs.get(name) else {
+            return;
+        };
+        let output = e.checks.track.as_ref().and_then(|t| t.output.clone());
+        let _ = self.events.send(Published::Health(HealthChange {
+            name: name.to_owned(),
+            group: e.spec.group.clone(),
+            health,
+            output: output.clone(),
+            at: rfc3339(std::time::SystemTime::now()),
+        }));
         tracing::info!(
             job = name,
             health = health.as_str(),

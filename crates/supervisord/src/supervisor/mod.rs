@@ -42,7 +42,7 @@ use crate::logs::LogHub;
 use crate::os;
 use crate::process::{self, DeathWatch, Report, Run, SpawnContext};
 use indexmap::IndexMap;
-use protocol::{code, signal_name, Event, Job, RpcError, Stream};
+use protocol::{code, signal_name, Event, HealthChange, Job, RpcError, Stream};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
@@ -54,6 +54,16 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tokio_util::time::DelayQueue;
 use waiters::{Outcome, Waiter};
+
+/// What `subscribe` streams, in the order it happened: state changes (`event`) and
+/// changes of health (`health`).
+#[derive(Debug, Clone)]
+pub enum Published {
+    /// A state change.
+    State(Event),
+    /// A change of a job's health.
+    Health(HealthChange),
+}
 
 /// How many events a subscriber may fall behind before it skips.
 const EVENT_BACKLOG: usize = 4096;
@@ -98,7 +108,7 @@ pub enum Command {
     /// `subscribe`: a snapshot and the event stream from the same instant.
     Subscribe {
         /// Where the pair goes.
-        reply: oneshot::Sender<(Vec<Job>, broadcast::Receiver<Event>)>,
+        reply: oneshot::Sender<(Vec<Job>, broadcast::Receiver<Published>)>,
     },
     /// Where a job's captured stream is written, for `logs`.
     LogSource {
@@ -143,7 +153,7 @@ impl SupervisorHandle {
     }
 
     /// Subscribe to events.
-    pub async fn subscribe(&self) -> Result<(Vec<Job>, broadcast::Receiver<Event>), RpcError> {
+    pub async fn subscribe(&self) -> Result<(Vec<Job>, broadcast::Receiver<Published>), RpcError> {
         self.ask(|reply| Command::Subscribe { reply }).await
     }
 
@@ -230,7 +240,7 @@ pub struct Supervisor {
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
     new_timers: Vec<(TimerEntry, Duration)>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Published>,
     waiters: Vec<Waiter>,
     logs: LogHub,
     guard: Option<Guard>,
@@ -712,7 +722,7 @@ impl Supervisor {
                 && t.exitcode.is_some_and(|c| spec.is_success(c));
             self.ended_for_good = Some((spec.name.clone(), ok));
         }
-        let _ = self.events.send(Event {
+        let _ = self.events.send(Published::State(Event {
             name: spec.name.clone(),
             group: spec.group.clone(),
             from: t.from,
@@ -723,7 +733,7 @@ impl Supervisor {
             cause: t.cause,
             reason: t.reason.clone(),
             at: rfc3339(SystemTime::now()),
-        });
+        }));
     }
 
     fn begin_stop(&mut self) {
@@ -904,7 +914,9 @@ stderr = "null"
             .expect("start");
         let mut starts = Vec::new();
         while starts.len() < 4 {
-            let e = events.recv().await.expect("an event");
+            let Published::State(e) = events.recv().await.expect("an event") else {
+                continue;
+            };
             if e.to == JobState::Starting {
                 starts.push(VirtualInstant::now());
             }

@@ -272,7 +272,7 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::super::harness;
-    use super::super::Call;
+    use super::super::{Call, Published};
     use super::*;
     use protocol::{JobState, NamesParams, Selection, ShutdownParams, TerminateParams, WaitParams};
 
@@ -364,7 +364,9 @@ stderr = "null"
             .expect("drain");
         let mut order = Vec::new();
         while order.len() < 2 {
-            let e = events.recv().await.expect("an event");
+            let Published::State(e) = events.recv().await.expect("an event") else {
+                continue;
+            };
             if e.to.is_settled() {
                 order.push((e.name, e.to));
             }
