@@ -147,3 +147,55 @@ fn a_limit_the_kernel_refuses_is_a_spawn_error_naming_limits() {
         "{err}"
     );
 }
+
+/// Ready and health checks of the `exec` kind run as the job's user, in its cwd, with
+/// its env (the passwd entry's variables under it) and umask.
+#[test]
+fn exec_checks_run_as_the_jobs_user_in_its_cwd_with_its_env() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const TEST: &str = "users::exec_checks_run_as_the_jobs_user_in_its_cwd_with_its_env";
+    if !is_root() {
+        return skip(TEST, "needs root to run a job and its checks as nobody");
+    }
+    let shared = tempfile::Builder::new()
+        .prefix("svchk")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.n]
+command = "sleep 60"
+user = "nobody"
+umask = "077"
+cwd = "{dir}"
+env = {{ MARK = "from-the-job" }}
+[job.n.ready]
+exec = ["sh", "-c", "id -u > ready.uid"]
+interval = "100ms"
+[job.n.health]
+exec = ["sh", "-c", "echo $(id -u) $USER $MARK $(pwd) > health.txt"]
+interval = "200ms"
+"#,
+        dir = shared.path().display()
+    )));
+    d.wait_job("n", "healthy", |j| {
+        j.health == Some(protocol::Health::Healthy)
+    });
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("nobody exists");
+    let uid = nobody.uid.as_raw();
+    let ready = std::fs::read_to_string(shared.path().join("ready.uid")).expect("ready.uid");
+    assert_eq!(ready.trim(), uid.to_string(), "the ready check's uid");
+    let health = shared.path().join("health.txt");
+    let text = std::fs::read_to_string(&health).expect("health.txt");
+    assert_eq!(
+        text.trim(),
+        format!("{uid} nobody from-the-job {}", shared.path().display()),
+        "the health check's uid, USER, env and cwd"
+    );
+    let meta = std::fs::metadata(&health).expect("stat");
+    assert_eq!(meta.uid(), uid, "written by nobody");
+    assert_eq!(meta.mode() & 0o077, 0, "with the job's umask");
+}

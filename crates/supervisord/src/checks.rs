@@ -17,13 +17,17 @@ use tokio::time::Instant;
 /// How much of a check's output is kept.
 pub const OUTPUT_LIMIT: usize = 4096;
 
-/// What an exec check runs with: the job's cwd and env.
+/// What an exec check runs with: the job's cwd, env, user and umask.
 #[derive(Debug, Clone)]
 pub struct ExecContext {
     /// The job's working folder.
     pub cwd: PathBuf,
     /// The job's variables (over supervisord's environment).
     pub env: BTreeMap<String, String>,
+    /// The job's `user` (its passwd variables come before `env`, as for the job).
+    pub user: Option<crate::config::RunAs>,
+    /// The job's `umask`.
+    pub umask: Option<u32>,
 }
 
 /// Run one check; `Ok(output)` when it passed, `Err(output)` when it failed.
@@ -113,12 +117,14 @@ async fn exec(argv: &[String], timeout: Duration, ctx: &ExecContext) -> Result<S
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(&ctx.cwd)
+        .envs(ctx.user.iter().flat_map(|u| u.env.iter().cloned()))
         .envs(&ctx.env)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    crate::os::set_credentials(cmd.as_std_mut(), ctx.user.as_ref(), ctx.umask, &[]);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
@@ -322,6 +328,8 @@ mod tests {
         let ctx = ExecContext {
             cwd: std::env::temp_dir(),
             env: BTreeMap::new(),
+            user: None,
+            umask: None,
         };
         let out = run(
             &Probe::Exec(vec!["./no-such-check".into()]),
@@ -354,6 +362,8 @@ mod tests {
         let ctx = ExecContext {
             cwd: std::env::temp_dir(),
             env: BTreeMap::new(),
+            user: None,
+            umask: None,
         };
         let mark = format!("300.{}", std::process::id());
         let argv = vec![

@@ -183,6 +183,8 @@ impl Supervisor {
         let ctx = ExecContext {
             cwd: e.spec.cwd.clone(),
             env: e.spec.env.clone(),
+            user: e.spec.user.clone(),
+            umask: e.spec.umask,
         };
         let job = name.to_owned();
         let tx = self.checks_tx.clone();
