@@ -246,6 +246,60 @@ fn metrics_are_valid_prometheus_text_with_every_job_and_the_daemon() {
         .is_some_and(|t| t.contains("# TYPE supervisord_job_state gauge")));
 }
 
+#[test]
+fn metrics_carry_each_checked_jobs_health() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.api]
+command = ["sleep", "300"]
+[job.api.health]
+exec = ["test", "-e", "ok"]
+interval = "200ms"
+retries = 1
+on_unhealthy = "none"
+
+[job.plain]
+command = ["sleep", "300"]
+
+[job.later]
+command = ["sleep", "300"]
+depends_on = { api = "healthy" }
+"#,
+    ));
+    let api = r#"name="api",group="api""#;
+    let health = |text: &str, h: &str| {
+        value(
+            text,
+            &format!("supervisord_job_health{{{api},health=\"{h}\"}}"),
+        )
+    };
+    let text = wait_until("api unhealthy in the metrics", DEADLINE, || {
+        let text = d.ctl_ok(&["metrics"]);
+        (health(&text, "unhealthy") == Some(1.0)).then_some(text)
+    });
+    check_with_promtool(&text);
+    assert_eq!(health(&text, "healthy"), Some(0.0));
+    assert_eq!(health(&text, "unknown"), Some(0.0));
+    assert!(
+        !text.contains(r#"supervisord_job_health{name="plain""#),
+        "no health series for a job without a check:\n{text}"
+    );
+    // The waiting state is one of the state series.
+    assert_eq!(
+        value(
+            &text,
+            r#"supervisord_job_state{name="later",group="later",state="waiting"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    std::fs::write(d.dir.path().join("ok"), "").expect("ok");
+    wait_until("api healthy in the metrics", DEADLINE, || {
+        let text = d.ctl_ok(&["metrics"]);
+        (health(&text, "healthy") == Some(1.0)).then_some(())
+    });
+}
+
 /// A port nothing listens on right now.
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -253,3 +253,57 @@ fn top_ended_by_sigterm_restores_the_terminal() {
     assert_eq!(tmux.show("#{alternate_on}"), "0");
     assert_eq!(tmux.show("#{cursor_flag}"), "1");
 }
+
+/// The HEALTH column shown on the job's row (`NAME GROUP STATE HEALTH ...`).
+fn health_on_screen(screen: &str, name: &str) -> Option<String> {
+    screen.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.first()?.trim_start_matches('>') == name).then(|| w.get(3).map(|s| (*s).to_owned()))?
+    })
+}
+
+#[test]
+fn top_shows_health_as_it_changes_and_the_log_pane_follows_stdout_and_stderr() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.api]
+command = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo out-$i; echo err-$i >&2; sleep 0.2; done"]
+[job.api.health]
+exec = ["test", "-e", "ok"]
+interval = "200ms"
+retries = 1
+on_unhealthy = "none"
+
+[job.plain]
+command = ["sleep", "300"]
+"#,
+    ));
+    d.wait_job("api", "unhealthy", |j| {
+        j.health == Some(protocol::Health::Unhealthy)
+    });
+    let Some(tmux) = Tmux::start(d.dir.path(), 100, 30) else {
+        return;
+    };
+    tmux.keys(&[&top_command(&d), "Enter"]);
+    let screen = tmux.wait_for("api unhealthy in top", |s| {
+        health_on_screen(s, "api").as_deref() == Some("unhealthy")
+    });
+    assert_eq!(
+        health_on_screen(&screen, "plain").as_deref(),
+        Some("-"),
+        "{screen}"
+    );
+    // The change comes from the `health` notification, within the poll's second or not.
+    std::fs::write(d.dir.path().join("ok"), "").expect("ok");
+    tmux.wait_for("api healthy in top", |s| {
+        health_on_screen(s, "api").as_deref() == Some("healthy")
+    });
+    // `l` on api (the first row): both streams, stderr marked.
+    tmux.keys(&["l"]);
+    let screen = tmux.wait_for("stdout and stderr lines in the log pane", |s| {
+        s.lines().any(|l| l.starts_with("out-")) && s.lines().any(|l| l.starts_with("err│ err-"))
+    });
+    assert!(screen.contains("log: api"), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("top to exit 0", |s| s.contains("top-exit=0"));
+}

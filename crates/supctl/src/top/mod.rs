@@ -19,8 +19,8 @@ mod view;
 use crate::client::Client;
 use crate::Failure;
 use protocol::{
-    Event, JobList, Lagged, LogData, LogsParams, LogsResult, PingResult, Request, Selection,
-    StatusParams, Stream, TerminateParams,
+    Event, HealthChange, JobList, Lagged, LogData, LogsParams, LogsResult, PingResult, Request,
+    Selection, StatusParams, Stream, TerminateParams,
 };
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::{cursor, event, execute, terminal};
@@ -41,6 +41,8 @@ const LOG_TAIL: usize = 200;
 enum Msg {
     /// A state change.
     Event(Event),
+    /// A change of a job's health.
+    Health(HealthChange),
     /// The subscribe stream fell behind; the next usage poll repairs the table.
     Lagged,
     /// The table with usage, asked at this instant.
@@ -49,10 +51,10 @@ enum Msg {
     Ping(PingResult),
     /// A key or a resize.
     Input(event::Event),
-    /// The log pane's first lines (generation, job, lines).
-    LogTail(u64, String, Vec<String>),
-    /// More output for the log pane (generation, text).
-    Log(u64, String),
+    /// The last lines of one stream as its follow begins (generation, stream, lines).
+    LogTail(u64, Stream, Vec<String>),
+    /// More output for the log pane (generation, stream, text).
+    Log(u64, Stream, String),
     /// The answer to an action, in words.
     Done(String),
     /// The daemon closed the event stream, or a signal asked `top` to end.
@@ -106,7 +108,7 @@ fn event_loop(
     socket: &Path,
 ) -> std::io::Result<Option<String>> {
     let mut log_gen = 0u64;
-    let mut log_stream: Option<UnixStream> = None;
+    let mut log_streams: Vec<UnixStream> = Vec::new();
     loop {
         screen.terminal.draw(|f| view.draw(f))?;
         let Ok(first) = rx.recv() else {
@@ -116,6 +118,7 @@ fn event_loop(
         while let Some(msg) = next {
             match msg {
                 Msg::Event(e) => view.event(&e),
+                Msg::Health(h) => view.health(&h),
                 Msg::Lagged => view.message = Some("missed some events; refreshing".into()),
                 Msg::Table(list, asked) => view.table(list.jobs, asked),
                 Msg::Ping(p) => {
@@ -133,23 +136,33 @@ fn event_loop(
                         Action::Terminate(name) => act(socket, tx, "terminate", name),
                         Action::Restart(name) => act(socket, tx, "restart", name),
                         Action::FollowLog(name) => {
-                            close(log_stream.take());
+                            close(log_streams.drain(..));
                             log_gen += 1;
                             view.open_log(&name, Vec::new());
-                            log_stream = follow_log(socket, tx, log_gen, name);
+                            for stream in [Stream::Stdout, Stream::Stderr] {
+                                log_streams.extend(follow_log(
+                                    socket,
+                                    tx,
+                                    log_gen,
+                                    name.clone(),
+                                    stream,
+                                ));
+                            }
                         }
                         Action::CloseLog => {
-                            close(log_stream.take());
+                            close(log_streams.drain(..));
                             log_gen += 1;
                             view.log = None;
                         }
                     }
                 }
                 Msg::Input(_) => {} // a resize: the next draw fits the new size
-                Msg::LogTail(generation, name, lines) if generation == log_gen => {
-                    view.open_log(&name, lines);
+                Msg::LogTail(generation, stream, lines) if generation == log_gen => {
+                    view.stream_tail(stream, lines);
                 }
-                Msg::Log(generation, data) if generation == log_gen => view.log_data(&data),
+                Msg::Log(generation, stream, data) if generation == log_gen => {
+                    view.stream_data(stream, &data);
+                }
                 Msg::LogTail(..) | Msg::Log(..) => {}
                 Msg::Done(text) => view.message = Some(text),
                 Msg::End(why) => return Ok(why),
@@ -159,8 +172,8 @@ fn event_loop(
     }
 }
 
-fn close(stream: Option<UnixStream>) {
-    if let Some(s) = stream {
+fn close(streams: impl IntoIterator<Item = UnixStream>) {
+    for s in streams {
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
 }
@@ -172,6 +185,12 @@ fn spawn_events(mut client: Client, tx: Sender<Msg>) {
             Ok(Some(note)) if note.method == protocol::note::EVENT => {
                 match serde_json::from_value::<Event>(note.params) {
                     Ok(e) => Msg::Event(e),
+                    Err(_) => continue,
+                }
+            }
+            Ok(Some(note)) if note.method == protocol::note::HEALTH => {
+                match serde_json::from_value::<HealthChange>(note.params) {
+                    Ok(h) => Msg::Health(h),
                     Err(_) => continue,
                 }
             }
@@ -275,12 +294,15 @@ fn act(socket: &Path, tx: &Sender<Msg>, what: &'static str, name: String) {
     });
 }
 
-/// Follow a job's stdout in the log pane; returns the stream to shut to stop it.
+/// Follow one of a job's streams in the log pane; returns the connection to shut to stop
+/// it. A stream supervisord does not capture (`null`, a file, stderr merged into
+/// stdout) is skipped quietly for stderr; for stdout the pane's footer says why.
 fn follow_log(
     socket: &Path,
     tx: &Sender<Msg>,
     generation: u64,
     name: String,
+    stream: Stream,
 ) -> Option<UnixStream> {
     let mut client = match Client::connect(socket) {
         Ok(c) => c,
@@ -289,21 +311,26 @@ fn follow_log(
             return None;
         }
     };
-    let stream = client.stream().ok();
+    let connection = client.stream().ok();
     let tx = tx.clone();
     std::thread::spawn(move || {
         let request = Request::Logs(LogsParams {
             name: name.clone(),
-            stream: Stream::Stdout,
+            stream,
             lines: Some(LOG_TAIL),
             follow: Some(true),
         });
         let tail = client.call(&request).and_then(|r| r.decode::<LogsResult>());
         match tail {
             Ok(t) => {
-                if tx.send(Msg::LogTail(generation, name, t.lines)).is_err() {
+                if tx.send(Msg::LogTail(generation, stream, t.lines)).is_err() {
                     return;
                 }
+            }
+            Err(crate::client::ClientError::Rpc(e))
+                if stream == Stream::Stderr && e.code == protocol::code::INVALID_PARAMS =>
+            {
+                return;
             }
             Err(e) => {
                 let _ = tx.send(Msg::Done(format!("log {name}: {e}")));
@@ -315,12 +342,12 @@ fn follow_log(
                 Ok(d) => d.data,
                 Err(_) => "[supctl: skipped output]\n".into(),
             };
-            if tx.send(Msg::Log(generation, text)).is_err() {
+            if tx.send(Msg::Log(generation, stream, text)).is_err() {
                 return;
             }
         }
     });
-    stream
+    connection
 }
 
 /// The terminal in raw mode on the alternate screen; put back as it was when dropped,

@@ -4,7 +4,7 @@
 //! unit-tested on ratatui's `TestBackend`.
 
 use crate::render::{bytes, short_duration};
-use protocol::{Event, Job, JobState};
+use protocol::{Event, Health, HealthChange, Job, JobState, Stream};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -44,6 +44,8 @@ struct JobRow {
     seen: Instant,
     /// When an event last changed the row (newer than a snapshot asked for before it).
     evented: Option<Instant>,
+    /// When a `health` notification last changed the row, likewise.
+    health_at: Option<Instant>,
     /// CPU percent over the last two usage samples of the same process.
     cpu_percent: Option<f64>,
     /// The previous usage sample: (pid, cpu_ms, when).
@@ -68,9 +70,14 @@ pub struct LogPane {
     pub name: String,
     /// The last lines.
     pub lines: VecDeque<String>,
-    /// Part of a line still to be completed by the next chunk.
+    /// Part of a stdout line still to be completed by the next chunk.
     partial: String,
+    /// The same for stderr.
+    err_partial: String,
 }
+
+/// What marks a stderr line in the log pane (stdout lines are shown as they are).
+pub const STDERR_MARK: &str = "err│ ";
 
 /// Everything `top` shows.
 #[derive(Debug)]
@@ -129,6 +136,10 @@ impl View {
                         job.pid = prev.job.pid;
                         job.uptime_ms = prev.job.uptime_ms.map(|_| uptime(&prev, now));
                     }
+                    if prev.health_at.is_some_and(|t| t > asked) {
+                        job.health = prev.job.health;
+                        job.health_output = prev.job.health_output.clone();
+                    }
                     row.job = job;
                     row
                 }
@@ -136,6 +147,7 @@ impl View {
                     job,
                     seen: now,
                     evented: None,
+                    health_at: None,
                     cpu_percent: None,
                     last_sample: None,
                 },
@@ -157,6 +169,7 @@ impl View {
                     job: job_from_event(e),
                     seen: now,
                     evented: None,
+                    health_at: None,
                     cpu_percent: None,
                     last_sample: None,
                 });
@@ -187,13 +200,40 @@ impl View {
         }
     }
 
-    /// Output of the followed job.
-    pub fn log_data(&mut self, data: &str) {
+    /// A change of a job's health as it happens (a job not seen yet waits for the next
+    /// snapshot).
+    pub fn health(&mut self, h: &HealthChange) {
+        if let Some(row) = self.rows.iter_mut().find(|r| r.job.name == h.name) {
+            row.job.health = Some(h.health);
+            row.job.health_output = h.output.clone();
+            row.health_at = Some(Instant::now());
+        }
+    }
+
+    /// Output of one of the followed job's streams: whole lines are shown in the order
+    /// they arrive, stderr's marked with [`STDERR_MARK`].
+    pub fn stream_data(&mut self, stream: Stream, data: &str) {
         let Some(pane) = &mut self.log else { return };
-        pane.partial.push_str(data);
-        while let Some(i) = pane.partial.find('\n') {
-            let line: String = pane.partial.drain(..=i).collect();
-            pane.push(line.trim_end_matches(['\n', '\r']).to_owned());
+        let partial = match stream {
+            Stream::Stdout => &mut pane.partial,
+            Stream::Stderr => &mut pane.err_partial,
+        };
+        partial.push_str(data);
+        let mut whole = Vec::new();
+        while let Some(i) = partial.find('\n') {
+            let line: String = partial.drain(..=i).collect();
+            whole.push(line.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        for line in whole {
+            pane.push_from(stream, line);
+        }
+    }
+
+    /// The last lines of one stream, as its follow begins.
+    pub fn stream_tail(&mut self, stream: Stream, lines: Vec<String>) {
+        let Some(pane) = &mut self.log else { return };
+        for line in lines {
+            pane.push_from(stream, line);
         }
     }
 
@@ -203,6 +243,7 @@ impl View {
             name: name.to_owned(),
             lines: VecDeque::new(),
             partial: String::new(),
+            err_partial: String::new(),
         };
         for l in lines {
             pane.push(l);
@@ -441,6 +482,14 @@ impl View {
         }
     }
 
+    fn health_style(&self, health: Option<Health>) -> Style {
+        match health {
+            Some(Health::Healthy) if self.colour => Style::default().fg(Color::Green),
+            Some(Health::Unhealthy) if self.colour => Style::default().fg(Color::Red),
+            _ => Style::default(),
+        }
+    }
+
     fn draw_table(&self, frame: &mut Frame<'_>, area: Rect) {
         let now = Instant::now();
         let longest = self.rows.iter().map(|r| r.job.name.chars().count()).max();
@@ -456,6 +505,8 @@ impl View {
                 let text = cell(c.id, r, now);
                 if c.id == Col::State {
                     Cell::from(text).style(self.state_style(r.job.state))
+                } else if c.id == Col::Health {
+                    Cell::from(text).style(self.health_style(r.job.health))
                 } else {
                     Cell::from(text)
                 }
@@ -486,9 +537,10 @@ impl View {
 }
 
 fn draw_log(frame: &mut Frame<'_>, area: Rect, pane: &LogPane) {
-    let block = Block::default()
-        .borders(Borders::TOP)
-        .title(format!(" log: {} (l close) ", pane.name));
+    let block = Block::default().borders(Borders::TOP).title(format!(
+        " log: {} (stderr lines marked {STDERR_MARK}l closes) ",
+        pane.name
+    ));
     let inner = block.inner(area);
     let shown = pane
         .lines
@@ -504,7 +556,7 @@ const HELP: &[(&str, &str)] = &[
     ("s", "start the selected job"),
     ("t", "terminate it (its stop signal)"),
     ("r", "restart it"),
-    ("l", "follow its log below (again: close)"),
+    ("l", "follow its stdout and stderr below (again: close)"),
     ("/", "filter by name or group (Esc clears)"),
     ("?", "this help (any key closes)"),
     ("q  Esc", "quit"),
@@ -531,6 +583,13 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
 }
 
 impl LogPane {
+    fn push_from(&mut self, stream: Stream, line: String) {
+        match stream {
+            Stream::Stdout => self.push(line),
+            Stream::Stderr => self.push(format!("{STDERR_MARK}{line}")),
+        }
+    }
+
     fn push(&mut self, line: String) {
         if self.lines.len() == LOG_LINES {
             self.lines.pop_front();
@@ -565,7 +624,7 @@ const COLUMNS: [(Col, &str, u16, u8); 9] = [
     (Col::Name, "NAME", 4, 0),
     (Col::Group, "GROUP", 10, 6),
     (Col::State, "STATE", 8, 1),
-    (Col::Health, "HEALTH", 6, 8),
+    (Col::Health, "HEALTH", 9, 8),
     (Col::Pid, "PID", 7, 4),
     (Col::Uptime, "UPTIME", 7, 5),
     (Col::Restarts, "RESTARTS", 8, 7),
@@ -604,7 +663,7 @@ fn cell(col: Col, r: &JobRow, now: Instant) -> String {
         Col::Name => j.name.clone(),
         Col::Group => j.group.clone(),
         Col::State => j.state.to_string(),
-        Col::Health => dash(),
+        Col::Health => j.health.map_or_else(dash, |h| h.as_str().to_owned()),
         Col::Pid => j.pid.map_or_else(dash, |p| p.to_string()),
         Col::Uptime => j.uptime_ms.filter(|_| j.alive).map_or_else(dash, |_| {
             short_duration(Duration::from_millis(uptime(r, now)))
@@ -864,6 +923,33 @@ mod tests {
     }
 
     #[test]
+    fn health_shows_from_the_table_and_changes_at_once() {
+        let mut v = demo();
+        let mut api = job("api", "front", JobState::Running);
+        api.health = Some(Health::Healthy);
+        let asked = Instant::now();
+        v.table(vec![api.clone()], asked);
+        assert_eq!(
+            words(&screen(&v, 100, 8)[2])[..4],
+            [">api", "front", "running", "healthy"]
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        v.health(&HealthChange {
+            name: "api".into(),
+            group: "front".into(),
+            health: Health::Unhealthy,
+            output: Some("HTTP 500 Internal Server Error".into()),
+            at: String::new(),
+        });
+        assert_eq!(words(&screen(&v, 100, 8)[2])[3], "unhealthy");
+        // A snapshot asked for before the change does not undo it; a later one is taken.
+        v.table(vec![api.clone()], asked);
+        assert_eq!(words(&screen(&v, 100, 8)[2])[3], "unhealthy");
+        v.table(vec![api], Instant::now());
+        assert_eq!(words(&screen(&v, 100, 8)[2])[3], "healthy");
+    }
+
+    #[test]
     fn events_change_a_row_at_once_and_an_older_snapshot_does_not_undo_them() {
         let mut v = demo();
         let asked = Instant::now();
@@ -951,8 +1037,8 @@ mod tests {
     fn the_log_pane_shows_the_last_lines_of_whole_output() {
         let mut v = demo();
         v.open_log("web", vec!["first".into()]);
-        v.log_data("second\nthi");
-        v.log_data("rd\n");
+        v.stream_data(Stream::Stdout, "second\nthi");
+        v.stream_data(Stream::Stdout, "rd\n");
         let s = screen(&v, 80, 20);
         let text = s.join("\n");
         assert!(text.contains("log: web"), "{text}");
@@ -962,5 +1048,27 @@ mod tests {
             .filter(|l| ["first", "second", "third"].contains(l))
             .collect();
         assert_eq!(tail, ["first", "second", "third"]);
+    }
+
+    #[test]
+    fn the_log_pane_interleaves_stderr_marked_by_whole_lines() {
+        let mut v = demo();
+        v.open_log("web", Vec::new());
+        v.stream_tail(Stream::Stdout, vec!["out 1".into()]);
+        v.stream_tail(Stream::Stderr, vec!["err 1".into()]);
+        v.stream_data(Stream::Stdout, "out ");
+        v.stream_data(Stream::Stderr, "err 2\n");
+        v.stream_data(Stream::Stdout, "2\n");
+        let s = screen(&v, 80, 20);
+        let tail: Vec<&str> = s
+            .iter()
+            .map(|l| l.trim_end())
+            .filter(|l| l.starts_with("out") || l.starts_with(STDERR_MARK))
+            .collect();
+        assert_eq!(
+            tail,
+            ["out 1", "err│ err 1", "err│ err 2", "out 2"],
+            "{s:#?}"
+        );
     }
 }

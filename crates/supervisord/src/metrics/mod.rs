@@ -6,7 +6,7 @@
 //! itself is a pure function, [`exposition`], unit-tested here; `http.rs` serves it.
 //!
 //! Per job: `supervisord_job_state` (one series per state, 1 for the current one),
-//! `_up`, `_restarts_total`, `_uptime_seconds`, `_cpu_seconds_total` and `_memory_bytes`
+//! `_health` (likewise, for jobs with a health check), `_up`, `_restarts_total`, `_uptime_seconds`, `_cpu_seconds_total` and `_memory_bytes`
 //! (for jobs with a live process group), `_last_exit_code` (for jobs that have ended
 //! once). Then supervisord's own `process_*` series.
 
@@ -14,12 +14,13 @@ pub mod http;
 
 use crate::supervisor::{Call, SupervisorHandle};
 use crate::usage::{self, OwnProcess};
-use protocol::{code, Job, JobList, JobState, RpcError, Selection};
+use protocol::{code, Health, Job, JobList, JobState, RpcError, Selection};
 use std::fmt::Write as _;
 
 /// Every state, in the order of the `supervisord_job_state` series.
-const STATES: [JobState; 7] = [
+const STATES: [JobState; 8] = [
     JobState::Stopped,
+    JobState::Waiting,
     JobState::Starting,
     JobState::Running,
     JobState::Backoff,
@@ -27,6 +28,9 @@ const STATES: [JobState; 7] = [
     JobState::Exited,
     JobState::Fatal,
 ];
+
+/// Every health, in the order of the `supervisord_job_health` series.
+const HEALTHS: [Health; 3] = [Health::Healthy, Health::Unhealthy, Health::Unknown];
 
 /// The table with usage filled in, then the text; the measuring and writing happen off
 /// the runtime.
@@ -144,6 +148,21 @@ pub fn exposition(jobs: &[Job], own: Option<&OwnProcess>) -> String {
                 "supervisord_job_state",
                 &format!("{labels},state=\"{state}\""),
                 on,
+            );
+        }
+    }
+    t.family(
+        "supervisord_job_health",
+        "gauge",
+        "1 for the job's health (healthy, unhealthy, unknown), 0 for the others; only jobs with a health check.",
+    );
+    for (labels, job) in &labelled {
+        let Some(health) = job.health else { continue };
+        for h in HEALTHS {
+            t.sample(
+                "supervisord_job_health",
+                &format!("{labels},health=\"{}\"", h.as_str()),
+                u8::from(health == h),
             );
         }
     }
@@ -285,7 +304,9 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("supervisord_job_state{"))
             .collect();
-        assert_eq!(states.len(), 7);
+        assert_eq!(states.len(), 8);
+        assert!(states
+            .contains(&r#"supervisord_job_state{name="web",group="front",state="waiting"} 0"#));
         assert!(states
             .contains(&r#"supervisord_job_state{name="web",group="front",state="running"} 1"#));
         assert!(
@@ -296,6 +317,32 @@ mod tests {
             !text.contains("process_cpu_seconds_total"),
             "no own numbers given"
         );
+    }
+
+    #[test]
+    fn health_has_one_series_per_value_only_for_jobs_with_a_check() {
+        let mut api = job("api", "web", JobState::Running);
+        api.health = Some(Health::Unhealthy);
+        let mut waiting = job("w", "w", JobState::Waiting);
+        waiting.health = Some(Health::Unknown);
+        let plain = job("plain", "plain", JobState::Running);
+        let text = exposition(&[api, waiting, plain], None);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("supervisord_job_health{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                r#"supervisord_job_health{name="api",group="web",health="healthy"} 0"#,
+                r#"supervisord_job_health{name="api",group="web",health="unhealthy"} 1"#,
+                r#"supervisord_job_health{name="api",group="web",health="unknown"} 0"#,
+                r#"supervisord_job_health{name="w",group="w",health="healthy"} 0"#,
+                r#"supervisord_job_health{name="w",group="w",health="unhealthy"} 0"#,
+                r#"supervisord_job_health{name="w",group="w",health="unknown"} 1"#,
+            ]
+        );
+        assert!(text.contains(r#"supervisord_job_state{name="w",group="w",state="waiting"} 1"#));
     }
 
     #[test]
