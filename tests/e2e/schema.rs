@@ -74,7 +74,90 @@ fn every_job_file_passes_the_schema_and_mistakes_fail_it() {
             "[job.a]\ncommand = [\"x\"]\nrestart = \"sometimes\"\n",
         ),
         ("bad-table.toml", "[jobs.a]\ncommand = [\"x\"]\n"),
+        (
+            "ready-two-kinds.toml",
+            "[job.a]\ncommand = [\"x\"]\n[job.a.ready]\ntcp = \"h:1\"\nhttp = \"http://h:1/\"\n",
+        ),
+        (
+            "ready-no-kind.toml",
+            "[job.a]\ncommand = [\"x\"]\n[job.a.ready]\ninterval = \"1s\"\n",
+        ),
+        (
+            "ready-bad-tcp.toml",
+            "[job.a]\ncommand = [\"x\"]\n[job.a.ready]\ntcp = \"localhost\"\n",
+        ),
+        (
+            "ready-watchdog-without-notify.toml",
+            "[job.a]\ncommand = [\"x\"]\n[job.a.ready]\ntcp = \"h:1\"\nwatchdog = \"1s\"\n",
+        ),
+        (
+            "health-notify.toml",
+            "[job.a]\ncommand = [\"x\"]\n[job.a.health]\nnotify = true\n",
+        ),
+        (
+            "health-bad-on-unhealthy.toml",
+            "[job.a]\ncommand = [\"x\"]\n[job.a.health]\ntcp = \"h:1\"\non_unhealthy = \"panic\"\n",
+        ),
+        (
+            "health-typo.toml",
+            "[job.a]\ncommand = [\"x\"]\n[job.a.health]\ntcp = \"h:1\"\nretry = 3\n",
+        ),
+        (
+            "depends-bad-condition.toml",
+            "[job.a]\ncommand = [\"x\"]\ndepends_on = { b = \"ready\" }\n[job.b]\ncommand = [\"x\"]\n",
+        ),
+        (
+            "depends-bad-edge-key.toml",
+            "[job.a]\ncommand = [\"x\"]\ndepends_on = { b = { condition = \"running\", restrat = true } }\n[job.b]\ncommand = [\"x\"]\n",
+        ),
+        (
+            "depends-not-names.toml",
+            "[job.a]\ncommand = [\"x\"]\ndepends_on = [1, 2]\n",
+        ),
     ];
+    // Every form the parser accepts passes too (beside the example files).
+    let good = [(
+        "checks-every-form.toml",
+        r#"
+[job.db]
+command = ["x"]
+[job.db.ready]
+notify = true
+watchdog = "30s"
+timeout = 10
+[job.db.health]
+exec = "pg_isready -q"
+interval = "10s"
+retries = 5
+start_period = "1s"
+on_unhealthy = "none"
+
+[job.api]
+command = ["x"]
+depends_on = { db = { condition = "healthy", restart = true }, web = "running", once = { condition = "succeeded" } }
+[job.api.ready]
+log = "^listening on [0-9]+$"
+
+[job.web]
+command = ["x"]
+replicas = 2
+depends_on = ["db"]
+[job.web.ready]
+http = "http://127.0.0.1:8000/health"
+[job.web.health]
+tcp = "[::1]:8000"
+
+[job.once]
+command = ["x"]
+[job.once.ready]
+exec = ["test", "-e", "ready"]
+"#,
+    )];
+    for (name, text) in good {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        files.push(path);
+    }
     for (name, text) in bad {
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");
@@ -95,7 +178,10 @@ fn every_job_file_passes_the_schema_and_mistakes_fail_it() {
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines.len(), files.len(), "{report}");
     for (file, line) in files.iter().zip(&lines) {
-        let is_bad = file.starts_with(dir.path());
+        let is_bad = file.starts_with(dir.path())
+            && !file
+                .file_name()
+                .is_some_and(|n| n == "checks-every-form.toml");
         assert_eq!(line.ends_with(" ok"), !is_bad, "{}: {line}", file.display());
     }
     assert!(report.contains("stop_timout"), "{report}");

@@ -457,15 +457,15 @@ struct RawJob {
     limits: Option<RawLimits>,
     /// When a start counts as `running` (a table: exactly one of tcp, http, exec, log,
     /// notify; interval, timeout, watchdog).
-    #[schemars(with = "Option<serde_json::Value>")]
+    #[schemars(with = "Option<schema::ReadyTable>")]
     ready: Option<Spanned<checks::RawCheck>>,
     /// Checked while running (a table: one of tcp, http, exec; interval, timeout,
     /// retries, start_period, on_unhealthy).
-    #[schemars(with = "Option<serde_json::Value>")]
+    #[schemars(with = "Option<schema::HealthTable>")]
     health: Option<Spanned<checks::RawCheck>>,
     /// Jobs this one waits for: a list of names, or a table of name = condition or
     /// name = { condition, restart }.
-    #[schemars(with = "Option<serde_json::Value>")]
+    #[schemars(with = "Option<schema::DependsOn>")]
     depends_on: Option<Spanned<checks::RawDeps>>,
 }
 

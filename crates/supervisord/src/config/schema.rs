@@ -147,6 +147,184 @@ impl JsonSchema for EnvFiles {
     }
 }
 
+/// The keys every check table may have, then `ready`'s and `health`'s own.
+fn check_table(
+    generator: &mut SchemaGenerator,
+    kinds: &[&str],
+    description: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Schema {
+    let duration = generator.subschema_for::<Dur>().to_value();
+    let command = generator.subschema_for::<CommandLine>().to_value();
+    let all_kinds = serde_json::json!({
+        "tcp": {
+            "description": "a TCP connection to host:port is accepted",
+            "type": "string",
+            "pattern": "^\\S+:[0-9]{1,5}$"
+        },
+        "http": {
+            "description": "a GET of this http:// URL is answered 2xx or 3xx",
+            "type": "string",
+            "pattern": "^http://[^/\\s]+"
+        },
+        "exec": {
+            "description": "this command exits 0 within the timeout (run as the job's user, in its cwd, with its env)",
+            "allOf": [command]
+        },
+        "log": {
+            "description": "a regex a whole line of the job's captured output (stdout or stderr) matches",
+            "type": "string"
+        },
+        "notify": {
+            "description": "the job sends READY=1 on its own NOTIFY_SOCKET (systemd's protocol)",
+            "const": true
+        }
+    });
+    let mut properties = serde_json::Map::new();
+    for kind in kinds {
+        properties.insert((*kind).to_owned(), all_kinds[*kind].clone());
+    }
+    properties.insert(
+        "interval".into(),
+        serde_json::json!({ "description": "between attempts", "allOf": [duration] }),
+    );
+    properties.insert(
+        "timeout".into(),
+        serde_json::json!({ "description": "the time allowed", "allOf": [duration] }),
+    );
+    properties.extend(extra);
+    let one_of: Vec<serde_json::Value> = kinds
+        .iter()
+        .map(|k| serde_json::json!({ "required": [k] }))
+        .collect();
+    Schema::try_from(serde_json::json!({
+        "description": description,
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+        "oneOf": one_of
+    }))
+    .unwrap_or_default()
+}
+
+/// `[job.X.ready]`.
+pub(super) struct ReadyTable;
+
+impl JsonSchema for ReadyTable {
+    fn schema_name() -> Cow<'static, str> {
+        "Ready".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let duration = generator.subschema_for::<Dur>().to_value();
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "watchdog".into(),
+            serde_json::json!({
+                "description": "with notify = true: the longest gap allowed between two WATCHDOG=1",
+                "allOf": [duration]
+            }),
+        );
+        let mut schema = check_table(
+            generator,
+            &["tcp", "http", "exec", "log", "notify"],
+            "when a start counts as `running`: exactly one of tcp, http, exec, log, notify; \
+             interval (default 250ms), timeout (default 60s: not ready by then is a failed start)",
+            extra,
+        );
+        schema.insert(
+            "dependentRequired".into(),
+            serde_json::json!({ "watchdog": ["notify"] }),
+        );
+        schema
+    }
+}
+
+/// `[job.X.health]`.
+pub(super) struct HealthTable;
+
+impl JsonSchema for HealthTable {
+    fn schema_name() -> Cow<'static, str> {
+        "Health".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let duration = generator.subschema_for::<Dur>().to_value();
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "retries".into(),
+            serde_json::json!({
+                "description": "failures in a row before `unhealthy`",
+                "type": "integer",
+                "minimum": 0,
+                "default": 3
+            }),
+        );
+        extra.insert(
+            "start_period".into(),
+            serde_json::json!({
+                "description": "failures this soon after `running` do not count",
+                "allOf": [duration],
+                "default": "0s"
+            }),
+        );
+        extra.insert(
+            "on_unhealthy".into(),
+            serde_json::json!({
+                "description": "what `unhealthy` does",
+                "enum": ["restart", "stop", "none"],
+                "default": "restart"
+            }),
+        );
+        check_table(
+            generator,
+            &["tcp", "http", "exec"],
+            "checked while `running`: exactly one of tcp, http, exec; interval (default 10s), \
+             timeout for one check (default 5s)",
+            extra,
+        )
+    }
+}
+
+/// `depends_on`.
+pub(super) struct DependsOn;
+
+impl JsonSchema for DependsOn {
+    fn schema_name() -> Cow<'static, str> {
+        "DependsOn".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let condition = serde_json::json!({
+            "description": "running (reached running: ready), healthy (running and its last health check passed; it needs a health table), exited (ended on its own), succeeded (ended on its own with success)",
+            "enum": ["running", "healthy", "exited", "succeeded"]
+        });
+        json_schema!({
+            "description": "jobs this one waits for: a list of names (each must be `running`), or a table of name = condition or name = { condition, restart }; a replicated job's name stands for all its replicas",
+            "anyOf": [
+                { "type": "array", "items": { "type": "string" } },
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "anyOf": [
+                            condition,
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "condition": condition,
+                                    "restart": {
+                                        "description": "restart this job when the dependency starts a new run",
+                                        "type": "boolean",
+                                        "default": false
+                                    }
+                                },
+                                "additionalProperties": false
+                            }
+                        ]
+                    }
+                }
+            ]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
