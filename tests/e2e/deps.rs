@@ -294,3 +294,73 @@ start_secs = "1s"
     let out = d.ctl(&["wait", "--ready", "api", "broken"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+/// A dependency on a replicated job's name means every replica: `api` starts once
+/// `web-0`, `web-1` and `web-2` are all running (each is ready when its file appears).
+#[test]
+fn a_dependency_on_a_replica_set_waits_for_every_replica() {
+    let body = r#"
+[job.web]
+command = ["sleep", "300"]
+replicas = 3
+[job.web.ready]
+exec = ["sh", "-c", "test -e ready-$SUPERVISOR_REPLICA"]
+interval = "100ms"
+timeout = "60s"
+
+[job.api]
+command = ["sleep", "300"]
+depends_on = ["web"]
+"#;
+    let d = Daemon::prepare(&jobs(body));
+    let check = d
+        .command(&["--check"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("--check");
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(text.contains("level 0       web-0, web-1, web-2"), "{text}");
+    assert!(text.contains("level 1       api"), "{text}");
+    let d = d.launch(&[]);
+    let api = d.wait_job("api", "waiting", |j| j.state == JobState::Waiting);
+    assert_eq!(api.reason.as_deref(), Some("waiting for web (running)"));
+    for i in 0..2 {
+        std::fs::write(d.dir.path().join(format!("ready-{i}")), "").expect("ready");
+        d.wait_job(&format!("web-{i}"), "running", |j| {
+            j.state == JobState::Running
+        });
+    }
+    // Two of three are not enough.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(d.job("api").state, JobState::Waiting);
+    std::fs::write(d.dir.path().join("ready-2"), "").expect("ready");
+    d.wait_job("api", "running", |j| j.state == JobState::Running);
+}
+
+/// One replica that can never meet the condition settles the dependents.
+#[test]
+fn a_fatal_replica_settles_the_jobs_waiting_for_its_set() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.web]
+command = ["sh", "-c", "if [ $SUPERVISOR_REPLICA = 1 ]; then exit 3; fi; exec sleep 300"]
+replicas = 2
+start_secs = "300ms"
+restart = "on-failure"
+max_restarts = 0
+
+[job.api]
+command = ["sleep", "300"]
+depends_on = ["web"]
+"#,
+    ));
+    let api = d.wait_job("api", "fatal", |j| j.state == JobState::Fatal);
+    assert_eq!(api.cause, Some(Cause::Dependency));
+    let reason = api.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("dependency web (running) cannot be met: web-1 is fatal"),
+        "{reason}"
+    );
+    assert!(d.job("web-0").alive, "the other replica is left alone");
+}

@@ -27,7 +27,9 @@ mod run_as;
 use run_as::RawLimits;
 pub use run_as::{Resource, Rlim, RunAs};
 mod checks;
-pub use checks::{levels, Condition, Dependency, HealthSpec, OnUnhealthy, Probe, ReadySpec};
+pub use checks::{
+    is_target, levels, Condition, Dependency, HealthSpec, OnUnhealthy, Probe, ReadySpec,
+};
 
 /// The longest a backoff delay grows.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);

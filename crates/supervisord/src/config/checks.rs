@@ -544,6 +544,25 @@ pub(super) fn edges(
     Ok((deps, spans))
 }
 
+/// Whether a dependency named `name` points at `spec`: the job of that name, or one
+/// replica of the replicated job of that name (`web` stands for `web-0`, `web-1`, ...,
+/// whatever the count is now).
+pub fn is_target(name: &str, spec: &JobSpec) -> bool {
+    spec.name == name || spec.replica_of.as_deref() == Some(name)
+}
+
+/// Every name a dependency can use, with the jobs it stands for (indexes into `jobs`).
+fn target_index(jobs: &[JobSpec]) -> BTreeMap<&str, Vec<usize>> {
+    let mut index: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        index.entry(j.name.as_str()).or_default().push(i);
+        if let Some(set) = j.replica_of.as_deref() {
+            index.entry(set).or_default().push(i);
+        }
+    }
+    index
+}
+
 /// What is wrong with one dependency edge, given the jobs it may point at.
 pub fn edge_problem(job: &str, dep: &Dependency, target: Option<&JobSpec>) -> Option<String> {
     let Some(target) = target else {
@@ -568,14 +587,14 @@ pub(super) fn graph(
     jobs: &[JobSpec],
     spans: &[Vec<Range<usize>>],
 ) -> Result<(), ConfigError> {
-    let index: BTreeMap<&str, usize> = jobs
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (j.name.as_str(), i))
-        .collect();
+    let index = target_index(jobs);
     for (i, job) in jobs.iter().enumerate() {
         for (k, dep) in job.depends_on.iter().enumerate() {
-            let target = index.get(dep.name.as_str()).map(|&t| &jobs[t]);
+            // A replica set: each replica is checked (they share their keys).
+            let target = index
+                .get(dep.name.as_str())
+                .and_then(|t| t.first())
+                .map(|&t| &jobs[t]);
             if let Some(m) = edge_problem(&job.name, dep, target) {
                 return Err(src.error(spans[i].get(k).cloned(), m));
             }
@@ -593,7 +612,7 @@ pub(super) fn graph(
 /// A cycle, as (job, edge that closes it, names from the first job round to itself).
 fn find_cycle(
     jobs: &[JobSpec],
-    index: &BTreeMap<&str, usize>,
+    index: &BTreeMap<&str, Vec<usize>>,
 ) -> Option<(usize, usize, Vec<String>)> {
     // 0 = unvisited, 1 = on the current path, 2 = done.
     let mut mark = vec![0u8; jobs.len()];
@@ -601,31 +620,43 @@ fn find_cycle(
     fn visit(
         v: usize,
         jobs: &[JobSpec],
-        index: &BTreeMap<&str, usize>,
+        index: &BTreeMap<&str, Vec<usize>>,
         mark: &mut [u8],
         path: &mut Vec<usize>,
     ) -> Option<(usize, usize, Vec<String>)> {
         mark[v] = 1;
         path.push(v);
         for (k, dep) in jobs[v].depends_on.iter().enumerate() {
-            let Some(&w) = index.get(dep.name.as_str()) else {
-                continue;
-            };
-            if mark[w] == 1 {
-                let from = path.iter().position(|&p| p == w).unwrap_or(0);
-                let mut names: Vec<String> =
-                    path[from..].iter().map(|&p| jobs[p].name.clone()).collect();
-                names.push(jobs[w].name.clone());
-                return Some((v, k, names));
-            }
-            if mark[w] == 0 {
-                if let Some(c) = visit(w, jobs, index, mark, path) {
+            for &w in index.get(dep.name.as_str()).into_iter().flatten() {
+                if let Some(c) = step(v, k, w, jobs, index, mark, path) {
                     return Some(c);
                 }
             }
         }
         path.pop();
         mark[v] = 2;
+        None
+    }
+    /// The edge `v -> w` (edge `k` of `v`).
+    fn step(
+        v: usize,
+        k: usize,
+        w: usize,
+        jobs: &[JobSpec],
+        index: &BTreeMap<&str, Vec<usize>>,
+        mark: &mut [u8],
+        path: &mut Vec<usize>,
+    ) -> Option<(usize, usize, Vec<String>)> {
+        if mark[w] == 1 {
+            let from = path.iter().position(|&p| p == w).unwrap_or(0);
+            let mut names: Vec<String> =
+                path[from..].iter().map(|&p| jobs[p].name.clone()).collect();
+            names.push(jobs[w].name.clone());
+            return Some((v, k, names));
+        }
+        if mark[w] == 0 {
+            return visit(w, jobs, index, mark, path);
+        }
         None
     }
     for v in 0..jobs.len() {
@@ -644,7 +675,7 @@ fn find_cycle(
 pub fn levels(jobs: &[JobSpec]) -> Vec<Vec<String>> {
     let mut level: BTreeMap<&str, usize> = BTreeMap::new();
     let mut out: Vec<Vec<String>> = Vec::new();
-    let known: std::collections::BTreeSet<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    let index = target_index(jobs);
     loop {
         let mut progressed = false;
         for job in jobs {
@@ -652,11 +683,13 @@ pub fn levels(jobs: &[JobSpec]) -> Vec<Vec<String>> {
                 continue;
             }
             let mut lv = Some(0);
-            for d in &job.depends_on {
-                if !known.contains(d.name.as_str()) {
-                    continue;
-                }
-                match (lv, level.get(d.name.as_str())) {
+            // A replica set's name stands for each of its replicas.
+            let targets = job
+                .depends_on
+                .iter()
+                .flat_map(|d| index.get(d.name.as_str()).into_iter().flatten());
+            for &t in targets {
+                match (lv, level.get(jobs[t].name.as_str())) {
                     (Some(l), Some(&dl)) => lv = Some(l.max(dl + 1)),
                     _ => lv = None,
                 }
@@ -895,5 +928,34 @@ command = "c"
         ] {
             ok(&job(fine));
         }
+    }
+
+    #[test]
+    fn a_replica_set_name_stands_for_each_replica_in_the_graph() {
+        let c = ok(
+            "[job.web]\ncommand = \"w\"\nreplicas = 2\ndepends_on = [\"db\"]\n\
+             [job.db]\ncommand = \"d\"\n[job.db.health]\ntcp = \"h:1\"\n\
+             [job.api]\ncommand = \"a\"\ndepends_on = [\"web\"]\n",
+        );
+        assert_eq!(
+            levels(&c.jobs),
+            [vec!["db"], vec!["web-0", "web-1"], vec!["api"]]
+        );
+        // `healthy` on a set without health is named like on a job.
+        let (_, _, m) = err(
+            "[job.web]\ncommand = \"w\"\nreplicas = 2\n[job.api]\ncommand = \"a\"\ndepends_on = { web = \"healthy\" }\n",
+        );
+        assert!(m.contains("waits for \"web\" to be healthy"), "{m}");
+        // A cycle through a set.
+        let (_, _, m) = err(
+            "[job.web]\ncommand = \"w\"\nreplicas = 2\ndepends_on = [\"api\"]\n[job.api]\ncommand = \"a\"\ndepends_on = [\"web\"]\n",
+        );
+        assert!(m.starts_with("dependency cycle: "), "{m}");
+        assert!(
+            m.contains("api -> web-0") || m.contains("web-0 -> api"),
+            "{m}"
+        );
+        // A replica's own name still works.
+        ok("[job.web]\ncommand = \"w\"\nreplicas = 2\n[job.api]\ncommand = \"a\"\ndepends_on = [\"web-1\"]\n");
     }
 }

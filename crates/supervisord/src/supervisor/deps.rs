@@ -7,7 +7,7 @@
 //! and a dependent added after its dependency became healthy starts at once.
 
 use super::{Entry, Phase, Supervisor};
-use crate::config::{Condition, Dependency, JobSpec};
+use crate::config::{is_target, Condition, Dependency, JobSpec};
 use crate::lifecycle::Input;
 use protocol::{Cause, JobState, Signal};
 use std::collections::HashSet;
@@ -48,7 +48,7 @@ pub(super) fn judge(dep: &Dependency, e: Option<&Entry>) -> Edge {
             "dependency {} ({}) cannot be met: {} is {state}{reason}",
             dep.name,
             dep.condition.as_str(),
-            dep.name
+            e.spec.name
         )
     };
     let stopped_by_request = state == JobState::Stopped
@@ -67,6 +67,27 @@ pub(super) fn judge(dep: &Dependency, e: Option<&Entry>) -> Edge {
     }
 }
 
+/// Where an edge stands over every job it names: a job, or each replica of a replicated
+/// job. All must meet the condition; one that never can breaks the edge; a name that
+/// stands for no job now (removed, or a replica set scaled to 0) is broken too.
+fn judge_targets<'a>(dep: &Dependency, jobs: impl Iterator<Item = &'a Entry>) -> Edge {
+    let mut any = false;
+    let mut pending = false;
+    for e in jobs.filter(|e| is_target(&dep.name, &e.spec)) {
+        any = true;
+        match judge(dep, Some(e)) {
+            Edge::Met => {}
+            Edge::Pending => pending = true,
+            broken @ Edge::Broken(_) => return broken,
+        }
+    }
+    match (any, pending) {
+        (false, _) => judge(dep, None),
+        (true, true) => Edge::Pending,
+        (true, false) => Edge::Met,
+    }
+}
+
 /// `waiting for db (healthy), migrate (succeeded)`.
 fn waiting_reason(pending: &[&Dependency]) -> String {
     let list: Vec<String> = pending
@@ -82,7 +103,7 @@ impl Supervisor {
     pub(super) fn held(&self, spec: &JobSpec) -> Option<Result<String, String>> {
         let mut pending = Vec::new();
         for dep in &spec.depends_on {
-            match judge(dep, self.jobs.get(&dep.name)) {
+            match judge_targets(dep, self.jobs.values()) {
                 Edge::Met => {}
                 Edge::Pending => pending.push(dep),
                 Edge::Broken(why) => return Some(Err(why)),
@@ -143,19 +164,18 @@ impl Supervisor {
                 continue;
             };
             for dep in &e.spec.depends_on {
-                if !seen.insert(dep.name.clone()) {
-                    continue;
-                }
-                let Some(d) = self.jobs.get(&dep.name) else {
-                    continue;
-                };
-                let idle = matches!(
-                    d.life.state(),
-                    JobState::Stopped | JobState::Exited | JobState::Fatal
-                );
-                if idle && judge(dep, Some(d)) != Edge::Met {
-                    out.push(dep.name.clone());
-                    stack.push(dep.name.clone());
+                for d in self.jobs.values().filter(|d| is_target(&dep.name, &d.spec)) {
+                    if !seen.insert(d.spec.name.clone()) {
+                        continue;
+                    }
+                    let idle = matches!(
+                        d.life.state(),
+                        JobState::Stopped | JobState::Exited | JobState::Fatal
+                    );
+                    if idle && judge(dep, Some(d)) != Edge::Met {
+                        out.push(d.spec.name.clone());
+                        stack.push(d.spec.name.clone());
+                    }
                 }
             }
         }
@@ -166,6 +186,9 @@ impl Supervisor {
     /// `name` began a new run: restart its running dependents whose edge says
     /// `restart = true` (they then wait for it again).
     pub(super) fn restart_dependents(&mut self, name: &str) {
+        let Some(started) = self.jobs.get(name).map(|e| e.spec.clone()) else {
+            return;
+        };
         let dependents: Vec<String> = self
             .jobs
             .values()
@@ -174,7 +197,7 @@ impl Supervisor {
                     && e.spec
                         .depends_on
                         .iter()
-                        .any(|d| d.name == name && d.restart)
+                        .any(|d| d.restart && is_target(&d.name, &started))
             })
             .map(|e| e.spec.name.clone())
             .collect();
