@@ -112,6 +112,15 @@ retries = 2
     assert_eq!(ended["cause"], "unhealthy", "{ended}");
     let reason = ended["reason"].as_str().unwrap_or_default().to_owned();
     assert_eq!(reason, "unhealthy (2 failed: HTTP 404 Not Found)");
+    // The new run starts with no result: `unknown`, not the last run's `unhealthy`.
+    let next = wait_until("the new run's health", DEADLINE, || {
+        let n = conn.recv_within(Duration::from_millis(200))?;
+        (n["method"] == "health").then(|| n["params"]["health"].clone())
+    });
+    assert_eq!(next, "unknown");
+    let api = d.wait_job("api", "the new run", |j| j.restarts == 1 && j.alive);
+    assert_eq!(api.state, JobState::Starting, "its ready file is gone");
+    assert_eq!(api.health, Some(Health::Unknown));
     // Never in the job's logs.
     let logs = d.ctl_ok(&["logs", "api"]);
     assert!(!logs.contains("supervisord-health"), "{logs}");

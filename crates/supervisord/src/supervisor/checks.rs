@@ -177,6 +177,14 @@ impl Supervisor {
             return;
         }
         let Some(run) = run else { return };
+        // A new run (a restart goes stopped -> starting in one turn): the last run's
+        // health is not this one's.
+        if state == JobState::Starting && e.checks.track.take().is_some() {
+            self.health_changed(name, Health::Unknown);
+        }
+        let Some(e) = self.jobs.get_mut(name) else {
+            return;
+        };
         if e.checks.task.is_some() {
             return;
         }
