@@ -538,8 +538,9 @@ impl View {
 
 fn draw_log(frame: &mut Frame<'_>, area: Rect, pane: &LogPane) {
     let block = Block::default().borders(Borders::TOP).title(format!(
-        " log: {} (stderr lines marked {STDERR_MARK}l closes) ",
-        pane.name
+        " log: {}, stdout and stderr (\"{}\" lines; l closes) ",
+        pane.name,
+        STDERR_MARK.trim_end()
     ));
     let inner = block.inner(area);
     let shown = pane
