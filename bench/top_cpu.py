@@ -14,9 +14,18 @@ import argparse, json, os, subprocess, sys, tempfile, time
 
 
 def ticks(pid):
+    """(utime, stime) in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         parts = f.read().rsplit(")", 1)[1].split()
-    return int(parts[11]) + int(parts[12])
+    return int(parts[11]), int(parts[12])
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def main():
@@ -62,7 +71,8 @@ def main():
         while top_pid is None and time.time() < deadline:
             r = subprocess.run(["pgrep", "-f", f"{sock} top"], capture_output=True, text=True)
             pids = [int(p) for p in r.stdout.split()]
-            top_pid = next((p for p in pids if p != os.getpid()), None)
+            # tmux's own command line names supctl too: take the supctl process.
+            top_pid = next((p for p in pids if comm(p) == "supctl"), None)
             time.sleep(0.2)
         if top_pid is None:
             sys.exit("supctl top did not start")
@@ -75,8 +85,10 @@ def main():
         wall = t1 - t0
         print(f"{a.jobs} running jobs, supctl top open (120x40), {wall:.0f}s, "
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs:")
-        print(f"  supervisord: {(d1 - d0) / hz / wall * 100:.2f}% of one core")
-        print(f"  supctl top:  {(p1 - p0) / hz / wall * 100:.2f}% of one core")
+        for who, (u0, s0), (u1, s1) in [("supervisord", d0, d1), ("supctl top", p0, p1)]:
+            share = lambda t: t / hz / wall * 100
+            print(f"  {who + ':':13}{share(u1 - u0 + s1 - s0):.2f}% of one core "
+                  f"(user {share(u1 - u0):.2f}%, system {share(s1 - s0):.2f}%)")
     finally:
         subprocess.run(tmux + ["kill-server"], capture_output=True)
         subprocess.run([ctl, "--socket", sock, "shutdown"], capture_output=True)
