@@ -82,9 +82,11 @@ def main():
         time.sleep(a.seconds)
         t1, d1, p1 = time.time(), ticks(daemon.pid), ticks(top_pid)
         load = os.getloadavg()
+        procs = sum(1 for p in os.listdir("/proc") if p.isdigit())
         wall = t1 - t0
         print(f"{a.jobs} running jobs, supctl top open (120x40), {wall:.0f}s, "
-              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs:")
+              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs, "
+              f"{procs} processes on the machine (usage reads each one's /proc/PID/stat):")
         for who, (u0, s0), (u1, s1) in [("supervisord", d0, d1), ("supctl top", p0, p1)]:
             share = lambda t: t / hz / wall * 100
             print(f"  {who + ':':13}{share(u1 - u0 + s1 - s0):.2f}% of one core "
