@@ -391,3 +391,39 @@ on_unhealthy = "none"
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// supervisord reaps the orphans it adopts whenever a child ends; an exec check is its
+/// child too, and must not be reaped from under the check (its wait would fail with "No
+/// child processes"). A job that keeps orphaning short-lived processes makes those
+/// reaps frequent while its exec health check runs every 100 ms.
+#[test]
+fn exec_checks_are_not_reaped_as_orphans() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.app]
+command = ["sh", "-c", "while :; do (sleep 0.01 &); sleep 0.02; done"]
+[job.app.health]
+exec = ["sh", "-c", "sleep 0.05; echo fine"]
+interval = "100ms"
+timeout = "5s"
+retries = 1
+on_unhealthy = "none"
+"#,
+    ));
+    let mut conn = d.conn();
+    conn.call("subscribe", json!(null));
+    d.wait_job("app", "healthy", |j| j.health == Some(Health::Healthy));
+    // About 30 checks and 100 orphans: no check may fail.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        if let Some(n) = conn.recv_within(Duration::from_millis(100)) {
+            assert!(
+                !(n["method"] == "health" && n["params"]["health"] == "unhealthy"),
+                "a check failed: {n}"
+            );
+        }
+    }
+    let app = d.job("app");
+    assert_eq!(app.health, Some(Health::Healthy));
+    assert_eq!(app.health_output.as_deref(), Some("fine"));
+}

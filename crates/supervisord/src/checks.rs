@@ -8,14 +8,50 @@
 
 use crate::config::{HealthSpec, Probe};
 pub use protocol::Health;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 /// How much of a check's output is kept.
 pub const OUTPUT_LIMIT: usize = 4096;
+
+/// The exec checks running now, by pid: children the runtime waits for, which the
+/// supervisor's reaping of adopted orphans must leave alone (reaping one first makes the
+/// check's own wait fail with ECHILD).
+static RUNNING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+/// The pids of the exec checks running now.
+pub fn running_pids() -> Vec<u32> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// Keeps a check's pid in [`RUNNING`] until dropped (after its wait).
+struct Registered(Option<u32>);
+
+impl Registered {
+    fn new(pid: Option<u32>) -> Registered {
+        if let Some(p) = pid {
+            RUNNING.lock().unwrap_or_else(|e| e.into_inner()).insert(p);
+        }
+        Registered(pid)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            RUNNING.lock().unwrap_or_else(|e| e.into_inner()).remove(&p);
+        }
+    }
+}
 
 /// What an exec check runs with: the job's cwd, env, user and umask.
 #[derive(Debug, Clone)]
@@ -129,6 +165,9 @@ async fn exec(argv: &[String], timeout: Duration, ctx: &ExecContext) -> Result<S
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let pgid = child.id();
+    // Registered before any await, so the supervisor (on this same thread) cannot reap
+    // it first; dropped last, after the wait below.
+    let _registered = Registered::new(pgid);
     // Whatever the outcome, and also when the check is cancelled mid-flight (its job
     // stopped), nothing of the check's group is left behind.
     let _group = KillGroup(pgid);

@@ -518,6 +518,8 @@ impl Supervisor {
         }
         // Held leaders are not orphans: reaping one would free its group's id.
         ours.extend(self.lingering.keys().copied());
+        // Nor are exec checks: the runtime waits for them.
+        ours.extend(crate::checks::running_pids());
         let reaped = os::reap_orphans(&ours);
         if reaped > 0 {
             tracing::debug!(reaped, "reaped adopted orphans");
