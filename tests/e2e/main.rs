@@ -17,6 +17,7 @@ mod events;
 mod faults;
 mod first_hour;
 mod harness;
+mod history;
 mod hostile;
 mod import;
 mod lifecycle;

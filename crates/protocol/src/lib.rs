@@ -18,6 +18,7 @@ mod envelope;
 mod job;
 mod request;
 mod result;
+mod run;
 mod signal;
 #[cfg(test)]
 mod wire_tests;
@@ -35,6 +36,7 @@ pub use request::{
 pub use result::{
     note, JobList, Lagged, LogsResult, MetricsResult, PingResult, ReloadResult, ShutdownResult,
 };
+pub use run::{HistoryParams, HistoryResult, Run};
 pub use signal::{Signal, UnknownSignal};
 
 /// The JSON-RPC version string every message carries.

@@ -2,6 +2,7 @@
 
 use crate::envelope::{code, RpcError};
 use crate::job::Stream;
+use crate::run::HistoryParams;
 use crate::signal::Signal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -213,6 +214,8 @@ pub enum Request {
     Shutdown(ShutdownParams),
     /// `metrics`
     Metrics,
+    /// `history`
+    History(HistoryParams),
 }
 
 const SELECTION: &[&str] = &["names", "group", "all"];
@@ -236,6 +239,7 @@ impl Request {
             Request::Reload => "reload",
             Request::Shutdown(_) => "shutdown",
             Request::Metrics => "metrics",
+            Request::History(_) => "history",
         }
     }
 
@@ -257,6 +261,7 @@ impl Request {
             Request::Remove(p) => to(p),
             Request::Scale(p) => to(p),
             Request::Shutdown(p) => to(p),
+            Request::History(p) => to(p),
         }
     }
 
@@ -376,6 +381,7 @@ impl Request {
             "remove" => Request::Remove(parse(method, params, &["names"])?),
             "scale" => Request::Scale(parse(method, params, &["name", "replicas"])?),
             "shutdown" => Request::Shutdown(parse(method, params, &["drain"])?),
+            "history" => Request::History(parse(method, params, &["names", "limit"])?),
             other => {
                 return Err(RpcError::new(
                     code::METHOD_NOT_FOUND,
@@ -476,6 +482,11 @@ mod tests {
             replicas: 3,
         }));
         round_trip(Request::Shutdown(ShutdownParams { drain: Some(true) }));
+        round_trip(Request::History(HistoryParams::default()));
+        round_trip(Request::History(HistoryParams {
+            names: Some(vec!["a".into()]),
+            limit: Some(3),
+        }));
     }
 
     fn code_of(line: &str) -> i64 {
@@ -517,6 +528,14 @@ mod tests {
             code_of(r#"{"jsonrpc":"2.0","id":1,"method":"start","params":{"usage":true}}"#),
             code::INVALID_PARAMS,
             "usage is a status param only"
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"method":"history","params":{"n":1}}"#),
+            code::INVALID_PARAMS
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"method":"history","params":{"limit":-1}}"#),
+            code::INVALID_PARAMS
         );
         assert_eq!(
             code_of(r#"{"jsonrpc":"2.0","id":1,"method":"metrics","params":{"x":1}}"#),

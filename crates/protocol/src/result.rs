@@ -13,6 +13,10 @@ pub struct PingResult {
     pub pid: u32,
     /// How long it has been up.
     pub uptime_ms: u64,
+    /// Why the run history is not being written (an unwritable `state_dir`, a full
+    /// disk); absent while it works or is off. Extension: see docs/protocol.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_error: Option<String>,
 }
 
 /// `status`, `start`, `terminate`, `restart`, `kill`, `add`, `remove`, `wait` and the
@@ -118,8 +122,18 @@ mod tests {
                 version: "0.1.0".into(),
                 pid: 42,
                 uptime_ms: 1500,
+                history_error: None,
             },
             r#"{"version":"0.1.0","pid":42,"uptime_ms":1500}"#,
+        );
+        round_trip(
+            &PingResult {
+                version: "0.1.0".into(),
+                pid: 42,
+                uptime_ms: 1500,
+                history_error: Some("cannot open /s/history.jsonl: Not a directory".into()),
+            },
+            r#"{"version":"0.1.0","pid":42,"uptime_ms":1500,"history_error":"cannot open /s/history.jsonl: Not a directory"}"#,
         );
     }
 

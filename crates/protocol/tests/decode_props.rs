@@ -7,8 +7,8 @@
 
 use proptest::prelude::*;
 use protocol::{
-    code, AddParams, KillParams, LogsParams, NamesParams, Request, Selection, ShutdownParams,
-    Signal, StatusParams, Stream, TerminateParams, WaitParams,
+    code, AddParams, HistoryParams, KillParams, LogsParams, NamesParams, Request, Selection,
+    ShutdownParams, Signal, StatusParams, Stream, TerminateParams, WaitParams,
 };
 use serde_json::{json, Value};
 
@@ -173,6 +173,8 @@ fn request() -> impl Strategy<Value = Request> {
                 follow
             })),
         (".{0,20}", any_json()).prop_map(|(name, job)| Request::Add(AddParams { name, job })),
+        (prop::option::of(names()), prop::option::of(any::<usize>()))
+            .prop_map(|(names, limit)| Request::History(HistoryParams { names, limit })),
         names().prop_map(|names| Request::Remove(NamesParams { names })),
         prop::option::of(any::<bool>())
             .prop_map(|drain| Request::Shutdown(ShutdownParams { drain })),

@@ -9,6 +9,7 @@
 
 mod client;
 mod discover;
+mod history;
 mod logs;
 mod pipe;
 mod render;
@@ -19,9 +20,10 @@ mod top;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError, Reply};
 use protocol::{
-    AddParams, Event, HealthChange, JobList, KillParams, Lagged, LogData, LogsParams, LogsResult,
-    MetricsResult, NamesParams, PingResult, ReloadResult, Request, ScaleParams, Selection,
-    ShutdownParams, Signal, StatusParams, Stream, TerminateParams, WaitParams,
+    AddParams, Event, HealthChange, HistoryParams, HistoryResult, JobList, KillParams, Lagged,
+    LogData, LogsParams, LogsResult, MetricsResult, NamesParams, PingResult, ReloadResult,
+    Request, ScaleParams, Selection, ShutdownParams, Signal, StatusParams, Stream,
+    TerminateParams, WaitParams,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -234,6 +236,14 @@ enum Cmd {
     },
     /// Check that supervisord answers
     Ping,
+    /// Past runs, newest first: RUN NAME PID STARTED TOOK RESULT (kept across restarts)
+    History {
+        /// Only these jobs' runs (default: every job's)
+        names: Vec<String>,
+        /// How many runs, the newest
+        #[arg(short = 'n', long = "limit", default_value_t = 20, value_name = "N")]
+        limit: usize,
+    },
     /// Print the jobs and supervisord itself as Prometheus metrics (text format)
     Metrics,
     /// Full-screen live view of the jobs: select with arrows, s/t/r start/terminate/restart, l logs, ? help
@@ -370,6 +380,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             usage,
         } => {
             let list: JobList = reply.decode()?;
+            print!("{}", history_warning(&mut client));
             match (names.len(), group, list.jobs.as_slice()) {
                 (1, None, [job]) => print!("{}", render::block(job)),
                 _ if usage => print!("{}", render::usage_table(&list.jobs, out.colour)),
@@ -392,6 +403,11 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         }
         Cmd::Reload => print_reload(&reply),
         Cmd::Ping => print_ping(&reply, socket),
+        Cmd::History { .. } => {
+            let result: HistoryResult = reply.decode()?;
+            print!("{}", history::table(&result.runs));
+            Ok(())
+        }
         Cmd::Metrics => print_metrics(&reply),
         Cmd::Completions { .. } | Cmd::Man { .. } | Cmd::Top => Ok(()),
     }
@@ -499,6 +515,10 @@ fn request(cmd: &Cmd) -> Result<Request, Failure> {
             drain: drain.then_some(true),
         }),
         Cmd::Ping => Request::Ping,
+        Cmd::History { names, limit } => Request::History(HistoryParams {
+            names: (!names.is_empty()).then(|| names.clone()),
+            limit: Some(*limit),
+        }),
         Cmd::Metrics => Request::Metrics,
         Cmd::Completions { .. } | Cmd::Man { .. } | Cmd::Top => {
             return Err(Failure::Usage(
@@ -751,7 +771,25 @@ fn print_ping(reply: &Reply, socket: &Path) -> Result<(), Failure> {
         render::short_duration(up),
         socket.display()
     );
+    if let Some(e) = &ping.history_error {
+        println!("run history off: {e}");
+    }
     Ok(())
+}
+
+/// The status table's header line when the daemon's run history is not being written
+/// (asked with a `ping` on the same connection); empty otherwise, or if the ping fails.
+fn history_warning(client: &mut Client) -> String {
+    let ping = client
+        .call(&Request::Ping)
+        .and_then(|r| r.decode::<PingResult>());
+    match ping {
+        Ok(PingResult {
+            history_error: Some(e),
+            ..
+        }) => format!("warning: run history off: {e}\n"),
+        _ => String::new(),
+    }
 }
 
 /// `start` and `restart` fail (exit 1) when a job they started is `fatal` or in

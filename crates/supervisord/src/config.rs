@@ -128,6 +128,13 @@ pub struct Config {
     pub exit_when_done: bool,
     /// `[supervisor] metrics`: where to serve `GET /metrics` over HTTP (off when unset).
     pub metrics: Option<SocketAddr>,
+    /// `[supervisor] state_dir`, resolved; default the job file's folder. The run history
+    /// (`history.jsonl`) lives there.
+    pub state_dir: PathBuf,
+    /// `[supervisor] history`: write the run history (default true).
+    pub history: bool,
+    /// `[supervisor] history_max_bytes`: compact the history past this size (0: never).
+    pub history_max_bytes: u64,
     /// The `[defaults]` table, kept to fill in jobs added over the socket.
     defaults: RawJob,
     /// `[defaults] env_file`'s variables, under the env of jobs added over the socket.
@@ -369,6 +376,17 @@ struct RawSupervisor {
     /// `IP:PORT` to serve `GET /metrics` on (off when unset).
     #[schemars(with = "Option<String>")]
     metrics: Option<Spanned<String>>,
+    /// Where supervisord keeps its state (the run history, `history.jsonl`), relative to
+    /// the job file's folder. Default: the job file's folder.
+    state_dir: Option<PathBuf>,
+    /// Write each run's start and end to `<state_dir>/history.jsonl` (read back at start,
+    /// listed by `supctl history`).
+    #[schemars(extend("default" = true))]
+    history: Option<bool>,
+    /// Compact the history once it is larger than this, keeping the newest runs: a number
+    /// of bytes or a string such as "10MiB"; 0 for never.
+    #[schemars(extend("default" = "10MiB"))]
+    history_max_bytes: Option<Size>,
 }
 
 /// A job table as written: every key optional, so `[defaults]` can fill the gaps.
@@ -644,6 +662,9 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
+/// `[supervisor] history_max_bytes` when not set: 10 MiB.
+pub const DEFAULT_HISTORY_MAX_BYTES: u64 = 10 << 20;
+
 /// Parse `"50MiB"`, `"10 KB"`, `"1G"`, `"4096"`. `K`, `M`, `G` alone mean the binary units.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -885,6 +906,10 @@ fn parse_with(
         }
     }
     let log_dir = base.join(raw.supervisor.log_dir.unwrap_or_else(|| "logs".into()));
+    let state_dir = match raw.supervisor.state_dir {
+        Some(dir) => base.join(dir),
+        None => base.clone(),
+    };
     let metrics = match &raw.supervisor.metrics {
         None => None,
         Some(addr) => Some(addr.get_ref().trim().parse::<SocketAddr>().map_err(|e| {
@@ -926,6 +951,12 @@ fn parse_with(
         log_dir,
         exit_when_done: raw.supervisor.exit_when_done.unwrap_or(false),
         metrics,
+        state_dir,
+        history: raw.supervisor.history.unwrap_or(true),
+        history_max_bytes: raw
+            .supervisor
+            .history_max_bytes
+            .map_or(DEFAULT_HISTORY_MAX_BYTES, |s| s.0),
         defaults,
         defaults_file_env: layers.defaults_file_env,
         jobs,

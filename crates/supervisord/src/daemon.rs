@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::guard::Guard;
+use crate::history::{self, HistoryWriter};
 use crate::logs::{self, LogWriter};
 use crate::metrics;
 use crate::notify::{self, Notifier};
@@ -37,6 +38,8 @@ pub struct Leftovers {
     pub writer: LogWriter,
     /// The guard process, to release and reap.
     pub guard: Option<Guard>,
+    /// The run history's writer thread, to join (it fsyncs what is queued first).
+    pub history: Option<HistoryWriter>,
 }
 
 /// Why the daemon could not start.
@@ -51,6 +54,9 @@ pub enum StartError {
     /// The metrics address (the message names it).
     #[error("{0}")]
     Metrics(std::io::Error),
+    /// The run history's writer thread.
+    #[error("cannot start the history writer: {0}")]
+    History(std::io::Error),
 }
 
 /// Run until shut down. Returns the exit code and what must be finished outside the
@@ -69,6 +75,7 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
     let (logs, writer) = logs::start().map_err(StartError::Logs)?;
     let tracker = TaskTracker::new();
     let config_path = opts.config.path.clone();
+    let history = open_history(&opts.config).await?;
     let (supervisor, handle) = Supervisor::new(
         opts.config,
         opts.batch,
@@ -76,7 +83,12 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         guard,
         tracker.clone(),
     );
-    let supervisor = supervisor.serving(socket.path().to_path_buf());
+    let mut supervisor = supervisor.serving(socket.path().to_path_buf());
+    let mut history_writer = None;
+    if let Some(opened) = history {
+        history_writer = Some(opened.writer);
+        supervisor = supervisor.with_history(opened.attached);
+    }
     tracing::info!(socket = %socket.path().display(), pid = std::process::id(), "supervisord started");
 
     // 2. Serve and supervise until the supervisor has stopped every job.
@@ -125,7 +137,28 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
     // 4. Remove the socket.
     drop(socket);
     tracing::info!(exit_code = code, "supervisord stopped");
-    Ok((code, Leftovers { writer, guard }))
+    Ok((
+        code,
+        Leftovers {
+            writer,
+            guard,
+            history: history_writer,
+        },
+    ))
+}
+
+/// Open the run history (off the runtime: it reads, repairs and may compact the file),
+/// unless `[supervisor] history = false`. A history that cannot be written is not an
+/// error: the daemon runs without it and says so.
+async fn open_history(config: &Config) -> Result<Option<history::Opened>, StartError> {
+    if !config.history {
+        return Ok(None);
+    }
+    let (dir, max) = (config.state_dir.clone(), config.history_max_bytes);
+    match tokio::task::spawn_blocking(move || history::open(&dir, max)).await {
+        Ok(opened) => opened.map(Some).map_err(StartError::History),
+        Err(e) => Err(StartError::History(std::io::Error::other(e.to_string()))),
+    }
 }
 
 /// `serve` and `handle_signals` only return once shut down, and the supervisor's loop

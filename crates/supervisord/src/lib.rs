@@ -11,6 +11,8 @@
 //!   own; [`os`] holds the system calls (and the one `unsafe` pre-exec hook); [`guard`]
 //!   kills every job's group if supervisord itself dies.
 //! * [`logs`] owns captured output on a writer thread; [`server`] owns the socket.
+//! * [`history`] keeps every run's start and end in `history.jsonl` on a writer thread of
+//!   its own, and reads it back at start (restart memory).
 //! * [`metrics`] writes the Prometheus exposition (and serves it over HTTP when asked);
 //!   [`usage`] measures jobs' and supervisord's CPU and memory from `/proc`.
 //! * [`notify`] speaks systemd's notify protocol (READY, RELOADING, STOPPING, STATUS,
@@ -26,6 +28,7 @@ pub mod config;
 pub mod daemon;
 pub mod envfile;
 pub mod guard;
+pub mod history;
 pub mod import;
 pub mod interpolate;
 pub mod lifecycle;

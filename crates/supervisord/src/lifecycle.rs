@@ -102,6 +102,25 @@ pub struct Step {
     pub effects: Vec<Effect>,
 }
 
+/// A past run's end, as [`Lifecycle::remembered`] takes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Remembered {
+    /// Its exit.
+    pub exitcode: Option<i32>,
+    /// Whether the exit counted as success.
+    pub success: Option<bool>,
+    /// When it started.
+    pub started_at: Option<SystemTime>,
+    /// When it ended.
+    pub ended_at: Option<SystemTime>,
+    /// Why its spawn failed.
+    pub spawn_error: Option<String>,
+    /// Why it ended.
+    pub cause: Option<Cause>,
+    /// The same in words.
+    pub reason: Option<String>,
+}
+
 /// A job's runtime state. The fields are private: only [`Lifecycle::step`] changes them,
 /// so the invariants it keeps (a live state has a pid, an epoch moves with every
 /// transition, `cause` is set exactly when the job stopped being alive) cannot be broken
@@ -162,6 +181,27 @@ impl Lifecycle {
             stops: 0,
             stop_sent: None,
             stop_cause: None,
+        }
+    }
+
+    /// A job that is not running and whose last run, remembered from the run history of
+    /// an earlier supervisord, ended this way: `state` is the settled state it ended in
+    /// (`stopped`, `exited` or `fatal`; any other state is taken as `exited`).
+    pub fn remembered(state: JobState, run: &Remembered) -> Self {
+        let state = match state {
+            JobState::Stopped | JobState::Exited | JobState::Fatal => state,
+            _ => JobState::Exited,
+        };
+        Lifecycle {
+            state,
+            exitcode: run.exitcode,
+            success: run.success,
+            started_at: run.started_at,
+            ended_at: run.ended_at,
+            spawn_error: run.spawn_error.clone(),
+            cause: run.cause,
+            reason: run.reason.clone(),
+            ..Lifecycle::new()
         }
     }
 

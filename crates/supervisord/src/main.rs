@@ -187,6 +187,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok((code, leftovers)) => {
             leftovers.writer.join();
+            if let Some(h) = leftovers.history {
+                h.join();
+            }
             if let Some(g) = leftovers.guard {
                 g.finish();
             }

@@ -20,6 +20,8 @@
 //! - `waiters.rs`: what happens after every turn: answering waiters, forgetting removed
 //!   jobs, ending batch mode or a drain.
 //! - `status.rs`: the table as the protocol's `Job`, and batch mode's lines.
+//! - `history.rs`: runs' start and end records for the run history, answers held until
+//!   a run's end is on disk, each job's last run restored at start, `history`.
 //!
 //! Channels: connections → supervisor is bounded (`mpsc`, awaited by the sender); child
 //! tasks → supervisor is unbounded but holds at most a few messages per run; supervisor →
@@ -27,6 +29,7 @@
 
 mod checks;
 mod deps;
+mod history;
 mod reload;
 mod requests;
 mod status;
@@ -269,6 +272,8 @@ pub struct Supervisor {
     stop_stages: Vec<deps::StopStages>,
     checks_tx: mpsc::UnboundedSender<checks::CheckReport>,
     checks_rx: mpsc::UnboundedReceiver<checks::CheckReport>,
+    /// The run history (off unless [`Supervisor::with_history`]).
+    runs: history::RunLog,
 }
 
 impl Supervisor {
@@ -315,6 +320,7 @@ impl Supervisor {
             stop_stages: Vec::new(),
             checks_tx,
             checks_rx,
+            runs: history::RunLog::off(),
         };
         (sup, SupervisorHandle { tx })
     }
@@ -377,6 +383,7 @@ impl Supervisor {
                 Some(cmd) = self.commands.recv() => self.command(cmd),
                 Some(report) = self.reports.recv() => self.report(report),
                 Some(found) = self.checks_rx.recv() => self.check_report(found),
+                Some(note) = self.runs.notes.recv() => self.history_note(note),
                 Some(expired) = std::future::poll_fn(|cx| timers.poll_expired(cx)) => {
                     self.timer(expired.into_inner());
                 }
@@ -423,6 +430,10 @@ impl Supervisor {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
+            Command::Call {
+                call: Call::History(params),
+                reply,
+            } => self.history(params, reply),
             Command::Call { call, reply } => {
                 let outcome = self.call(call);
                 self.settle(outcome, reply);
@@ -603,6 +614,7 @@ impl Supervisor {
         for t in &step.transitions {
             self.publish(&spec, t);
         }
+        self.record_runs(name, &spec, &step.transitions);
         let new_run = step
             .transitions
             .iter()

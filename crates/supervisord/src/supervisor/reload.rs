@@ -73,6 +73,14 @@ pub(super) fn plan<'a>(
         plan.warnings
             .push("[supervisor] metrics changed: it applies when supervisord restarts".to_owned());
     }
+    if (&new.state_dir, new.history, new.history_max_bytes)
+        != (&old.state_dir, old.history, old.history_max_bytes)
+    {
+        plan.warnings.push(
+            "[supervisor] state_dir, history or history_max_bytes changed: it applies when supervisord restarts"
+                .to_owned(),
+        );
+    }
     if new.exit_when_done != old.exit_when_done {
         plan.warnings.push(
             "[supervisor] exit_when_done changed: it applies when supervisord restarts".to_owned(),
@@ -279,6 +287,12 @@ command = ["sleep", "1"]
         let p = plan(current(&old, Origin::File), &old, &new);
         assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
         assert!(p.warnings[0].contains("exit_when_done"));
+        let new = config(&format!(
+            "[supervisor]\nhistory_max_bytes = \"1MiB\"\n{OLD}"
+        ));
+        let p = plan(current(&old, Origin::File), &old, &new);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("history_max_bytes"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum Call {
     Scale(ScaleParams),
     /// `shutdown`
     Shutdown(ShutdownParams),
+    /// `history` (the history's writer thread answers it)
+    History(protocol::HistoryParams),
 }
 
 /// Where a request is handled.
@@ -75,6 +77,7 @@ impl From<Request> for Route {
             Request::Remove(p) => Route::Call(Call::Remove(p)),
             Request::Scale(p) => Route::Call(Call::Scale(p)),
             Request::Shutdown(p) => Route::Call(Call::Shutdown(p)),
+            Request::History(p) => Route::Call(Call::History(p)),
             Request::Subscribe => Route::Subscribe,
             Request::Logs(p) => Route::Logs(p),
             Request::Reload => Route::Reload,
@@ -124,6 +127,11 @@ impl Supervisor {
             Call::Remove(p) => self.remove(p),
             Call::Scale(p) => self.scale(&p),
             Call::Shutdown(p) => Ok(self.shutdown(&p)),
+            // Answered by the writer thread (`Supervisor::command` hands it over first).
+            Call::History(_) => Err(RpcError::new(
+                protocol::code::INTERNAL_ERROR,
+                "history is answered by the history writer",
+            )),
         };
         outcome.unwrap_or_else(|e| Outcome::Now(Err(e)))
     }
@@ -133,6 +141,7 @@ impl Supervisor {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             uptime_ms: super::status::millis(self.started.elapsed()),
+            history_error: self.runs.error().map(str::to_owned),
         }))
     }
 

@@ -154,12 +154,17 @@ impl Supervisor {
         let Some(e) = self.jobs.get(name) else {
             return true;
         };
+        // An answer that reports a run as ended waits until the run's end record is on
+        // disk (see `history.rs`).
+        let on_disk = self.runs.on_disk(name);
         match until {
-            Until::Settled => e.life.state().is_settled(),
-            Until::Stopped(mark) => e.life.state().is_settled() || e.life.stops() > mark,
+            Until::Settled => e.life.state().is_settled() && on_disk,
+            Until::Stopped(mark) => {
+                (e.life.state().is_settled() || e.life.stops() > mark) && on_disk
+            }
             Until::Restarted => e.life.state() != JobState::Stopping && !e.life.restart_pending(),
             Until::Forgotten => !e.removing || forgettable(e),
-            Until::ReadyOrSettled => e.life.state().is_settled() || ready(e),
+            Until::ReadyOrSettled => (e.life.state().is_settled() && on_disk) || ready(e),
         }
     }
 

@@ -1,0 +1,346 @@
+//! The supervisor's side of the run history: turning a job's transitions into start and
+//! end records, holding back answers until a run's end is on disk, restoring each job's
+//! last run at start, and the `history` method.
+//!
+//! A run is opened when its job enters `starting` from a state without a process (the
+//! record gets the spawn's run id, pid and start time) and ended when the job leaves the
+//! live states (`starting`, `running`, `stopping`); a failed spawn is a run with no pid
+//! that starts and ends at once (one end record). Times, exit codes, causes and reasons
+//! are the lifecycle's, so a restored job shows what it showed before.
+
+use super::{Entry, Reply, Supervisor};
+use crate::config::JobSpec;
+use crate::history::{Attached, HistoryLog, Note, Recovered};
+use crate::lifecycle::{Lifecycle, Remembered, Transition};
+use protocol::{code, signal_name, Cause, HistoryParams, JobState, RpcError, Run};
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+
+/// The history as the supervisor holds it.
+pub(super) struct RunLog {
+    log: Option<HistoryLog>,
+    /// The writer's acknowledgements (a closed channel when the history is off).
+    pub(super) notes: mpsc::UnboundedReceiver<Note>,
+    /// Why the history is not being written.
+    error: Option<String>,
+    /// The run each live job is in, as recorded at its start.
+    open: HashMap<String, Run>,
+    /// Jobs whose last end record is not yet on disk, with its sequence number.
+    unsynced: HashMap<String, u64>,
+    /// Each job's last run as the history said at start (see [`Supervisor::last_runs`]).
+    last: HashMap<String, Run>,
+}
+
+impl RunLog {
+    /// No history (`[supervisor] history = false`, and unit tests).
+    pub(super) fn off() -> RunLog {
+        RunLog {
+            log: None,
+            notes: mpsc::unbounded_channel().1,
+            error: None,
+            open: HashMap::new(),
+            unsynced: HashMap::new(),
+            last: HashMap::new(),
+        }
+    }
+
+    /// Whether the job's last end record is on disk (or there is nothing to wait for).
+    pub(super) fn on_disk(&self, name: &str) -> bool {
+        !self.unsynced.contains_key(name)
+    }
+
+    /// Why the history is not being written, for `ping`.
+    pub(super) fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+/// A run's end as the lifecycle remembers it, from its history record.
+fn remembered(run: &Run) -> Remembered {
+    let time = |t: &str| humantime::parse_rfc3339(t).ok();
+    Remembered {
+        exitcode: run.exitcode,
+        success: run.success,
+        started_at: time(&run.started_at),
+        ended_at: run.ended_at.as_deref().and_then(time),
+        spawn_error: run
+            .reason
+            .as_deref()
+            .filter(|_| run.cause == Some(Cause::SpawnError))
+            .map(|r| r.strip_prefix("cannot spawn: ").unwrap_or(r).to_owned()),
+        cause: run.cause,
+        reason: run.reason.clone(),
+    }
+}
+
+impl Supervisor {
+    /// Write the run history through `opened` and start from what it remembers: run ids
+    /// continue past the file's, and each job of the file that is not running shows its
+    /// last run (not in batch mode, whose exit code speaks of this run's jobs only).
+    pub fn with_history(mut self, attached: Attached) -> Supervisor {
+        let Attached {
+            log,
+            notes,
+            recovered,
+        } = attached;
+        self.remember(&recovered);
+        self.runs = RunLog {
+            log: Some(log),
+            notes,
+            error: recovered.error,
+            open: HashMap::new(),
+            unsynced: HashMap::new(),
+            last: recovered
+                .last
+                .into_iter()
+                .map(|(name, (_, run))| (name, run))
+                .collect(),
+        };
+        self
+    }
+
+    fn remember(&mut self, recovered: &Recovered) {
+        self.next_run = self.next_run.max(recovered.next_run_id);
+        if self.batch {
+            return;
+        }
+        for (name, (state, run)) in &recovered.last {
+            if let Some(e) = self.jobs.get_mut(name) {
+                e.life = Lifecycle::remembered(*state, &remembered(run));
+            }
+        }
+    }
+
+    /// Each job's last run as the history said when supervisord started, by job name:
+    /// what `catch_up` compares a schedule with (its `started_at`). Runs since are not
+    /// in it.
+    #[allow(dead_code)] // the schedules' catch_up reads it
+    pub(crate) fn last_runs(&self) -> &HashMap<String, Run> {
+        &self.runs.last
+    }
+
+    /// Record the runs that `transitions` of job `name` started and ended.
+    pub(super) fn record_runs(&mut self, name: &str, spec: &JobSpec, transitions: &[Transition]) {
+        if self.runs.log.is_none() {
+            return;
+        }
+        for t in transitions {
+            if t.to == JobState::Starting && !t.from.is_alive() {
+                self.run_started(name, spec);
+            } else if t.from.is_alive() && !t.to.is_alive() {
+                let Some(run) = self.runs.open.remove(name) else {
+                    continue;
+                };
+                self.run_ended(name, run, t);
+            } else if !t.from.is_alive() && t.cause == Some(Cause::SpawnError) {
+                let id = self.next_run;
+                self.next_run += 1;
+                let Some(e) = self.jobs.get(name) else {
+                    continue;
+                };
+                let run = new_run(id, spec, e, None);
+                self.run_ended(name, run, t);
+            }
+        }
+    }
+
+    fn run_started(&mut self, name: &str, spec: &JobSpec) {
+        let Some(e) = self.jobs.get(name) else {
+            return;
+        };
+        let Some(id) = e.run.as_ref().map(|r| r.id) else {
+            return;
+        };
+        let run = new_run(id, spec, e, e.life.pid());
+        if let Some(log) = self.runs.log.as_mut() {
+            log.started(run.clone());
+        }
+        self.runs.open.insert(name.to_owned(), run);
+    }
+
+    fn run_ended(&mut self, name: &str, mut run: Run, t: &Transition) {
+        let Some(e) = self.jobs.get(name) else {
+            return;
+        };
+        run.ended_at = e.life.ended_at().map(super::rfc3339);
+        run.exitcode = t.exitcode;
+        run.signal = t.exitcode.and_then(signal_name);
+        run.success = e.life.success();
+        run.cause = t.cause;
+        run.reason = t.reason.clone();
+        if let Some(log) = self.runs.log.as_mut() {
+            let seq = log.ended(t.to, run);
+            self.runs.unsynced.insert(name.to_owned(), seq);
+        }
+    }
+
+    /// The writer acknowledged records, or stopped working.
+    pub(super) fn history_note(&mut self, note: Note) {
+        match note {
+            Note::Durable(seq) => self.runs.unsynced.retain(|_, s| *s > seq),
+            Note::Failed(error) => self.runs.error = Some(error),
+        }
+    }
+
+    /// `history`: answered by the writer thread, after every record handed over so far.
+    pub(super) fn history(&self, params: HistoryParams, reply: Reply) {
+        match self.runs.log.as_ref() {
+            Some(log) => log.query(params, reply),
+            None => {
+                let _ = reply.send(Err(RpcError::new(
+                    code::CONFLICT,
+                    "the run history is off ([supervisor] history = false)",
+                )));
+            }
+        }
+    }
+}
+
+fn new_run(id: u64, spec: &JobSpec, e: &Entry, pid: Option<u32>) -> Run {
+    Run {
+        run_id: id,
+        name: spec.name.clone(),
+        group: spec.group.clone(),
+        pid,
+        started_at: super::rfc3339(
+            e.life
+                .started_at()
+                .or(e.life.ended_at())
+                .unwrap_or_else(std::time::SystemTime::now),
+        ),
+        ended_at: None,
+        exitcode: None,
+        signal: None,
+        success: None,
+        cause: None,
+        reason: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness;
+    use super::super::Call;
+    use super::*;
+    use crate::history::Msg;
+    use protocol::{Selection, WaitParams};
+    use std::time::Duration;
+
+    /// The writer is played by the test: `wait` for a job that ended does not answer
+    /// until the job's end record is acknowledged as on disk.
+    #[tokio::test]
+    async fn wait_answers_only_once_the_end_record_is_acknowledged() {
+        let (sup, handle, writer) = harness::build(
+            r#"
+[job.quick]
+command = ["true"]
+start_secs = 0
+autostart = false
+stdout = "null"
+stderr = "null"
+"#,
+            false,
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (notes_tx, notes) = mpsc::unbounded_channel();
+        let mut sup = sup;
+        sup.runs = RunLog {
+            log: Some(HistoryLog::to_channel(tx)),
+            notes,
+            ..RunLog::off()
+        };
+        let run = tokio::spawn(sup.run());
+        let (_, mut events) = handle.subscribe().await.expect("subscribe");
+        handle
+            .call(Call::Start(Selection::names(vec!["quick".into()]).into()))
+            .await
+            .expect("start");
+        while !events.recv().await.expect("an event").to.is_settled() {}
+        let waited = {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                handle
+                    .call(Call::Wait(WaitParams {
+                        selection: Selection::names(vec!["quick".into()]),
+                        timeout_ms: None,
+                        ready: None,
+                    }))
+                    .await
+            })
+        };
+        // The records the supervisor handed over: a start, then an end.
+        let mut seqs = Vec::new();
+        while seqs.len() < 2 {
+            match rx.recv_timeout(Duration::from_secs(10)).expect("a record") {
+                Msg::Append { text, seq, end } => {
+                    assert_eq!(end, text.contains("\"record\":\"end\""), "{text}");
+                    seqs.push((seq, end));
+                }
+                Msg::Query { .. } => panic!("no query was made"),
+            }
+        }
+        assert_eq!(seqs, [(1, false), (2, true)]);
+        // Nothing acknowledged: 300 ms is many turns of the loop for an answer that is
+        // otherwise immediate (the job settled before the wait was sent).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !waited.is_finished(),
+            "wait answered before the end was on disk"
+        );
+        notes_tx.send(Note::Durable(1)).expect("send");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waited.is_finished(),
+            "the start's acknowledgement is not the end's"
+        );
+        notes_tx.send(Note::Durable(2)).expect("send");
+        let answer = tokio::time::timeout(Duration::from_secs(10), waited)
+            .await
+            .expect("answered once acknowledged")
+            .expect("the task")
+            .expect("an answer");
+        let list: protocol::JobList = serde_json::from_str(answer.get()).expect("a job list");
+        assert_eq!(list.success, Some(true));
+        let _ = handle
+            .call(Call::Shutdown(protocol::ShutdownParams { drain: None }))
+            .await;
+        let _ = run.await;
+        drop(handle);
+        writer.join();
+    }
+
+    #[test]
+    fn a_history_record_is_remembered_as_the_lifecycle_shows_it() {
+        let run = Run {
+            run_id: 4,
+            name: "a".into(),
+            group: "a".into(),
+            pid: None,
+            started_at: "2026-11-25T10:00:00.000Z".into(),
+            ended_at: Some("2026-11-25T10:00:00.000Z".into()),
+            exitcode: None,
+            signal: None,
+            success: None,
+            cause: Some(Cause::SpawnError),
+            reason: Some("cannot spawn: No such file or directory (os error 2)".into()),
+        };
+        let r = remembered(&run);
+        assert_eq!(
+            r.spawn_error.as_deref(),
+            Some("No such file or directory (os error 2)")
+        );
+        assert_eq!(
+            r.ended_at.map(super::super::rfc3339).as_deref(),
+            Some("2026-11-25T10:00:00.000Z")
+        );
+        let life = Lifecycle::remembered(JobState::Fatal, &r);
+        assert_eq!(life.state(), JobState::Fatal);
+        assert_eq!(life.cause(), Some(Cause::SpawnError));
+        let life = Lifecycle::remembered(JobState::Backoff, &r);
+        assert_eq!(
+            life.state(),
+            JobState::Exited,
+            "nothing is scheduled after a restart"
+        );
+    }
+}
