@@ -35,8 +35,13 @@ start_secs = 0
 [job.never]
 command = ["true"]
 autostart = false
+[job.missing]
+command = ["/nonexistent/program"]
+autostart = false
 "#,
     ));
+    d.ctl(&["start", "missing"]);
+    let missing = d.wait_job("missing", "is fatal", |j| j.state == JobState::Fatal);
     d.ctl(&["start", "three"]);
     let waited = d.ctl(&["wait", "three"]);
     assert_eq!(waited.status.code(), Some(1), "exit 3 is a failure");
@@ -54,11 +59,24 @@ autostart = false
     assert_eq!(after.started_at, before.started_at);
     assert_eq!(after.ended_at, before.ended_at);
     assert!(!after.alive);
+    let again = d.job("missing");
+    assert_eq!(again.state, JobState::Fatal, "{again:?}");
+    assert_eq!(again.cause, Some(Cause::SpawnError));
+    assert_eq!(again.spawn_error, missing.spawn_error);
+    assert_eq!(again.ended_at, missing.ended_at);
     let never = d.job("never");
     assert_eq!(never.state, JobState::Stopped);
     assert_eq!(never.cause, None, "a job that never ran has no last run");
 
-    let runs = history(&d, json!({})).runs;
+    let failed = history(&d, json!({"names": ["missing"]})).runs;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].pid, None, "a failed spawn is a run without a pid");
+    assert_eq!(failed[0].cause, Some(Cause::SpawnError));
+    assert_eq!(
+        failed[0].started_at,
+        failed[0].ended_at.clone().unwrap_or_default()
+    );
+    let runs = history(&d, json!({"names": ["three"]})).runs;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].name, "three");
     assert_eq!(runs[0].exitcode, Some(3));
@@ -66,7 +84,10 @@ autostart = false
     assert!(runs[0].pid.is_some());
     let table = d.ctl_ok(&["history"]);
     let mut lines = table.lines();
-    assert!(lines.next().is_some_and(|h| h.starts_with("RUN")), "{table}");
+    assert!(
+        lines.next().is_some_and(|h| h.starts_with("RUN")),
+        "{table}"
+    );
     let row = lines.next().unwrap_or_default();
     assert!(row.contains("three") && row.contains("exit 3"), "{table}");
     let json: HistoryResult =
@@ -278,5 +299,8 @@ start_secs = 0
     assert_eq!(resp["error"]["code"], 1006, "{resp}");
     assert!(!history_file(&d).exists());
     let status = d.ctl_ok(&["status"]);
-    assert!(status.starts_with("NAME"), "no warning when off by choice: {status}");
+    assert!(
+        status.starts_with("NAME"),
+        "no warning when off by choice: {status}"
+    );
 }

@@ -69,10 +69,10 @@ pub enum Note {
 
 /// What the supervisor hands the writer.
 pub(crate) enum Msg {
-    /// A record (one line) to append.
+    /// A record (one line) to append; serialized on the writer thread.
     Append {
-        /// The line.
-        text: String,
+        /// The record.
+        line: Box<Line>,
         /// Its sequence number.
         seq: u64,
         /// An end record: fsync before acknowledging.
@@ -108,7 +108,7 @@ impl HistoryLog {
     fn send(&mut self, line: Line, end: bool) -> u64 {
         self.seq += 1;
         let _ = self.tx.send(Msg::Append {
-            text: line.to_text(),
+            line: Box::new(line),
             seq: self.seq,
             end,
         });
@@ -392,8 +392,8 @@ impl Writer {
             let mut sync = false;
             let mut queries = Vec::new();
             let mut take = |m: Msg| match m {
-                Msg::Append { text: t, seq, end } => {
-                    text.push_str(&t);
+                Msg::Append { line, seq, end } => {
+                    text.push_str(&line.to_text());
                     last_seq = Some(seq);
                     sync |= end;
                 }
@@ -526,7 +526,9 @@ mod tests {
         durable(&mut h.attached.notes, seq).await;
         let text = std::fs::read_to_string(dir.path().join(FILE)).expect("read");
         assert!(
-            text.lines().nth(1).is_some_and(|l| l.contains("\"record\":\"end\"")),
+            text.lines()
+                .nth(1)
+                .is_some_and(|l| l.contains("\"record\":\"end\"")),
             "the end is on disk once acknowledged: {text}"
         );
         drop(h.attached.log);

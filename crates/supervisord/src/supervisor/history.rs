@@ -8,12 +8,13 @@
 //! that starts and ends at once (one end record). Times, exit codes, causes and reasons
 //! are the lifecycle's, so a restored job shows what it showed before.
 
-use super::{Entry, Reply, Supervisor};
+use super::{Reply, Supervisor};
 use crate::config::JobSpec;
 use crate::history::{Attached, HistoryLog, Note, Recovered};
 use crate::lifecycle::{Lifecycle, Remembered, Transition};
 use protocol::{code, signal_name, Cause, HistoryParams, JobState, RpcError, Run};
 use std::collections::HashMap;
+use std::time::SystemTime;
 use tokio::sync::mpsc;
 
 /// The history as the supervisor holds it.
@@ -119,27 +120,34 @@ impl Supervisor {
         &self.runs.last
     }
 
-    /// Record the runs that `transitions` of job `name` started and ended.
-    pub(super) fn record_runs(&mut self, name: &str, spec: &JobSpec, transitions: &[Transition]) {
+    /// Record the runs that `transitions` of job `name` started and ended;
+    /// `spawn_failed` when they answer a failed spawn (a run that ends as it starts).
+    pub(super) fn record_runs(
+        &mut self,
+        name: &str,
+        spec: &JobSpec,
+        transitions: &[Transition],
+        spawn_failed: bool,
+    ) {
         if self.runs.log.is_none() {
+            return;
+        }
+        if spawn_failed {
+            let id = self.next_run;
+            self.next_run += 1;
+            if let (Some(e), Some(t)) = (self.jobs.get(name), transitions.first()) {
+                let run = new_run(id, spec, e.life.ended_at(), None);
+                self.run_ended(name, run, t);
+            }
             return;
         }
         for t in transitions {
             if t.to == JobState::Starting && !t.from.is_alive() {
                 self.run_started(name, spec);
             } else if t.from.is_alive() && !t.to.is_alive() {
-                let Some(run) = self.runs.open.remove(name) else {
-                    continue;
-                };
-                self.run_ended(name, run, t);
-            } else if !t.from.is_alive() && t.cause == Some(Cause::SpawnError) {
-                let id = self.next_run;
-                self.next_run += 1;
-                let Some(e) = self.jobs.get(name) else {
-                    continue;
-                };
-                let run = new_run(id, spec, e, None);
-                self.run_ended(name, run, t);
+                if let Some(run) = self.runs.open.remove(name) {
+                    self.run_ended(name, run, t);
+                }
             }
         }
     }
@@ -151,7 +159,7 @@ impl Supervisor {
         let Some(id) = e.run.as_ref().map(|r| r.id) else {
             return;
         };
-        let run = new_run(id, spec, e, e.life.pid());
+        let run = new_run(id, spec, e.life.started_at(), e.life.pid());
         if let Some(log) = self.runs.log.as_mut() {
             log.started(run.clone());
         }
@@ -196,18 +204,13 @@ impl Supervisor {
     }
 }
 
-fn new_run(id: u64, spec: &JobSpec, e: &Entry, pid: Option<u32>) -> Run {
+fn new_run(id: u64, spec: &JobSpec, started: Option<SystemTime>, pid: Option<u32>) -> Run {
     Run {
         run_id: id,
         name: spec.name.clone(),
         group: spec.group.clone(),
         pid,
-        started_at: super::rfc3339(
-            e.life
-                .started_at()
-                .or(e.life.ended_at())
-                .unwrap_or_else(std::time::SystemTime::now),
-        ),
+        started_at: super::rfc3339(started.unwrap_or_else(SystemTime::now)),
         ended_at: None,
         exitcode: None,
         signal: None,
@@ -222,6 +225,7 @@ mod tests {
     use super::super::harness;
     use super::super::Call;
     use super::*;
+    use crate::history::records::Kind;
     use crate::history::Msg;
     use protocol::{Selection, WaitParams};
     use std::time::Duration;
@@ -272,8 +276,9 @@ stderr = "null"
         let mut seqs = Vec::new();
         while seqs.len() < 2 {
             match rx.recv_timeout(Duration::from_secs(10)).expect("a record") {
-                Msg::Append { text, seq, end } => {
-                    assert_eq!(end, text.contains("\"record\":\"end\""), "{text}");
+                Msg::Append { line, seq, end } => {
+                    assert_eq!(end, line.record == Kind::End, "{line:?}");
+                    assert_eq!(line.run.name, "quick");
                     seqs.push((seq, end));
                 }
                 Msg::Query { .. } => panic!("no query was made"),

@@ -610,11 +610,12 @@ impl Supervisor {
             return;
         };
         let spec = entry.spec.clone();
+        let spawn_failed = matches!(input, Input::SpawnFailed(_));
         let step = entry.life.step(&spec, input, SystemTime::now());
         for t in &step.transitions {
             self.publish(&spec, t);
         }
-        self.record_runs(name, &spec, &step.transitions);
+        self.record_runs(name, &spec, &step.transitions, spawn_failed);
         let new_run = step
             .transitions
             .iter()
