@@ -133,17 +133,23 @@ def main():
             d.close()
     after = loadavg()
     s = {name: summary(v) for name, v in xs.items()}
+    # Rounds next to each other in time share the machine's load: the median of the
+    # per-round ratios is steadier than the ratio of the medians.
+    paired = {
+        name: statistics.median(a / b for a, b in zip(v, xs["off"])) for name, v in xs.items()
+    }
     print(f"spawn + join {args.jobs} /bin/true, {args.reps} rounds each, taking turns")
     for name, x in s.items():
         ratio = x["median"] / s["off"]["median"]
         print(
             f"  history {name:<10} median {x['median']:5.0f} ms "
-            f"(min {x['min']:.0f}, max {x['max']:.0f})  {ratio:.3f}x off"
+            f"(min {x['min']:.0f}, max {x['max']:.0f})  {ratio:.3f}x off, "
+            f"per round {paired[name]:.3f}x"
         )
     print(f"  history.jsonl: {size} bytes at the end")
     print(f"  load average before: {before}; after: {after}; cores: {os.cpu_count()}")
     if args.json:
-        json.dump({"jobs": args.jobs, "results": s, "load_before": before,
+        json.dump({"jobs": args.jobs, "results": s, "paired": paired, "load_before": before,
                    "load_after": after}, sys.stdout)
         print()
 

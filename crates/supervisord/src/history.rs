@@ -61,7 +61,8 @@ const NAMED_BAD_LINES: usize = 5;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
     /// Every record up to this sequence number is done with: on disk (an end record
-    /// fsync'd), or dropped because the history failed.
+    /// fsync'd), or dropped because the history failed. Sent for batches that hold an
+    /// end record.
     Durable(u64),
     /// The history stopped working (sent once); the message says why and where.
     Failed(String),
@@ -406,7 +407,9 @@ impl Writer {
             if !text.is_empty() {
                 self.append(text.as_bytes(), sync);
             }
-            if let Some(seq) = last_seq {
+            // Only end records are waited for: a batch of starts needs no acknowledgement
+            // (and the supervisor's loop no extra turn).
+            if let Some(seq) = last_seq.filter(|_| sync) {
                 let _ = self.notes.send(Note::Durable(seq));
             }
             for (params, reply) in queries {
