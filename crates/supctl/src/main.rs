@@ -21,9 +21,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use client::{Client, ClientError, Reply};
 use protocol::{
     AddParams, Event, HealthChange, HistoryParams, HistoryResult, JobList, KillParams, Lagged,
-    LogData, LogsParams, LogsResult, MetricsResult, NamesParams, PingResult, ReloadResult,
-    Request, ScaleParams, Selection, ShutdownParams, Signal, StatusParams, Stream,
-    TerminateParams, WaitParams,
+    LogData, LogsParams, LogsResult, MetricsResult, NamesParams, PingResult, ReloadResult, Request,
+    ScaleParams, Selection, ShutdownParams, Signal, StatusParams, Stream, TerminateParams,
+    WaitParams,
 };
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
