@@ -259,7 +259,13 @@ stderr = "null"
             .call(Call::Start(Selection::names(vec!["quick".into()]).into()))
             .await
             .expect("start");
-        while !events.recv().await.expect("an event").to.is_settled() {}
+        loop {
+            if let super::super::Published::State(e) = events.recv().await.expect("an event") {
+                if e.to.is_settled() {
+                    break;
+                }
+            }
+        }
         let waited = {
             let handle = handle.clone();
             tokio::spawn(async move {
