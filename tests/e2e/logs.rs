@@ -490,6 +490,13 @@ log_backups = 0
     ));
     d.wait_job("none", "exited", |j| j.state.as_str() == "exited");
     let base = log_path(&d, "none");
+    // The exit is reported after the output is written, or after a grace period when
+    // the writer is slow (a loaded machine): wait for the last line itself.
+    wait_until("the last line in the log", DEADLINE, || {
+        std::fs::read_to_string(&base)
+            .ok()
+            .filter(|t| t.ends_with("20000\n"))
+    });
     let logs: Vec<String> = std::fs::read_dir(base.parent().expect("log dir"))
         .expect("log dir")
         .flatten()
