@@ -12,7 +12,7 @@ const THREE: &str = r#"
 command = ["sleep", "300"]
 
 [job.stubborn]
-command = ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]
+command = ["sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 1; done"]
 stop_timeout = "1s"
 
 [job.missing]
@@ -25,6 +25,12 @@ fn each_job_says_why_it_is_not_running() {
     for name in ["byhand", "stubborn"] {
         d.wait_job(name, "running", |j| j.state == JobState::Running);
     }
+    // A loaded machine can take longer than start_secs to reach the trap.
+    wait_until("stubborn to ignore SIGTERM", DEADLINE, || {
+        d.ctl_ok(&["logs", "stubborn"])
+            .contains("trapped")
+            .then_some(())
+    });
     let running = d.job("byhand");
     assert_eq!(
         (running.cause, running.reason),
