@@ -14,11 +14,18 @@
 //! written to supervisord's stdout one whole line at a time with the `name | ` prefix, so
 //! lines of several jobs never interleave mid-line.
 //!
+//! Log files are held open only while there is something to write, and at most
+//! [`OPEN_FILES`] at once: past that the file written least recently is closed, and opened
+//! again (appending, at its path) when its job next writes. A job that merely runs costs
+//! its pipes and nothing else, which is what lets thousands of jobs fit under the
+//! open-files limit, and what keeps each spawn cheap: a new child gets a copy of the
+//! daemon's whole descriptor table and closes it again at `exec`.
+//!
 //! Tail and follow are answered on the writer thread too, so a `logs -f` snapshot and the
 //! start of its stream are taken at the same point: no line is missed or repeated.
 
 use protocol::Stream;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -42,6 +49,8 @@ const MAX_TAIL_BYTES: usize = 16 * 1024 * 1024;
 const FIRST_READ: usize = 512;
 /// How many follow chunks a slow follower may fall behind before it skips.
 const FOLLOW_BACKLOG: usize = 1024;
+/// How many log files the writer holds open at once.
+pub const OPEN_FILES: usize = 128;
 
 /// A captured stream: which job, which stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -390,13 +399,26 @@ impl LineWatch {
 struct Writer {
     sinks: HashMap<SinkKey, Sink>,
     followers: HashMap<SinkKey, broadcast::Sender<FollowChunk>>,
+    /// The open files, oldest opening first, with the tick each was queued at; entries
+    /// whose sink was since closed, evicted or queued again are skipped when met.
+    open_files: VecDeque<(SinkKey, u64)>,
+    /// How many sinks hold their file open.
+    open_count: usize,
+    /// Counts writes, to tell which open file was used since it was queued.
+    tick: u64,
 }
 
 struct Sink {
     refs: usize,
     target: Target,
     timestamps: bool,
+    /// The open file, while it is in the writer's cache of open files.
     file: Option<File>,
+    /// The file could not be opened when the sink was: output is discarded.
+    broken: bool,
+    /// The writer's tick at the last write, and when the file was last queued.
+    used: u64,
+    queued: u64,
     size: u64,
     /// Bytes after the last newline, held back in line mode.
     partial: Vec<u8>,
@@ -482,7 +504,8 @@ impl Writer {
     fn reopen(&mut self) -> usize {
         let mut n = 0;
         for (key, sink) in &mut self.sinks {
-            let Target::File { path, .. } = &sink.target else {
+            // A file not held open is opened at its path when next written anyway.
+            let (Target::File { path, .. }, Some(_)) = (&sink.target, &sink.file) else {
                 continue;
             };
             match open_log(path) {
@@ -513,6 +536,12 @@ impl Writer {
             // The job's spec changed (reload): the old run's readers write on to the
             // old target; this run starts a fresh sink.
             self.flush_partial(&key);
+            if self.sinks.get(&key).is_some_and(|s| s.file.is_some()) {
+                self.open_count -= 1;
+            }
+        }
+        if matches!(target, Target::File { .. }) {
+            self.make_room();
         }
         let (file, size, result) = match &target {
             Target::Stdout => (None, 0, Ok(())),
@@ -529,6 +558,12 @@ impl Writer {
             },
         };
         let refs = self.sinks.get(&key).map_or(0, |s| s.refs) + 1;
+        let broken = result.is_err();
+        self.tick += 1;
+        if file.is_some() {
+            self.open_count += 1;
+            self.open_files.push_back((key.clone(), self.tick));
+        }
         self.sinks.insert(
             key,
             Sink {
@@ -536,6 +571,9 @@ impl Writer {
                 target,
                 timestamps,
                 file,
+                broken,
+                used: self.tick,
+                queued: self.tick,
                 size,
                 partial: Vec::new(),
                 follow_partial: Vec::new(),
@@ -553,12 +591,86 @@ impl Writer {
         sink.refs = sink.refs.saturating_sub(1);
         if sink.refs == 0 {
             self.flush_partial(key);
-            self.sinks.remove(key);
+            if self.sinks.remove(key).is_some_and(|s| s.file.is_some()) {
+                self.open_count -= 1;
+            }
+        }
+    }
+
+    /// Close open files until one more fits under [`OPEN_FILES`]: the oldest opened that
+    /// was not written since it was queued (one written since gets a second chance).
+    fn make_room(&mut self) {
+        while self.open_count >= OPEN_FILES {
+            let Some((key, queued)) = self.open_files.pop_front() else {
+                return;
+            };
+            let Some(sink) = self.sinks.get_mut(&key) else {
+                continue;
+            };
+            if sink.file.is_none() || sink.queued != queued {
+                continue;
+            }
+            if sink.used > queued {
+                self.tick += 1;
+                sink.queued = self.tick;
+                self.open_files.push_back((key, self.tick));
+                continue;
+            }
+            sink.file = None;
+            self.open_count -= 1;
+        }
+    }
+
+    /// Make sure a file sink has its file open before writing (it may have been closed to
+    /// make room). False when there is nowhere to write: the sink is broken, or the file
+    /// cannot be opened again (reported like a failing write, once per episode).
+    fn ensure_file(&mut self, key: &SinkKey) -> bool {
+        self.tick += 1;
+        let tick = self.tick;
+        let Some(sink) = self.sinks.get_mut(key) else {
+            return false;
+        };
+        sink.used = tick;
+        let path = match (&sink.target, &sink.file) {
+            (Target::Stdout, _) | (_, Some(_)) => return true,
+            _ if sink.broken => return false,
+            (Target::File { path, .. }, None) => path.clone(),
+        };
+        self.make_room();
+        let Some(sink) = self.sinks.get_mut(key) else {
+            return false;
+        };
+        match open_log(&path) {
+            Ok((file, size)) => {
+                sink.file = Some(file);
+                sink.size = size;
+                sink.queued = tick;
+                self.open_count += 1;
+                self.open_files.push_back((key.clone(), tick));
+                true
+            }
+            Err(e) => {
+                if sink.failing.is_none() {
+                    tracing::error!(job = %key.name, stream = key.stream.as_str(), path = %path.display(), error = %e, "cannot open log file again; discarding output until it can be");
+                    sink.failing = Some(0);
+                    if let Some(tx) = &sink.problems {
+                        let _ = tx.send(LogError::Open {
+                            path: path.display().to_string(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+                false
+            }
         }
     }
 
     /// Write out a held-back partial line (the stream ended without a newline).
     fn flush_partial(&mut self, key: &SinkKey) {
+        if self.sinks.get(key).is_some_and(|s| !s.partial.is_empty()) {
+            // Where it cannot be opened, the write below does nothing (and is reported).
+            self.ensure_file(key);
+        }
         let Some(sink) = self.sinks.get_mut(key) else {
             return;
         };
@@ -577,9 +689,14 @@ impl Writer {
     }
 
     fn data(&mut self, key: &SinkKey, bytes: &[u8]) {
+        let writable = self.ensure_file(key);
         let Some(sink) = self.sinks.get_mut(key) else {
             return;
         };
+        if !writable && !sink.broken {
+            // The file cannot be opened again: counted as lost, like a failing write.
+            sink.failing = sink.failing.map(|n| n + bytes.len() as u64);
+        }
         if self
             .followers
             .get(key)
@@ -1021,6 +1138,46 @@ mod tests {
         assert_eq!(take_lines(&mut partial, b"ab"), None);
         assert_eq!(take_lines(&mut partial, b"c\nd"), Some(b"abc\n".to_vec()));
         assert_eq!(partial, b"d");
+    }
+
+    /// More sinks than the cache of open files holds: never more than [`OPEN_FILES`]
+    /// files open, and every byte still lands in its own file, in order.
+    #[test]
+    fn open_files_are_bounded_and_closed_files_are_appended_to_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = Writer::default();
+        let n = OPEN_FILES * 2 + 7;
+        let keys: Vec<SinkKey> = (0..n)
+            .map(|i| SinkKey {
+                name: format!("j{i}"),
+                stream: Stream::Stdout,
+            })
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            let target = Target::File {
+                path: dir.path().join(format!("j{i}.log")),
+                max_bytes: if i % 2 == 0 { 0 } else { 1 << 20 },
+                backups: 1,
+            };
+            w.open(k.clone(), target, false).expect("open");
+            assert!(w.open_count <= OPEN_FILES, "{} open", w.open_count);
+        }
+        for round in 0..3 {
+            for k in &keys {
+                w.data(k, format!("{} {round}\n", k.name).as_bytes());
+                assert!(w.open_count <= OPEN_FILES, "{} open", w.open_count);
+            }
+        }
+        let open = w.sinks.values().filter(|s| s.file.is_some()).count();
+        assert_eq!(open, w.open_count);
+        for k in &keys {
+            w.close(k);
+        }
+        assert_eq!(w.open_count, 0);
+        for (i, k) in keys.iter().enumerate() {
+            let got = std::fs::read_to_string(dir.path().join(format!("j{i}.log"))).expect("read");
+            assert_eq!(got, format!("{0} 0\n{0} 1\n{0} 2\n", k.name));
+        }
     }
 
     #[test]
