@@ -871,3 +871,63 @@ fn an_unwritable_socket_folder_is_a_clear_error_at_start() {
     );
     assert!(!socket.exists());
 }
+
+/// A running job holds its output pipes and nothing else: no log file (opened only to
+/// write, a bounded number at once) and, past a budget of an eighth of the open-files
+/// limit, no pidfd (its end is found on SIGCHLD). So 40 jobs with both streams captured
+/// fit under a limit of 128 descriptors (at five a job they did not), their output still
+/// lands in their files, and every one's end is still noticed.
+#[test]
+fn forty_captured_jobs_fit_under_128_descriptors_and_every_end_is_seen() {
+    let mut body = String::new();
+    for i in 0..40 {
+        body += &format!(
+            "\n[job.j{i}]\nautostart = false\ncommand = [\"sh\", \"-c\", \"echo started-{i}; echo err-{i} >&2; exec sleep 600\"]\n"
+        );
+    }
+    let d = Daemon::start(&jobs(&body));
+    // Lowered on the running daemon, before its first spawn sizes its budgets.
+    let lowered = Command::new("prlimit")
+        .arg("--pid")
+        .arg(d.pid().to_string())
+        .arg("--nofile=128:128")
+        .status();
+    match lowered {
+        Ok(s) if s.success() => {}
+        other => {
+            skip(
+                "forty_captured_jobs_fit_under_128_descriptors_and_every_end_is_seen",
+                &format!("cannot lower the daemon's open-files limit with prlimit: {other:?}"),
+            );
+            return;
+        }
+    }
+    let before = fd_count(d.pid());
+    d.ctl_ok(&["start", "--all"]);
+    for i in 0..40 {
+        let name = format!("j{i}");
+        let j = d.wait_job(&name, "running", |j| j.state.as_str() == "running");
+        assert!(j.spawn_error.is_none(), "{j:?}");
+    }
+    for i in 0..40 {
+        for (stream, want) in [("stdout", "started"), ("stderr", "err")] {
+            let path = d.dir.path().join(format!("logs/j{i}.{stream}.log"));
+            wait_until(&format!("j{i}'s {stream} in its file"), DEADLINE, || {
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .filter(|t| t.contains(&format!("{want}-{i}\n")))
+                    .map(|_| ())
+            });
+        }
+    }
+    // Two pipes a job, at most 16 pidfds (128 / 8) and 16 open log files.
+    let held = fd_count(d.pid()).saturating_sub(before);
+    assert!(held <= 40 * 2 + 16 + 16, "{held} descriptors for 40 jobs");
+    let out = d.ctl(&["stop", "--all"]);
+    assert!(out.status.success(), "{out:?}");
+    for j in d.jobs() {
+        assert_eq!(j.state.as_str(), "stopped", "{j:?}");
+        assert!(j.output_error.is_none(), "{j:?}");
+    }
+    d.ok("ping", json!({}));
+}

@@ -15,8 +15,9 @@
 //! lines of several jobs never interleave mid-line.
 //!
 //! Log files are held open only while there is something to write, and at most
-//! [`OPEN_FILES`] at once: past that the file written least recently is closed, and opened
-//! again (appending, at its path) when its job next writes. A job that merely runs costs
+//! [`OPEN_FILES`] at once (fewer under a low open-files limit): past that the file written
+//! least recently is closed, and opened again (appending, at its path) when its job next
+//! writes. A job that merely runs costs
 //! its pipes and nothing else, which is what lets thousands of jobs fit under the
 //! open-files limit, and what keeps each spawn cheap: a new child gets a copy of the
 //! daemon's whole descriptor table and closes it again at `exec`.
@@ -49,8 +50,22 @@ const MAX_TAIL_BYTES: usize = 16 * 1024 * 1024;
 const FIRST_READ: usize = 512;
 /// How many follow chunks a slow follower may fall behind before it skips.
 const FOLLOW_BACKLOG: usize = 1024;
-/// How many log files the writer holds open at once.
+/// The most log files the writer holds open at once (and at most an eighth of the
+/// open-files limit, so that closed files can always be opened again).
 pub const OPEN_FILES: usize = 128;
+
+/// How many log files the writer may hold open: [`OPEN_FILES`], or fewer under a low
+/// open-files limit.
+fn open_files_cap() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        usize::try_from(soft / 8)
+            .unwrap_or(OPEN_FILES)
+            .clamp(4, OPEN_FILES)
+    })
+}
 
 /// A captured stream: which job, which stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -527,7 +542,7 @@ impl Writer {
             if sink.target == target {
                 sink.refs += 1;
                 sink.timestamps = timestamps;
-                return if sink.file.is_none() && matches!(target, Target::File { .. }) {
+                return if sink.broken {
                     Err(LogError::OpenedEarlier)
                 } else {
                     Ok(())
@@ -540,37 +555,32 @@ impl Writer {
                 self.open_count -= 1;
             }
         }
-        if matches!(target, Target::File { .. }) {
-            self.make_room();
-        }
-        let (file, size, result) = match &target {
-            Target::Stdout => (None, 0, Ok(())),
+        // Opened here to create it and to say at once when it cannot be, then closed: a
+        // job holds no log descriptor until it writes.
+        let (size, result) = match &target {
+            Target::Stdout => (0, Ok(())),
             Target::File { path, .. } => match open_log(path) {
-                Ok((f, size)) => (Some(f), size, Ok(())),
+                Ok((_, size)) => (size, Ok(())),
                 Err(e) => {
                     let err = LogError::Open {
                         path: path.display().to_string(),
                         reason: e.to_string(),
                     };
                     tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %err, "output capture failed; discarding output");
-                    (None, 0, Err(err))
+                    (0, Err(err))
                 }
             },
         };
         let refs = self.sinks.get(&key).map_or(0, |s| s.refs) + 1;
         let broken = result.is_err();
         self.tick += 1;
-        if file.is_some() {
-            self.open_count += 1;
-            self.open_files.push_back((key.clone(), self.tick));
-        }
         self.sinks.insert(
             key,
             Sink {
                 refs,
                 target,
                 timestamps,
-                file,
+                file: None,
                 broken,
                 used: self.tick,
                 queued: self.tick,
@@ -597,10 +607,10 @@ impl Writer {
         }
     }
 
-    /// Close open files until one more fits under [`OPEN_FILES`]: the oldest opened that
+    /// Close open files until one more fits under the cap: the oldest opened that
     /// was not written since it was queued (one written since gets a second chance).
     fn make_room(&mut self) {
-        while self.open_count >= OPEN_FILES {
+        while self.open_count >= open_files_cap() {
             let Some((key, queued)) = self.open_files.pop_front() else {
                 return;
             };
@@ -1140,13 +1150,13 @@ mod tests {
         assert_eq!(partial, b"d");
     }
 
-    /// More sinks than the cache of open files holds: never more than [`OPEN_FILES`]
+    /// More sinks than the cache of open files holds: never more than its cap
     /// files open, and every byte still lands in its own file, in order.
     #[test]
     fn open_files_are_bounded_and_closed_files_are_appended_to_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut w = Writer::default();
-        let n = OPEN_FILES * 2 + 7;
+        let n = open_files_cap() * 2 + 7;
         let keys: Vec<SinkKey> = (0..n)
             .map(|i| SinkKey {
                 name: format!("j{i}"),
@@ -1160,12 +1170,12 @@ mod tests {
                 backups: 1,
             };
             w.open(k.clone(), target, false).expect("open");
-            assert!(w.open_count <= OPEN_FILES, "{} open", w.open_count);
+            assert!(w.open_count <= open_files_cap(), "{} open", w.open_count);
         }
         for round in 0..3 {
             for k in &keys {
                 w.data(k, format!("{} {round}\n", k.name).as_bytes());
-                assert!(w.open_count <= OPEN_FILES, "{} open", w.open_count);
+                assert!(w.open_count <= open_files_cap(), "{} open", w.open_count);
             }
         }
         let open = w.sinks.values().filter(|s| s.file.is_some()).count();
