@@ -7,7 +7,9 @@ Run by hand (never by CI):  python3 bench/run.py            (writes bench/RESULT
 
 It creates bench/.venv and `pip install supervisor` there (once), builds the workspace in
 release mode, compiles bench/floor.rs with `rustc -O`, and runs every workload on each
-system in turn. See bench/README.md for what each workload measures.
+system in turn. The other peers are optional: s6 (`apt-get install s6`) and pueue
+(`cargo install pueue --root bench/.tools`, tried once); each is skipped with a message
+when it is not there. See bench/README.md for what each workload measures.
 """
 
 import argparse
@@ -15,6 +17,8 @@ import http.client
 import json
 import os
 import platform
+import random
+import select
 import resource
 import shutil
 import signal
@@ -38,6 +42,18 @@ PY_SUPERVISORD = os.path.join(VENV, "bin", "supervisord")
 PY_SUPERVISORCTL = os.path.join(VENV, "bin", "supervisorctl")
 FD_LIMIT = 200_000  # raised for the daemons (root can raise the hard limit)
 SLEEP = ["/bin/sleep", "100000"]
+TOOLS = os.path.join(BENCH, ".tools")
+PUEUE = os.path.join(TOOLS, "bin", "pueue")
+PUEUED = os.path.join(TOOLS, "bin", "pueued")
+# What a job costs in the daemon's descriptor table: its pipes (one with
+# `stderr = "stdout"`, two with both streams captured, none with `null`), plus a pidfd for
+# the first 1024 runs alive; log files are held open only while written (at most 128).
+PIDFD_BUDGET = 1024
+OPEN_LOG_FILES = 128
+# Keys added to every job file of this project's supervisord (--supervisor-key, --job-key,
+# --cgroup, --history): how the features of later rounds are measured once they land.
+EXTRA_SUPERVISOR = {}
+EXTRA_DEFAULTS = {}
 
 STARTED = []  # every process this script started, to clean up on the way out
 
@@ -87,6 +103,37 @@ def raise_fds():
     except (ValueError, OSError):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def pss_kib(pids):
+    """Proportional set size summed over `pids` (each shared page split between sharers)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def unreclaimable_kib():
+    """The kernel's unreclaimable slab (pipe rings, files, tasks): a machine-wide figure."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("SUnreclaim:"):
+                return int(line.split()[1])
+    return 0
 
 
 def proc_sample(pid):
@@ -182,14 +229,21 @@ class Conn:
         self.sock.close()
 
 
+class Refused(RuntimeError):
+    """supervisord would not start with this job file (a key from a feature not built yet)."""
+
+
 class Ours:
     name = "supervisord (Rust)"
 
-    def __init__(self, jobs, defaults=None):
+    def __init__(self, jobs, defaults=None, supervisor=None):
         self.dir = tempfile.mkdtemp(prefix="svb-rs-")
         self.sock = os.path.join(self.dir, "s.sock")
-        lines = ["[supervisor]", 'socket = "s.sock"', 'log_dir = "logs"', "", "[defaults]"]
-        for k, v in (defaults or {}).items():
+        lines = ["[supervisor]", 'socket = "s.sock"', 'log_dir = "logs"']
+        for k, v in {**EXTRA_SUPERVISOR, **(supervisor or {})}.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines += ["", "[defaults]"]
+        for k, v in {**EXTRA_DEFAULTS, **(defaults or {})}.items():
             lines.append(f"{k} = {json.dumps(v)}")
         for name, command in jobs.items():
             lines += ["", f"[job.{name}]", f"command = {json.dumps(command)}"]
@@ -207,7 +261,10 @@ class Ours:
         STARTED.append(self.proc)
         wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 30, "socket")
         if self.proc.poll() is not None:
-            raise RuntimeError(f"supervisord exited; see {self.stderr.name}")
+            self.stderr.close()
+            with open(self.stderr.name) as f:
+                first = (f.read().strip().splitlines() or ["(nothing on stderr)"])[0]
+            raise Refused(f"supervisord exited: {first}")
         self.ready_after = time.perf_counter() - t
         self.pid = self.proc.pid
 
@@ -529,15 +586,26 @@ def capture():
 
 
 def scale(n, output):
-    """10,000 sleeping jobs: start, status, shutdown. `output`: where their stdout and
-    stderr go. Captured output costs five descriptors a job (two pipes and a pidfd on the
-    runtime, two log files on the writer thread); "null" costs one (the pidfd)."""
+    """N sleeping jobs: start, descriptors, memory, status, shutdown. `output`: "null",
+    "merged" (stdout to its log file, `stderr = "stdout"`: one pipe a job) or "both" (both
+    streams to log files: two pipes a job)."""
+    defaults = {"start_secs": 0}
+    if output == "null":
+        defaults.update({"stdout": "null", "stderr": "null"})
+    elif output == "merged":
+        defaults.update({"stderr": "stdout"})
+    slab0 = unreclaimable_kib()
     t = time.perf_counter()
-    d = Ours(sleep_jobs(n), {"start_secs": 0, "stdout": output, "stderr": output})
+    d = Ours(sleep_jobs(n), defaults)
     try:
         wait_running(d, n, 600)
         started = time.perf_counter() - t
+        time.sleep(1)
         _, _, rss = proc_sample(d.pid)
+        guard = children(d.pid)
+        guard = [p for p in guard if open(f"/proc/{p}/comm").read().startswith("guard")]
+        pss = pss_kib([d.pid])
+        slab = unreclaimable_kib() - slab0
         c = d.conn()
         req = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
         xs = []
@@ -557,14 +625,352 @@ def scale(n, output):
             "output": output,
             "start_s": started,
             "rss_kib": rss,
+            "pss_kib": pss,
+            "guard_pss_kib": pss_kib(guard),
             "fds": fds,
+            "fds_per_job": fds / n,
+            "kernel_kib_per_job": slab / n,
             "status_rpc": summary(xs, "ms"),
             "status_cli": summary(cli, "ms"),
             "shutdown_s": shutdown,
             "exit_code": d.proc.returncode,
+            "load": os.getloadavg()[0],
         }
     finally:
         d.close()
+
+
+def fits(n, output, room):
+    """Whether N jobs with this output fit under `room` descriptors."""
+    pipes = {"null": 0, "merged": 1, "both": 2}[output]
+    return n * pipes + min(n, PIDFD_BUDGET) + OPEN_LOG_FILES + 200 < room
+
+
+# ---- s6 ------------------------------------------------------------------------------------
+
+
+S6_SVSCAN = shutil.which("s6-svscan")
+
+
+class S6:
+    """s6-svscan over N service directories (one s6-supervise process per service)."""
+
+    name = "s6"
+
+    def __init__(self, n, argv, down):
+        self.dir = tempfile.mkdtemp(prefix="svb-s6-")
+        self.scan = os.path.join(self.dir, "scan")
+        os.makedirs(self.scan)
+        self.services = []
+        for i in range(n):
+            sd = os.path.join(self.scan, f"s{i}")
+            os.makedirs(sd)
+            run = os.path.join(sd, "run")
+            if len(argv) == 1:
+                os.symlink(argv[0], run)  # exec'd straight by s6-supervise
+            else:
+                with open(run, "w") as f:
+                    f.write("#!/bin/sh\nexec " + " ".join(argv) + "\n")
+                os.chmod(run, 0o755)
+            if down:
+                open(os.path.join(sd, "down"), "w").close()
+            self.services.append(sd)
+        t = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [S6_SVSCAN, self.scan],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=raise_fds,
+        )
+        STARTED.append(self.proc)
+        self.pid = self.proc.pid
+        self.t0 = t
+        wait_for(
+            lambda: all(os.path.exists(os.path.join(sd, "supervise", "control")) for sd in self.services),
+            600,
+            "every s6-supervise",
+            0.05,
+        )
+
+    def supervisors(self):
+        return children(self.pid)
+
+    def all_up(self, program):
+        """Every s6-supervise has a child that has exec'd `program`."""
+        n = 0
+        for sup in self.supervisors():
+            for c in children(sup):
+                try:
+                    with open(f"/proc/{c}/comm") as f:
+                        if f.read().strip() == program:
+                            n += 1
+                except OSError:
+                    pass
+        return n == len(self.services)
+
+    def spawn_join(self):
+        """Start every (down) service once and wait until each is down again: `s6-svc -o`
+        and `s6-svwait -d` done by hand — the 'o' byte written to each control FIFO, the
+        'd' event read from a FIFO of our own in each event directory, subscribed before
+        the start (s6-svwait takes at most 1000 services and checks the state first)."""
+        fifos = []
+        for sd in self.services:
+            name = "ftrig1:@%024x:%06x" % (random.getrandbits(96), random.getrandbits(24))
+            path = os.path.join(sd, "event", name)
+            os.mkfifo(path, 0o600)
+            fifos.append((path, os.open(path, os.O_RDONLY | os.O_NONBLOCK)))
+        controls = [os.open(os.path.join(sd, "supervise", "control"), os.O_WRONLY | os.O_NONBLOCK) for sd in self.services]
+        try:
+            pending = {fd: b"" for _, fd in fifos}
+            poller = select.poll()
+            for fd in pending:
+                poller.register(fd, select.POLLIN)
+            t = time.perf_counter()
+            for c in controls:
+                os.write(c, b"o")
+            while pending:
+                for fd, _ in poller.poll(1000):
+                    if fd not in pending:
+                        continue
+                    try:
+                        got = os.read(fd, 64)
+                    except BlockingIOError:
+                        continue
+                    if b"d" in got:
+                        del pending[fd]
+                        poller.unregister(fd)
+            return time.perf_counter() - t
+        finally:
+            for c in controls:
+                os.close(c)
+            for path, fd in fifos:
+                os.close(fd)
+                if os.path.exists(path):  # s6-supervise may have cleaned it up already
+                    os.unlink(path)
+
+    def processes(self):
+        return [self.pid] + self.supervisors()
+
+    def close(self):
+        subprocess.run(["s6-svscanctl", "-t", self.scan], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_process(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def s6_spawn_join(n, reps):
+    s = S6(n, ["/bin/true"], down=True)
+    try:
+        return summary([s.spawn_join() * 1e3 for _ in range(reps)], "ms")
+    finally:
+        s.close()
+
+
+def s6_idle(n, seconds):
+    """N long-running services: how long until all are up, then idle cost and memory of
+    s6-svscan plus every s6-supervise."""
+    s = S6(n, SLEEP, down=False)
+    try:
+        wait_for(lambda: s.all_up("sleep"), 600, f"{n} s6 services up", 0.05)
+        up = time.perf_counter() - s.t0
+        procs = s.processes()
+        settle_all(procs)
+        s0 = sum(proc_sample(p)[0] for p in procs)
+        t0 = sum(proc_sample(p)[1] for p in procs)
+        time.sleep(seconds)
+        samples = [proc_sample(p) for p in procs]
+        return {
+            "up_s": up,
+            "switches": sum(x[0] for x in samples) - s0,
+            "ticks": sum(x[1] for x in samples) - t0,
+            "rss_kib": sum(x[2] for x in samples),
+            "pss_kib": pss_kib(procs),
+            "processes": len(procs),
+            "seconds": seconds,
+        }
+    finally:
+        s.close()
+
+
+def settle_all(pids, quiet=1.0, timeout=30):
+    deadline = time.monotonic() + timeout
+    last = sum(proc_sample(p)[0] for p in pids)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = sum(proc_sample(p)[0] for p in pids)
+        if now == last:
+            return
+        last = now
+
+
+def ours_up(n, seconds):
+    """The same as `s6_idle` for this project's supervisord (daemon and guard)."""
+    t = time.perf_counter()
+    d = Ours(sleep_jobs(n), {"start_secs": 0})
+    try:
+        wait_running(d, n, 600)
+        up = time.perf_counter() - t
+        procs = [d.pid] + [p for p in children(d.pid) if open(f"/proc/{p}/comm").read().startswith("guard")]
+        settle_all(procs)
+        s0 = sum(proc_sample(p)[0] for p in procs)
+        t0 = sum(proc_sample(p)[1] for p in procs)
+        time.sleep(seconds)
+        samples = [proc_sample(p) for p in procs]
+        return {
+            "up_s": up,
+            "switches": sum(x[0] for x in samples) - s0,
+            "ticks": sum(x[1] for x in samples) - t0,
+            "rss_kib": sum(x[2] for x in samples),
+            "pss_kib": pss_kib(procs),
+            "processes": len(procs),
+            "seconds": seconds,
+        }
+    finally:
+        d.close()
+
+
+def peers(n, seconds, spawn_n, reps):
+    out = {"n": n, "spawn_n": spawn_n}
+    log(f"peers: supervisord, {n} long-running jobs ...")
+    out["ours"] = ours_up(n, seconds)
+    if not S6_SVSCAN:
+        out["s6"] = {"skipped": "s6-svscan not found (apt-get install s6)"}
+        log("  s6: skipped, s6-svscan not found (apt-get install s6)")
+    else:
+        log(f"peers: s6, {n} long-running services ...")
+        out["s6"] = s6_idle(n, seconds)
+        log(f"peers: s6, spawn+join {spawn_n} ...")
+        out["s6"]["spawn"] = s6_spawn_join(spawn_n, reps)
+    return out
+
+
+# ---- pueue ---------------------------------------------------------------------------------
+
+
+def ensure_pueue():
+    """pueue and pueued in bench/.tools, installed with cargo once; None when they cannot be."""
+    if os.path.exists(PUEUED) and os.path.exists(PUEUE):
+        return None
+    marker = os.path.join(TOOLS, "install-failed")
+    if os.path.exists(marker):
+        return f"pueue is not installed (an earlier `cargo install pueue` failed; remove {marker} to try again)"
+    log("installing pueue into bench/.tools (cargo install, once) ...")
+    os.makedirs(TOOLS, exist_ok=True)
+    r = subprocess.run(["cargo", "install", "--locked", "pueue", "--root", TOOLS], capture_output=True, text=True)
+    if r.returncode != 0 or not os.path.exists(PUEUED):
+        with open(marker, "w") as f:
+            f.write(r.stderr[-4000:])
+        return "pueue could not be installed: `cargo install pueue` failed (see " + marker + ")"
+    return None
+
+
+def pueue_spawn_join(n, reps):
+    """N `/bin/true` tasks through pueue: added to a paused group with `parallel` = N
+    (not timed), then `pueue start` + `pueue wait` (timed), then `pueue clean`."""
+    why = ensure_pueue()
+    if why:
+        log("  pueue: skipped, " + why)
+        return {"skipped": why}
+    d = tempfile.mkdtemp(prefix="svb-pueue-")
+    cfg = os.path.join(d, "pueue.yml")
+    sock = os.path.join(d, "pueue.sock")
+    with open(cfg, "w") as f:
+        f.write(
+            "shared:\n"
+            f"  pueue_directory: {d}\n"
+            f"  runtime_directory: {d}\n"
+            "  use_unix_socket: true\n"
+            f"  unix_socket_path: {sock}\n"
+            "daemon:\n"
+            "  pause_group_on_failure: false\n"
+            "  pause_all_on_failure: false\n"
+        )
+    proc = subprocess.Popen([PUEUED, "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=raise_fds)
+    STARTED.append(proc)
+    ctl = lambda *a: subprocess.run([PUEUE, "-c", cfg, *a], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, 30, "pueued's socket")
+        if proc.poll() is not None:
+            return {"skipped": "pueued exited at start"}
+        ctl("parallel", str(n))
+        xs = []
+        for _ in range(reps):
+            ctl("pause")
+            for _ in range(n):
+                ctl("add", "--", "/bin/true")
+            t = time.perf_counter()
+            ctl("start")
+            ctl("wait")
+            xs.append((time.perf_counter() - t) * 1e3)
+            ctl("clean")
+        return {"spawn": summary(xs, "ms"), "pid": proc.pid}
+    except subprocess.CalledProcessError as e:
+        why = f"pueue {' '.join(e.cmd[3:])} failed: {(e.stderr or b'').decode().strip()[:200]}"
+        log("  pueue: " + why)
+        return {"skipped": why}
+    finally:
+        stop_process(proc)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- features of later rounds ---------------------------------------------------------------
+
+
+FEATURES = {
+    "plain": ({}, {}),
+    "cgroup per job": ({"cgroup": "auto"}, {}),
+    "history on": ({"state_dir": "state"}, {}),
+}
+
+
+def features(n, reps, seconds):
+    """spawn+join N and idle N with each feature on, beside the plain daemon; a feature
+    whose keys supervisord refuses is "not built yet"."""
+    out = {}
+    for label, (sup, defaults) in FEATURES.items():
+        log(f"features: {label} ...")
+        try:
+            d = Ours(true_jobs(n), {"autostart": False, "start_secs": 0, **defaults}, sup)
+        except Refused as e:
+            out[label] = {"not_built": str(e)}
+            continue
+        try:
+            xs = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                subprocess.run(d.ctl("start", "--all"), check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(d.ctl("wait", "--all"), check=True, stdout=subprocess.DEVNULL)
+                xs.append((time.perf_counter() - t) * 1e3)
+            out[label] = {"spawn": summary(xs, "ms")}
+        finally:
+            d.close()
+        d = Ours(sleep_jobs(n), {"start_secs": 0, **defaults}, sup)
+        try:
+            wait_running(d, n, 600)
+            settle(d.pid)
+            s0, t0, _ = proc_sample(d.pid)
+            time.sleep(seconds)
+            s1, t1, rss = proc_sample(d.pid)
+            out[label]["idle"] = {"switches": s1 - s0, "ticks": t1 - t0, "rss_kib": rss, "seconds": seconds}
+        finally:
+            d.close()
+    return out
+
+
+def health(n, seconds):
+    """CPU of the daemon with N jobs under a 10 s tcp health check: bench/health_cpu.py."""
+    script = os.path.join(BENCH, "health_cpu.py")
+    r = subprocess.run(
+        [sys.executable, script, "--jobs", str(n), "--seconds", str(seconds), "--bin", REL],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return {"note": f"bench/health_cpu.py --jobs {n} --seconds {seconds} exited {r.returncode}",
+            "output": (r.stdout.strip() or r.stderr.strip()[-2000:])}
 
 
 # ---- setup and report ----------------------------------------------------------------------
@@ -728,24 +1134,99 @@ def report(res, args):
         L += ["## (f) output capture, 1 GiB", "", res["capture"]["note"], ""]
         if res["capture"].get("output"):
             L += ["```", res["capture"]["output"], "```", ""]
-    if "scale" in res and "error" in res["scale"]:
-        L += ["## Scale", "", f"Failed: {res['scale']['error']}", ""]
-    elif "scale" in res:
-        s = res["scale"]
+    if "scale" in res:
         L += [
-            f"## Scale: {s['jobs']} sleeping jobs (supervisord only)",
+            "## Scale: many sleeping jobs (supervisord only)",
             "",
-            f"Jobs' output: `{s['output']}`; open-files hard limit {s['fd_hard_limit']}. Captured",
-            "output costs five descriptors a job, `null` one; when the hard limit cannot hold",
-            "five a job (and this process may not raise it), the run uses `null`.",
+            "Start: daemon launch → all `running`. Descriptors: the daemon's `/proc/PID/fd` with",
+            f"all running (a job holds its pipes, and a pidfd for the first {PIDFD_BUDGET} runs alive;",
+            f"log files are open only while written, {OPEN_LOG_FILES} at most). Kernel: growth of",
+            "`SUnreclaim` in /proc/meminfo per job (machine-wide: the job's own process too).",
+            f"Open-files hard limit here: {res.get('fd_hard_limit', '?')}; load average at the end of each run shown.",
             "",
-            f"- start (daemon launch → all `running`): {s['start_s']:.2f} s",
-            f"- RSS with all running: {s['rss_kib'] / 1024:.1f} MiB; open descriptors: {s['fds']}",
-            f"- status RPC (whole table): {fmt(s['status_rpc'])}; `supctl status`: {fmt(s['status_cli'])}",
-            f"- `supctl shutdown` → daemon exited: {s['shutdown_s']:.2f} s (exit code {s['exit_code']})",
-            f"- limits here: pid_max {m['pid_max']}, threads-max {m['threads_max']}",
+            "| jobs | output | start | descriptors (per job) | RSS / PSS | kernel per job | status RPC | `supctl status` | shutdown | load |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in res["scale"]:
+            if "error" in s or "skipped" in s:
+                L.append(f"| {s['jobs']} | {s['output']} | {s.get('error') or s.get('skipped')} |||||||| ")
+                continue
+            L.append(
+                f"| {s['jobs']} | {s['output']} | {s['start_s']:.2f} s | {s['fds']} ({s['fds_per_job']:.2f}) "
+                f"| {s['rss_kib'] / 1024:.1f} / {s['pss_kib'] / 1024:.1f} MiB | {s['kernel_kib_per_job']:.1f} KiB "
+                f"| {fmt(s['status_rpc'])} | {fmt(s['status_cli'])} | {s['shutdown_s']:.2f} s | {s['load']:.1f} |"
+            )
+        L += ["", f"Limits here: pid_max {m['pid_max']}, threads-max {m['threads_max']}.", ""]
+    if "peers" in res:
+        r = res["peers"]
+        n = r["n"]
+        L += [
+            f"## Peers: {n} long-running jobs, and spawn + join {r['spawn_n']} `/bin/true`",
+            "",
+            "Up: launch → every job running (s6: every s6-supervise has exec'd `sleep`; its run",
+            "script is `#!/bin/sh` + `exec /bin/sleep 100000`). Idle: context switches and CPU",
+            "ticks summed over the processes, after start-up settled. Memory summed over the",
+            "processes: supervisord + its guard; s6-svscan + every s6-supervise.",
+            "",
+            "| system | processes | up | idle switches / ticks | RSS | PSS | PSS per job |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, label in (("ours", "supervisord"), ("s6", "s6")):
+            x = r.get(key, {})
+            if "skipped" in x:
+                L.append(f"| {label} | {x['skipped']} |||||| ")
+            elif x:
+                L.append(
+                    f"| {label} | {x['processes']} | {x['up_s']:.2f} s | {x['switches']} / {x['ticks']} in {x['seconds']} s "
+                    f"| {x['rss_kib'] / 1024:.1f} MiB | {x['pss_kib'] / 1024:.1f} MiB | {x['pss_kib'] / n:.1f} KiB |"
+                )
+        L.append("")
+        spawn = res.get("spawn", {}).get(r["spawn_n"], {})
+        L += [
+            f"spawn + join {r['spawn_n']} `/bin/true` (s6: the 'o' byte to every control FIFO, then every 'd'",
+            "event read; supervisord: `supctl start --all` + `supctl wait --all`; pueue: see below):",
+            "",
+            "| floor | supervisord | s6 | pueue |",
+            "|---|---|---|---|",
+            f"| {fmt(spawn.get('floor'))} | {fmt(spawn.get('ours'))} | "
+            + (fmt(r.get('s6', {}).get('spawn')) if 'spawn' in r.get('s6', {}) else "—")
+            + " | "
+            + (fmt(res.get('pueue', {}).get('spawn')) if 'spawn' in res.get('pueue', {}) else "—")
+            + " |",
             "",
         ]
+    if "pueue" in res:
+        x = res["pueue"]
+        L += [
+            f"### pueue, spawn + join {args.pueue_jobs} `/bin/true`",
+            "",
+            "Tasks added to the paused default group with `parallel` as high as the task count",
+            "(not timed), then `pueue start` + `pueue wait` (timed), `pueue clean` between runs.",
+            "",
+            ("- " + x["skipped"]) if "skipped" in x else f"- pueue: {fmt(x['spawn'])}",
+            "",
+        ]
+    if "features" in res:
+        L += [
+            f"## Features of later rounds: spawn + join and idle with {args.feature_jobs} jobs",
+            "",
+            "| variant | spawn + join | ratio to plain | idle switches / ticks | RSS |",
+            "|---|---|---|---|---|",
+        ]
+        plain = res["features"].get("plain", {}).get("spawn")
+        for label, x in res["features"].items():
+            if "not_built" in x:
+                why = x["not_built"].split(": ")[-1].split(", expected")[0]
+                L.append(f"| {label} | not built yet (supervisord: {why}) |||| ")
+                continue
+            i = x.get("idle", {})
+            L.append(
+                f"| {label} | {fmt(x['spawn'])} | {ratio(x['spawn'], plain)} | {i.get('switches')} / {i.get('ticks')} in {i.get('seconds')} s "
+                f"| {i.get('rss_kib', 0) / 1024:.1f} MiB |"
+            )
+        L.append("")
+    if "health" in res:
+        L += [f"## {args.health_jobs} jobs under a 10 s tcp health check: CPU of the daemon", "", res["health"]["note"], "", "```", res["health"]["output"], "```", ""]
     return "\n".join(L)
 
 
@@ -756,17 +1237,39 @@ def main():
     ap.add_argument("--no-python", action="store_true", help="leave Python's Supervisor out")
     ap.add_argument(
         "--only",
-        default="spawn,idle,status,exit,capture,scale",
+        default="spawn,idle,status,exit,capture,scale,peers,pueue,features,health",
         help="comma-separated workloads (default: all)",
     )
     ap.add_argument("--status-jobs", type=int, default=200)
-    ap.add_argument("--scale-jobs", type=int, default=10_000)
+    ap.add_argument("--scale-jobs", type=int, default=10_000, help="jobs of the null and merged scale runs")
+    ap.add_argument("--scale-both", type=int, default=5_000, help="jobs of the scale run with both streams captured")
+    ap.add_argument("--peer-jobs", type=int, default=1000, help="long-running jobs for the s6 comparison")
+    ap.add_argument("--pueue-jobs", type=int, default=500)
+    ap.add_argument("--feature-jobs", type=int, default=1000)
+    ap.add_argument("--health-jobs", type=int, default=1000)
+    ap.add_argument("--health-seconds", type=int, default=60)
+    ap.add_argument("--cgroup", action="store_true", help='every supervisord here with [supervisor] cgroup = "auto"')
+    ap.add_argument("--history", action="store_true", help='every supervisord here with [supervisor] state_dir = "state" (history on)')
+    ap.add_argument("--supervisor-key", action="append", default=[], metavar="K=V", help="a [supervisor] key (TOML value) for every supervisord here")
+    ap.add_argument("--job-key", action="append", default=[], metavar="K=V", help="a [defaults] key (TOML value) for every supervisord here")
     ap.add_argument("--idle-seconds", type=int, default=10)
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--results", default=os.path.join(BENCH, "RESULTS.md"))
     args = ap.parse_args()
     only = set(args.only.split(","))
+    for opt, into in ((args.supervisor_key, EXTRA_SUPERVISOR), (args.job_key, EXTRA_DEFAULTS)):
+        for kv in opt:
+            k, _, v = kv.partition("=")
+            try:
+                into[k] = json.loads(v)
+            except ValueError:
+                into[k] = v
+    if args.cgroup:
+        EXTRA_SUPERVISOR["cgroup"] = "auto"
+    if args.history:
+        EXTRA_SUPERVISOR["state_dir"] = "state"
     systems = {"floor", "ours"} | (set() if args.no_python else {"theirs"})
+    os.makedirs(OUT, exist_ok=True)
     if not args.no_build:
         setup(not args.no_python)
     reps = 3 if args.quick else 7
@@ -798,15 +1301,33 @@ def main():
             res["capture"] = capture()
         if "scale" in only:
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            # Five descriptors a job with captured output; one without (see `scale`).
             room = FD_LIMIT if can_raise() else hard
-            output = "log" if args.scale_jobs * 5 + 100 < room else "null"
-            log(f"scale: {args.scale_jobs} jobs, output {output} (open-files hard limit {hard}) ...")
-            try:
-                res["scale"] = scale(args.scale_jobs, output)
-            except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
-                res["scale"] = {"jobs": args.scale_jobs, "output": output, "error": str(e)}
-            res["scale"]["fd_hard_limit"] = hard
+            res["fd_hard_limit"] = hard
+            res["scale"] = []
+            for n, output in ((args.scale_jobs, "null"), (args.scale_jobs, "merged"), (args.scale_both, "both")):
+                if not fits(n, output, room):
+                    res["scale"].append({"jobs": n, "output": output, "skipped": f"does not fit under {room} descriptors"})
+                    continue
+                log(f"scale: {n} jobs, output {output} (open-files hard limit {hard}) ...")
+                try:
+                    res["scale"].append(scale(n, output))
+                except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+                    res["scale"].append({"jobs": n, "output": output, "error": str(e)})
+                save()
+        if "peers" in only:
+            res["peers"] = peers(args.peer_jobs, args.idle_seconds, args.pueue_jobs, reps)
+            save()
+        if "pueue" in only:
+            log(f"pueue: spawn+join {args.pueue_jobs} ...")
+            res["pueue"] = pueue_spawn_join(args.pueue_jobs, reps)
+            save()
+        if "features" in only:
+            res["features"] = features(args.feature_jobs, reps, args.idle_seconds)
+            save()
+        if "health" in only:
+            log(f"health: {args.health_jobs} jobs under a tcp check ...")
+            res["health"] = health(args.health_jobs, 15 if args.quick else args.health_seconds)
+            save()
     finally:
         for p in list(STARTED):
             stop_process(p)
