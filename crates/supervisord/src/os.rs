@@ -237,30 +237,39 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Reap children that are not runs (orphans adopted as subreaper). `ours` are the pids
-/// the runtime waits for; they are left alone. Reads `/proc/self/task/*/children`, which
-/// the kernel serves from memory. Returns how many were reaped.
-pub fn reap_orphans(ours: &HashSet<u32>) -> usize {
-    let mut reaped = 0;
+/// Reap children that are not runs (orphans adopted as subreaper). `expected` is how many
+/// children are ours (runs, held leaders, the guard): when no more than that are listed,
+/// there is no orphan and `ours` (the pids the runtime waits for, left alone) is never
+/// built — on every SIGCHLD of a burst of exits that set was most of the work. Reads
+/// `/proc/self/task/*/children`, which the kernel serves from memory. Returns how many
+/// were reaped.
+pub fn reap_orphans(expected: usize, ours: impl FnOnce() -> HashSet<u32>) -> usize {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
-    for task in tasks.flatten() {
-        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+    let listed: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if listed.len() <= expected {
+        return 0;
+    }
+    let ours = ours();
+    let mut reaped = 0;
+    for pid in listed {
+        if ours.contains(&pid) {
             continue;
-        };
-        for pid in children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok())
-        {
-            if ours.contains(&pid) {
-                continue;
-            }
-            let Some(p) = pid_t(pid) else { continue };
-            if let Ok(status) = waitpid(p, Some(WaitPidFlag::WNOHANG)) {
-                if status.pid().is_some() {
-                    reaped += 1;
-                }
+        }
+        let Some(p) = pid_t(pid) else { continue };
+        if let Ok(status) = waitpid(p, Some(WaitPidFlag::WNOHANG)) {
+            if status.pid().is_some() {
+                reaped += 1;
             }
         }
     }

@@ -519,19 +519,25 @@ impl Supervisor {
     /// SIGCHLD: reap adopted orphans and forget process groups that emptied.
     fn reap(&mut self) {
         self.mend_guard();
-        let mut ours: HashSet<u32> = self
-            .jobs
-            .values()
-            .filter_map(|e| e.run.as_ref().map(|r| r.pid))
-            .collect();
-        if let Some(g) = &self.guard {
-            ours.insert(g.pid());
-        }
-        // Held leaders are not orphans: reaping one would free its group's id.
-        ours.extend(self.lingering.keys().copied());
-        // Nor are exec checks: the runtime waits for them.
-        ours.extend(crate::checks::running_pids());
-        let reaped = os::reap_orphans(&ours);
+        // Exec checks are children too but not counted here: while one runs, the set is
+        // built (an over-count could hide an orphan, an under-count only costs time).
+        let runs = self.jobs.values().filter(|e| e.run.is_some()).count();
+        let expected = runs + self.lingering.len() + usize::from(self.guard.is_some());
+        let reaped = os::reap_orphans(expected, || {
+            let mut ours: HashSet<u32> = self
+                .jobs
+                .values()
+                .filter_map(|e| e.run.as_ref().map(|r| r.pid))
+                .collect();
+            if let Some(g) = &self.guard {
+                ours.insert(g.pid());
+            }
+            // Held leaders are not orphans: reaping one would free its group's id.
+            ours.extend(self.lingering.keys().copied());
+            // Nor are exec checks: the runtime waits for them.
+            ours.extend(crate::checks::running_pids());
+            ours
+        });
         if reaped > 0 {
             tracing::debug!(reaped, "reaped adopted orphans");
         }
