@@ -920,9 +920,12 @@ fn forty_captured_jobs_fit_under_128_descriptors_and_every_end_is_seen() {
             });
         }
     }
-    // Two pipes a job, at most 16 pidfds (128 / 8) and 16 open log files.
-    let held = fd_count(d.pid()).saturating_sub(before);
-    assert!(held <= 40 * 2 + 16 + 16, "{held} descriptors for 40 jobs");
+    // Two pipes a job, at most 16 pidfds (128 / 8) and 16 open log files; waited for,
+    // since the connections of the checks above may still be closing.
+    wait_until("the descriptors of 40 running jobs", DEADLINE, || {
+        let held = fd_count(d.pid()).saturating_sub(before);
+        (held <= 40 * 2 + 16 + 16).then_some(())
+    });
     let out = d.ctl(&["stop", "--all"]);
     assert!(out.status.success(), "{out:?}");
     for j in d.jobs() {
