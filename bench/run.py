@@ -1315,11 +1315,19 @@ def main():
                     res["scale"].append({"jobs": n, "output": output, "error": str(e)})
                 save()
         if "peers" in only:
-            res["peers"] = peers(args.peer_jobs, args.idle_seconds, args.pueue_jobs, reps)
+            try:
+                res["peers"] = peers(args.peer_jobs, args.idle_seconds, args.pueue_jobs, reps)
+            except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+                log(f"peers failed: {e}")
+                res["peers"] = {"n": args.peer_jobs, "spawn_n": args.pueue_jobs, "s6": {"skipped": f"failed: {e}"}}
             save()
         if "pueue" in only:
             log(f"pueue: spawn+join {args.pueue_jobs} ...")
-            res["pueue"] = pueue_spawn_join(args.pueue_jobs, reps)
+            try:
+                res["pueue"] = pueue_spawn_join(args.pueue_jobs, reps)
+            except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+                log(f"pueue failed: {e}")
+                res["pueue"] = {"skipped": f"failed: {e}"}
             save()
         if "features" in only:
             res["features"] = features(args.feature_jobs, reps, args.idle_seconds)
