@@ -921,8 +921,9 @@ def pueue_spawn_join(n, reps):
 
 FEATURES = {
     "plain": ({}, {}),
+    "history off": ({"history": False}, {}),
+    "history on": ({"history": True}, {}),
     "cgroup per job": ({"cgroup": "auto"}, {}),
-    "history on": ({"state_dir": "state"}, {}),
 }
 
 
@@ -1249,7 +1250,7 @@ def main():
     ap.add_argument("--health-jobs", type=int, default=1000)
     ap.add_argument("--health-seconds", type=int, default=60)
     ap.add_argument("--cgroup", action="store_true", help='every supervisord here with [supervisor] cgroup = "auto"')
-    ap.add_argument("--history", action="store_true", help='every supervisord here with [supervisor] state_dir = "state" (history on)')
+    ap.add_argument("--history", action="store_true", help="every supervisord here with [supervisor] history = true")
     ap.add_argument("--supervisor-key", action="append", default=[], metavar="K=V", help="a [supervisor] key (TOML value) for every supervisord here")
     ap.add_argument("--job-key", action="append", default=[], metavar="K=V", help="a [defaults] key (TOML value) for every supervisord here")
     ap.add_argument("--idle-seconds", type=int, default=10)
@@ -1267,7 +1268,7 @@ def main():
     if args.cgroup:
         EXTRA_SUPERVISOR["cgroup"] = "auto"
     if args.history:
-        EXTRA_SUPERVISOR["state_dir"] = "state"
+        EXTRA_SUPERVISOR["history"] = True
     systems = {"floor", "ours"} | (set() if args.no_python else {"theirs"})
     os.makedirs(OUT, exist_ok=True)
     if not args.no_build:
