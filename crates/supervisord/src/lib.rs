@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod notify;
 pub mod os;
 pub mod process;
+pub mod schedule;
 pub mod server;
 pub mod suggest;
 pub mod supervisor;
