@@ -26,6 +26,8 @@ pub use schema::schema;
 mod run_as;
 use run_as::RawLimits;
 pub use run_as::{Resource, Rlim, RunAs};
+mod batch;
+pub use batch::GroupSpec;
 mod checks;
 pub use checks::{
     is_target, levels, Condition, Dependency, HealthSpec, OnUnhealthy, Probe, ReadySpec,
@@ -147,6 +149,8 @@ pub struct Config {
     files: Files,
     /// Each job with `replicas`, and its count in the file.
     pub replicas: BTreeMap<String, u32>,
+    /// `[group.NAME]` sections.
+    pub groups: BTreeMap<String, GroupSpec>,
 }
 
 /// When a job is started again after it ends.
@@ -313,6 +317,10 @@ pub struct JobSpec {
     pub health: Option<HealthSpec>,
     /// `depends_on`, in file order.
     pub depends_on: Vec<Dependency>,
+    /// `schedule` with `timezone`, `overlap` and `catch_up`.
+    pub schedule: Option<crate::schedule::ScheduleSpec>,
+    /// `retries`: failed runs in a row run again (`None`: no bound).
+    pub retries: Option<u32>,
 }
 
 impl JobSpec {
@@ -350,6 +358,10 @@ struct RawFile {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawJob>")]
     job: IndexMap<Spanned<String>, Spanned<RawJob>>,
+    /// Groups: `[group.NAME]`, for settings of a whole group (`max_parallel`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, batch::RawGroup>")]
+    group: IndexMap<Spanned<String>, batch::RawGroup>,
 }
 
 /// `[supervisor]`: settings of the daemon itself.
@@ -487,6 +499,26 @@ struct RawJob {
     /// name = { condition, restart }.
     #[schemars(with = "Option<schema::DependsOn>")]
     depends_on: Option<Spanned<checks::RawDeps>>,
+    /// When the job runs: a 5-field cron expression ("0 3 * * *") or "every DURATION".
+    /// Its `autostart` arms the schedule instead of starting it.
+    #[schemars(with = "Option<String>")]
+    schedule: Option<Spanned<String>>,
+    /// The IANA time zone `schedule` is read in (needs `schedule`); default: local time.
+    #[schemars(with = "Option<String>")]
+    timezone: Option<Spanned<String>>,
+    /// A scheduled time that comes while a run is alive: "skip", "queue" or "replace"
+    /// (needs `schedule`).
+    #[schemars(extend("default" = "skip"))]
+    #[schemars(with = "Option<String>")]
+    overlap: Option<Spanned<String>>,
+    /// At daemon start, run once if a scheduled time passed while it was down (needs
+    /// `schedule`).
+    #[schemars(extend("default" = false))]
+    #[schemars(with = "Option<bool>")]
+    catch_up: Option<Spanned<bool>>,
+    /// A failed run (quick or not) is run again up to this many times in a row, after
+    /// `backoff`; default: no bound.
+    retries: Option<u32>,
 }
 
 /// `env_file`: one path or a list; `?` in front marks an optional file.
@@ -555,6 +587,12 @@ impl RawJob {
             ready: self.ready,
             health: self.health,
             depends_on: self.depends_on,
+            schedule: self.schedule,
+            // From [defaults] they apply to scheduled jobs only.
+            timezone: self.timezone.or(d.timezone),
+            overlap: self.overlap.or(d.overlap),
+            catch_up: self.catch_up.or(d.catch_up),
+            retries: self.retries.or(d.retries),
         }
     }
 }
@@ -897,6 +935,7 @@ fn parse_with(
             "depends_on",
             defaults.depends_on.as_ref().map(Spanned::span),
         ),
+        ("schedule", defaults.schedule.as_ref().map(Spanned::span)),
     ] {
         if let Some(span) = span {
             return Err(src.error(
@@ -924,9 +963,11 @@ fn parse_with(
     };
     let mut jobs = Vec::with_capacity(raw.job.len());
     let mut edge_spans = Vec::with_capacity(raw.job.len());
+    let groups = batch::groups(&src, raw.group)?;
     for (name, job) in raw.job {
         let span = job.span();
         let job = job.into_inner();
+        batch::lone_schedule_keys(&src, name.get_ref(), &job)?;
         let env = layers.job_env(&mut reader, &defaults, &job, name.get_ref(), &facts)?;
         let (mut spec, spans) = resolve(
             &src,
@@ -963,6 +1004,7 @@ fn parse_with(
         text: text.to_owned(),
         files: Files::new(),
         replicas: facts.replicas,
+        groups,
     })
 }
 
@@ -1125,6 +1167,7 @@ fn resolve(
         Some(d) => checks::edges(src, n, d.into_inner())?,
         None => (Vec::new(), Vec::new()),
     };
+    let schedule = batch::schedule(src, n, raw.schedule, raw.timezone, raw.overlap, raw.catch_up)?;
     let spec = JobSpec {
         name: n.clone(),
         group,
@@ -1156,6 +1199,8 @@ fn resolve(
         ready,
         health,
         depends_on,
+        schedule,
+        retries: raw.retries,
     };
     if let Some(why) = checks::uncaptured_log_check(&spec) {
         return Err(src.error(ready_span, format!("job {n:?}: {why}")));
@@ -1207,6 +1252,7 @@ impl Config {
             .ok_or_else(|| invalid("no job keys".into()))?;
         let span = raw.span();
         let raw = raw.into_inner();
+        batch::lone_schedule_keys(&src, name, &raw).map_err(|e| AddError::Key(e.reason().to_owned()))?;
         if raw.env_file.is_some() || raw.replicas.is_some() {
             return Err(invalid(
                 "`env_file` and `replicas` are read from the job file only; send `env` instead"
