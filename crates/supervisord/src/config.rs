@@ -1167,7 +1167,14 @@ fn resolve(
         Some(d) => checks::edges(src, n, d.into_inner())?,
         None => (Vec::new(), Vec::new()),
     };
-    let schedule = batch::schedule(src, n, raw.schedule, raw.timezone, raw.overlap, raw.catch_up)?;
+    let schedule = batch::schedule(
+        src,
+        n,
+        raw.schedule,
+        raw.timezone,
+        raw.overlap,
+        raw.catch_up,
+    )?;
     let spec = JobSpec {
         name: n.clone(),
         group,
@@ -1252,7 +1259,8 @@ impl Config {
             .ok_or_else(|| invalid("no job keys".into()))?;
         let span = raw.span();
         let raw = raw.into_inner();
-        batch::lone_schedule_keys(&src, name, &raw).map_err(|e| AddError::Key(e.reason().to_owned()))?;
+        batch::lone_schedule_keys(&src, name, &raw)
+            .map_err(|e| AddError::Key(e.reason().to_owned()))?;
         if raw.env_file.is_some() || raw.replicas.is_some() {
             return Err(invalid(
                 "`env_file` and `replicas` are read from the job file only; send `env` instead"

@@ -134,6 +134,8 @@ pub struct Lifecycle {
     success: Option<bool>,
     restarts: u32,
     failures: u32,
+    /// Failed runs in a row (quick or not), for `retries`.
+    retried: u32,
     started_at: Option<SystemTime>,
     ended_at: Option<SystemTime>,
     spawn_error: Option<String>,
@@ -171,6 +173,7 @@ impl Lifecycle {
             success: None,
             restarts: 0,
             failures: 0,
+            retried: 0,
             started_at: None,
             ended_at: None,
             spawn_error: None,
@@ -243,6 +246,11 @@ impl Lifecycle {
     /// Failed starts in a row.
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// Failed runs in a row (quick or not), which `retries` bounds.
+    pub fn retried(&self) -> u32 {
+        self.retried
     }
 
     /// When the current or last run started.
@@ -363,6 +371,7 @@ impl Lifecycle {
                     self.restarts = 0;
                 }
                 self.failures = 0;
+                self.retried = 0;
                 step.effects.push(Effect::Spawn);
             }
             (Starting | Running, Input::Restart) => {
@@ -374,6 +383,7 @@ impl Lifecycle {
                     self.restarts += 1;
                 }
                 self.failures = 0;
+                self.retried = 0;
                 step.effects.push(Effect::Spawn);
             }
             (Starting | Running, Input::Stop(sig)) => {
@@ -471,11 +481,19 @@ impl Lifecycle {
                     Cause::Signal
                 };
                 self.because(cause, describe_exit(code));
-                let again = match spec.restart {
-                    RestartPolicy::Never => false,
-                    RestartPolicy::OnFailure => self.success != Some(true),
-                    RestartPolicy::Always => true,
-                };
+                let failed = self.success != Some(true);
+                self.retried = if failed { self.retried + 1 } else { 0 };
+                // `retries = N`: a failed run is run again up to N times in a row, whatever
+                // the policy; past that the job settles with its failure.
+                let retry = failed && spec.retries.is_some_and(|n| self.retried <= n);
+                let spent = failed && spec.retries.is_some_and(|n| self.retried > n);
+                let again = !spent
+                    && (retry
+                        || match spec.restart {
+                            RestartPolicy::Never => false,
+                            RestartPolicy::OnFailure => failed,
+                            RestartPolicy::Always => true,
+                        });
                 if !again {
                     self.transition(Exited, pid, Some(code), &mut step);
                 } else if failed_start {
@@ -489,6 +507,14 @@ impl Lifecycle {
                             spec.backoff_delay(self.failures),
                         ));
                     }
+                } else if retry {
+                    // A retry of a run that lasted waits for the backoff, doubled per
+                    // failed run in a row.
+                    self.transition(Backoff, pid, Some(code), &mut step);
+                    step.effects.push(Effect::Timer(
+                        TimerKind::Backoff,
+                        spec.backoff_delay(self.retried),
+                    ));
                 } else {
                     // A run that counted as started is restarted at once, but never
                     // sooner than `backoff` after it started: with a short (or zero)
@@ -605,6 +631,116 @@ mod tests {
     fn started(spec: &JobSpec, l: &mut Lifecycle) {
         assert_eq!(l.step(spec, Input::Start, T0).effects, vec![Effect::Spawn]);
         l.step(spec, Input::Spawned { pid: 7 }, T0);
+    }
+
+    /// Run to its end with `code` after `ran` (from spawn), and return the step.
+    fn run_and_exit(s: &JobSpec, l: &mut Lifecycle, code: i32, ran: Duration) -> Step {
+        l.step(s, Input::Spawned { pid: 7 }, T0);
+        if !s.start_secs.is_zero() && ran >= s.start_secs {
+            l.step(s, Input::Timer(TimerKind::StartSecs), T0);
+        }
+        l.step(s, Input::Exited(code), T0 + ran)
+    }
+
+    #[test]
+    fn retries_run_a_failed_run_again_n_times_then_it_settles_exited() {
+        // restart = "never": a one-shot retry, spaced by the doubling backoff.
+        let s = spec("retries = 2\nstart_secs = 0\nbackoff = \"2s\"");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let mut runs = 0;
+        let mut delays = Vec::new();
+        loop {
+            runs += 1;
+            let step = run_and_exit(&s, &mut l, 1, Duration::from_secs(30));
+            match step.effects.as_slice() {
+                [Effect::Timer(TimerKind::Backoff, d)] => delays.push(*d),
+                [] => break,
+                other => panic!("unexpected {other:?}"),
+            }
+            assert_eq!(l.state(), Backoff);
+            assert_eq!(
+                l.step(&s, Input::Timer(TimerKind::Backoff), T0).effects,
+                vec![Effect::Spawn]
+            );
+        }
+        assert_eq!(runs, 3, "the first run and 2 retries");
+        assert_eq!(delays, [Duration::from_secs(2), Duration::from_secs(4)]);
+        assert_eq!(
+            (l.state(), l.success(), l.retried()),
+            (Exited, Some(false), 3)
+        );
+        // A new start is a new series.
+        l.step(&s, Input::Start, T0);
+        assert_eq!(l.retried(), 0);
+    }
+
+    #[test]
+    fn retries_count_quick_failures_too_and_a_success_resets_them() {
+        let s = spec("retries = 1\nstart_secs = \"5s\"");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let step = run_and_exit(&s, &mut l, 1, Duration::from_secs(1));
+        assert_eq!(
+            states(&step),
+            vec![(Starting, Backoff)],
+            "a quick failure is retried"
+        );
+        assert_eq!(l.failures(), 1);
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        let step = run_and_exit(&s, &mut l, 1, Duration::from_secs(1));
+        assert_eq!(states(&step), vec![(Starting, Exited)], "retries spent");
+        // With on-failure, a success in between starts the count again.
+        let s = spec("retries = 1\nstart_secs = 0\nrestart = \"always\"");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        let long = Duration::from_secs(60);
+        assert_eq!(
+            states(&run_and_exit(&s, &mut l, 1, long)),
+            vec![(Running, Backoff)]
+        );
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        assert_eq!(
+            states(&run_and_exit(&s, &mut l, 0, long)),
+            vec![(Running, Exited)]
+        );
+        assert_eq!(
+            l.retried(),
+            0,
+            "a success ends the series; always restarts it"
+        );
+        assert_eq!(
+            states(&run_and_exit(&s, &mut l, 1, long)),
+            vec![(Running, Backoff)]
+        );
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        let step = run_and_exit(&s, &mut l, 1, long);
+        assert_eq!(
+            states(&step),
+            vec![(Running, Exited)],
+            "two failures in a row: bounded"
+        );
+        assert!(step.effects.is_empty());
+    }
+
+    #[test]
+    fn max_restarts_still_makes_quick_failures_fatal_before_retries_run_out() {
+        let s =
+            spec("retries = 10\nmax_restarts = 1\nstart_secs = \"5s\"\nrestart = \"on-failure\"");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        run_and_exit(&s, &mut l, 1, Duration::from_secs(1));
+        l.step(&s, Input::Timer(TimerKind::Backoff), T0);
+        let step = run_and_exit(&s, &mut l, 1, Duration::from_secs(1));
+        assert_eq!(states(&step), vec![(Starting, Fatal)]);
+        // Without retries, on-failure stays unbounded for runs that lasted.
+        let s = spec("start_secs = 0\nrestart = \"on-failure\"\nbackoff = \"1s\"");
+        let mut l = Lifecycle::new();
+        l.step(&s, Input::Start, T0);
+        for _ in 0..20 {
+            let step = run_and_exit(&s, &mut l, 1, Duration::from_secs(60));
+            assert_eq!(step.effects, vec![Effect::Spawn]);
+        }
     }
 
     #[test]

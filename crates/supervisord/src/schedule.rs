@@ -399,7 +399,11 @@ mod tests {
         assert_eq!(on_due(Queue, true, false), Due::Queue);
         assert_eq!(on_due(Replace, true, false), Due::Replace);
         for o in [Skip, Queue, Replace] {
-            assert_eq!(on_due(o, false, true), Due::Skip, "{o:?}: a start is pending");
+            assert_eq!(
+                on_due(o, false, true),
+                Due::Skip,
+                "{o:?}: a start is pending"
+            );
             assert_eq!(on_due(o, true, true), Due::Skip);
         }
         assert_eq!(Overlap::parse("queue"), Ok(Queue));
@@ -408,7 +412,16 @@ mod tests {
 
     #[test]
     fn bad_expressions_and_zones_are_refused_with_the_reason() {
-        for bad in ["", "* * * *", "0 0 * * * *", "61 * * * *", "every", "every -1s", "every 0s", "0 0 30 2 *"] {
+        for bad in [
+            "",
+            "* * * *",
+            "0 0 * * * *",
+            "61 * * * *",
+            "every",
+            "every -1s",
+            "every 0s",
+            "0 0 30 2 *",
+        ] {
             assert!(Schedule::parse(bad, berlin()).is_err(), "{bad:?} accepted");
         }
         let e = Zone::named("Mars/Olympus").expect_err("unknown");

@@ -68,10 +68,9 @@ pub(super) fn lone_schedule_keys(src: &Source, job: &str, raw: &RawJob) -> Resul
         ("catch_up", raw.catch_up.as_ref().map(Spanned::span)),
     ];
     match lone.into_iter().find_map(|(k, s)| s.map(|s| (k, s))) {
-        Some((key, span)) => Err(src.error(
-            Some(span),
-            format!("job {job:?}: `{key}` needs `schedule`"),
-        )),
+        Some((key, span)) => {
+            Err(src.error(Some(span), format!("job {job:?}: `{key}` needs `schedule`")))
+        }
         None => Ok(()),
     }
 }
@@ -138,7 +137,10 @@ mod tests {
         let b = c.jobs[1].schedule.as_ref().expect("b is scheduled");
         assert_eq!((b.overlap, b.catch_up), (Overlap::Replace, true));
         assert_eq!(b.schedule.zone().name(), "Europe/Berlin");
-        assert!(c.jobs[2].schedule.is_none(), "[defaults] overlap alone schedules nothing");
+        assert!(
+            c.jobs[2].schedule.is_none(),
+            "[defaults] overlap alone schedules nothing"
+        );
         assert_eq!(c.jobs[2].retries, None);
     }
 
@@ -146,14 +148,24 @@ mod tests {
     fn bad_schedule_keys_are_errors_at_their_value() {
         let (l, c, m) = err("[job.a]\ncommand = [\"x\"]\nschedule = \"61 * * * *\"\n");
         assert_eq!((l, c), (3, 12), "{m}");
-        assert!(m.contains("job \"a\": schedule \"61 * * * *\" is not a 5-field cron"), "{m}");
-        let (l, c, m) = err("[job.a]\ncommand = [\"x\"]\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Nowhere\"\n");
+        assert!(
+            m.contains("job \"a\": schedule \"61 * * * *\" is not a 5-field cron"),
+            "{m}"
+        );
+        let (l, c, m) = err(
+            "[job.a]\ncommand = [\"x\"]\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Nowhere\"\n",
+        );
         assert_eq!((l, c), (4, 12), "{m}");
         assert!(m.contains("unknown time zone \"Europe/Nowhere\""), "{m}");
-        let (l, c, m) = err("[job.a]\ncommand = [\"x\"]\nschedule = \"every 1s\"\noverlap = \"later\"\n");
+        let (l, c, m) =
+            err("[job.a]\ncommand = [\"x\"]\nschedule = \"every 1s\"\noverlap = \"later\"\n");
         assert_eq!((l, c), (4, 11), "{m}");
         assert!(m.contains("\"skip\", \"queue\" or \"replace\""), "{m}");
-        for key in ["overlap = \"skip\"", "catch_up = true", "timezone = \"UTC\""] {
+        for key in [
+            "overlap = \"skip\"",
+            "catch_up = true",
+            "timezone = \"UTC\"",
+        ] {
             let (l, c, m) = err(&format!("[job.a]\ncommand = [\"x\"]\n{key}\n"));
             assert_eq!((l, c), (3, key.find('=').map_or(0, |i| i + 3)), "{m}");
             let k = &key[..key.find(' ').unwrap_or(0)];
