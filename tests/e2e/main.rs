@@ -4,6 +4,7 @@
 
 mod support;
 
+mod batch;
 mod causes;
 mod checks;
 mod ctl_output;

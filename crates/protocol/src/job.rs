@@ -171,6 +171,10 @@ pub struct Job {
     /// Failed health checks in a row that counted. Extension: see docs/protocol.md.
     #[serde(default)]
     pub health_failures: Option<u32>,
+    /// When a scheduled job's next run starts (RFC 3339 UTC); `null` for a job without
+    /// a schedule, or whose schedule is not armed.
+    #[serde(default)]
+    pub next_run_at: Option<String>,
 }
 
 /// A job's health as its checks see it.
@@ -317,6 +321,7 @@ mod tests {
             health: None,
             health_output: None,
             health_failures: None,
+            next_run_at: None,
         };
         let v = serde_json::to_value(&job).expect("serialize");
         for key in [

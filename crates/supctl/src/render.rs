@@ -56,7 +56,20 @@ pub fn uptime_or_exit(job: &Job) -> String {
     if job.state == JobState::Waiting {
         return job.reason.clone().unwrap_or_else(|| "waiting".into());
     }
-    why(job)
+    match (why(job), next_run(job)) {
+        (why, Some(next)) if why == "-" => format!("next run {next}"),
+        (why, Some(next)) => format!("{why}; next run {next}"),
+        (why, None) => why,
+    }
+}
+
+/// When a scheduled job runs next, from now: `in 42s` (`now` when already due).
+pub fn next_run(job: &Job) -> Option<String> {
+    let at = humantime::parse_rfc3339(job.next_run_at.as_deref()?).ok()?;
+    Some(match at.duration_since(std::time::SystemTime::now()) {
+        Ok(d) if d >= Duration::from_secs(1) => format!("in {}", short_duration(d)),
+        _ => "now".into(),
+    })
 }
 
 /// A job's health in words: `healthy`, `unknown`, `unhealthy (3 failed: connection
@@ -118,6 +131,9 @@ pub fn block(job: &Job) -> String {
     ];
     if let Some(e) = &job.output_error {
         rows.push(("output_error", e.clone()));
+    }
+    if let Some(at) = &job.next_run_at {
+        rows.push(("next_run_at", at.clone()));
     }
     if let Some(h) = health(job) {
         rows.push(("health", h));
@@ -365,6 +381,7 @@ mod tests {
             health: None,
             health_output: None,
             health_failures: None,
+            next_run_at: None,
         }
     }
 

@@ -324,6 +324,12 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// Left out of `wait --all`/`--group` and batch mode: a daemon job, or a scheduled
+    /// one.
+    pub fn background(&self) -> bool {
+        self.daemon || self.schedule.is_some()
+    }
+
     /// Whether an exit status counts as success.
     pub fn is_success(&self, exitcode: i32) -> bool {
         exitcode >= 0 && self.exit_codes.contains(&exitcode)

@@ -62,6 +62,9 @@ pub enum TimerKind {
     Backoff,
     /// The ready check's `timeout` passed since the spawn.
     ReadyTimeout,
+    /// A scheduled job's next run is due. The supervisor handles it (never fed here):
+    /// it carries the schedule's epoch, not the job's.
+    Schedule,
 }
 
 /// What the supervisor must do for the job.

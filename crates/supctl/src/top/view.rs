@@ -729,6 +729,7 @@ fn job_from_event(e: &Event) -> Job {
         health: None,
         health_output: None,
         health_failures: None,
+        next_run_at: None,
     }
 }
 

@@ -287,6 +287,7 @@ mod tests {
             health: None,
             health_output: None,
             health_failures: None,
+            next_run_at: None,
         }
     }
 

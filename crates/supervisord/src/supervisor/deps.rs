@@ -118,12 +118,7 @@ impl Supervisor {
     /// the edges of jobs waiting for it.
     pub(super) fn release_waiting(&mut self) {
         for _ in 0..=self.jobs.len() {
-            let waiting: Vec<String> = self
-                .jobs
-                .values()
-                .filter(|e| e.life.state() == JobState::Waiting)
-                .map(|e| e.spec.name.clone())
-                .collect();
+            let waiting = self.waiting_in_line();
             let mut changed = false;
             for name in waiting {
                 let Some(spec) = self.jobs.get(&name).map(|e| e.spec.clone()) else {
@@ -136,10 +131,16 @@ impl Supervisor {
                     continue;
                 }
                 match self.held(&spec) {
-                    None => {
-                        self.feed(&name, Input::Start);
-                        changed = true;
-                    }
+                    None => match self.no_slot(&name, &spec) {
+                        Some(reason) => {
+                            self.take_ticket(&name);
+                            self.feed(&name, Input::Hold(reason));
+                        }
+                        None => {
+                            self.feed(&name, Input::Start);
+                            changed = true;
+                        }
+                    },
                     Some(Err(why)) => {
                         self.feed(&name, Input::DependencyFailed(why));
                         changed = true;

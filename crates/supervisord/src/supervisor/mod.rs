@@ -27,6 +27,7 @@
 //! tasks → supervisor is unbounded but holds at most a few messages per run; supervisor →
 //! child tasks never waits (`try_send`). No two bounded channels form a cycle.
 
+mod batch;
 mod checks;
 mod deps;
 mod history;
@@ -35,6 +36,7 @@ mod requests;
 mod status;
 mod waiters;
 
+pub use batch::LastStarted;
 pub use requests::{Call, Route};
 pub use status::rfc3339;
 
@@ -202,6 +204,14 @@ struct Entry {
     removing: bool,
     /// Its ready and health checks.
     checks: checks::Checks,
+    /// When its armed schedule runs it next.
+    next_run_at: Option<SystemTime>,
+    /// Moves whenever the schedule is armed or disarmed; schedule timers carry it.
+    schedule_epoch: u64,
+    /// A scheduled time came during a run with `overlap = "queue"`: run once it ends.
+    queued_run: bool,
+    /// Its place in its group's line while it waits for a slot.
+    slot_ticket: Option<u64>,
 }
 
 /// Where a job came from.
@@ -223,6 +233,10 @@ impl Entry {
             origin,
             removing: false,
             checks: checks::Checks::default(),
+            next_run_at: None,
+            schedule_epoch: 0,
+            queued_run: false,
+            slot_ticket: None,
         }
     }
 }
@@ -274,6 +288,10 @@ pub struct Supervisor {
     checks_rx: mpsc::UnboundedReceiver<checks::CheckReport>,
     /// The run history (off unless [`Supervisor::with_history`]).
     runs: history::RunLog,
+    /// The next place in a group's line (see `batch.rs`).
+    next_ticket: u64,
+    /// When a job's last run started, from before this daemon (for `catch_up`).
+    last_started: LastStarted,
 }
 
 impl Supervisor {
@@ -321,6 +339,8 @@ impl Supervisor {
             checks_tx,
             checks_rx,
             runs: history::RunLog::off(),
+            next_ticket: 0,
+            last_started: Box::new(|_| None),
         };
         (sup, SupervisorHandle { tx })
     }
@@ -331,13 +351,19 @@ impl Supervisor {
         self
     }
 
+    /// Where `catch_up` finds when a job's last run started (before this daemon).
+    pub fn remembering(mut self, last_started: LastStarted) -> Supervisor {
+        self.last_started = last_started;
+        self
+    }
+
     /// Start the autostart jobs and serve until shut down and every process is gone.
     /// Returns supervisord's exit code. Hands the guard back for the caller to finish.
     pub async fn run(mut self) -> (u8, Option<Guard>) {
         let autostart: Vec<String> = self
             .jobs
             .values()
-            .filter(|e| e.spec.autostart)
+            .filter(|e| e.spec.autostart && e.spec.schedule.is_none())
             .map(|e| e.spec.name.clone())
             .collect();
         for name in self
@@ -347,6 +373,7 @@ impl Supervisor {
         {
             self.feed(&name, Input::Start);
         }
+        self.arm_schedules();
         let mut timers: DelayQueue<TimerEntry> = DelayQueue::new();
         let mut sigchld = match signal(SignalKind::child()) {
             Ok(s) => Some(s),
@@ -503,6 +530,12 @@ impl Supervisor {
     }
 
     fn timer(&mut self, t: TimerEntry) {
+        if t.kind == TimerKind::Schedule {
+            if self.jobs.get(&t.name).map(|e| e.schedule_epoch) == Some(t.epoch) {
+                self.schedule_fired(&t.name);
+            }
+            return;
+        }
         let current = self.jobs.get(&t.name).map(|e| e.life.epoch());
         if current != Some(t.epoch) {
             return;
@@ -671,6 +704,12 @@ impl Supervisor {
             // Its dependencies have not met their conditions: it waits (and settles as
             // `fatal` after this turn if one never can).
             self.feed(name, Input::Hold(held.unwrap_or_else(|why| why)));
+            return;
+        }
+        if let Some(reason) = self.no_slot(name, &spec) {
+            // Its group's slots are taken: it waits in line.
+            self.take_ticket(name);
+            self.feed(name, Input::Hold(reason));
             return;
         }
         self.mend_guard();

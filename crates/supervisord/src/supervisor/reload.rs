@@ -131,7 +131,7 @@ impl Supervisor {
             self.jobs
                 .insert(name.clone(), Entry::new((*spec).clone(), Origin::File));
             if spec.autostart {
-                self.feed(name, Input::Start);
+                self.autostart(name);
             }
         }
         for name in &plan.unchanged {
@@ -171,6 +171,8 @@ impl Supervisor {
         };
         e.origin = Origin::File;
         e.removing = false;
+        let was_armed = e.next_run_at.is_some();
+        let scheduled = spec.schedule.is_some() || e.spec.schedule.is_some();
         match e.life.state() {
             JobState::Starting | JobState::Running => {
                 self.feed(name, Input::Restart);
@@ -186,6 +188,9 @@ impl Supervisor {
             JobState::Stopped | JobState::Exited | JobState::Fatal | JobState::Waiting => {
                 e.spec = spec
             }
+        }
+        if scheduled {
+            self.rearm_changed(name, was_armed);
         }
     }
 }

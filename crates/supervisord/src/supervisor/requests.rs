@@ -164,6 +164,7 @@ impl Supervisor {
         }
         for n in &names {
             self.feed(n, Input::Start);
+            self.arm_if_idle(n);
         }
         Ok(jobs(self.jobs_named(&names)))
     }
@@ -171,6 +172,9 @@ impl Supervisor {
     fn terminate(&mut self, p: TerminateParams) -> Result<Outcome, RpcError> {
         let names = self.select_some(&p.selection)?;
         let marks = self.stop_marks(&names);
+        for n in &names {
+            self.disarm(n);
+        }
         self.stop_in_order(names.clone(), p.signal);
         Ok(if p.wait.unwrap_or(true) {
             Outcome::Later(Pending::each(marks))
@@ -202,7 +206,7 @@ impl Supervisor {
         let names = if p.selection.is_empty() {
             self.jobs
                 .values()
-                .filter(|e| !e.spec.daemon)
+                .filter(|e| !e.spec.background())
                 .map(|e| e.spec.name.clone())
                 .collect()
         } else {
@@ -230,7 +234,7 @@ impl Supervisor {
             .insert(p.name.clone(), Entry::new(spec, Origin::Added));
         tracing::info!(job = %p.name, "job added");
         if autostart {
-            self.feed(&p.name, Input::Start);
+            self.autostart(&p.name);
         }
         Ok(jobs(self.jobs_named(&[p.name])))
     }
@@ -314,7 +318,7 @@ impl Supervisor {
             at += 1;
             tracing::info!(job = %name, "replica added");
             if autostart {
-                self.feed(&name, Input::Start);
+                self.autostart(&name);
             }
         }
         names.extend(extra.into_iter().rev().map(|(_, n)| n));
@@ -405,7 +409,7 @@ impl Supervisor {
         daemons: Daemons,
     ) -> Result<Vec<String>, RpcError> {
         let mut chosen: HashSet<&str> = HashSet::new();
-        let wanted = |e: &&Entry| daemons == Daemons::Included || !e.spec.daemon;
+        let wanted = |e: &&Entry| daemons == Daemons::Included || !e.spec.background();
         if let Some(names) = &sel.names {
             let unknown: Vec<String> = names
                 .iter()

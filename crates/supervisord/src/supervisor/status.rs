@@ -45,6 +45,7 @@ pub(super) fn job_status(e: &Entry) -> Job {
             .as_ref()
             .map(|t| t.failures)
             .filter(|_| e.spec.health.is_some()),
+        next_run_at: e.next_run_at.map(rfc3339),
     }
 }
 

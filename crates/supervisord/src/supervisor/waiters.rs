@@ -143,6 +143,7 @@ impl Supervisor {
         if let Some(g) = self.guard.as_mut() {
             g.flush();
         }
+        self.start_queued_runs();
         self.release_waiting();
         self.advance_stops();
         self.answer_waiters();
@@ -240,7 +241,7 @@ impl Supervisor {
         let non_daemon_settled = self
             .jobs
             .values()
-            .filter(|e| !e.spec.daemon)
+            .filter(|e| !e.spec.background())
             .all(|e| e.life.state().is_settled());
         if !non_daemon_settled {
             return;
@@ -249,7 +250,7 @@ impl Supervisor {
             let ran: Vec<&Entry> = self
                 .jobs
                 .values()
-                .filter(|e| !e.spec.daemon && e.life.ended_at().is_some())
+                .filter(|e| !e.spec.background() && e.life.ended_at().is_some())
                 .collect();
             let failed: Vec<&str> = ran
                 .iter()
