@@ -368,6 +368,11 @@ fn check_report(out: &mut String, config: &Config, socket: &Path) {
     let _ = writeln!(out, "  socket          {}", socket.display());
     let _ = writeln!(out, "  log_dir         {}", config.log_dir.display());
     let _ = writeln!(out, "  exit_when_done  {}", config.exit_when_done);
+    for (name, g) in &config.groups {
+        if let Some(n) = g.max_parallel {
+            let _ = writeln!(out, "  group {name:<9} max_parallel {n}");
+        }
+    }
     if config.jobs.iter().any(|j| !j.depends_on.is_empty()) {
         let _ = writeln!(out, "  start order     (stop order is the reverse)");
         for (i, level) in config::levels(&config.jobs).iter().enumerate() {
@@ -376,6 +381,18 @@ fn check_report(out: &mut String, config: &Config, socket: &Path) {
     }
     for job in &config.jobs {
         print_job(out, job);
+    }
+}
+
+/// `schedule` (with its zone, overlap and catch_up) and `retries`, when set.
+fn print_batch_keys(out: &mut String, j: &JobSpec) {
+    if let Some(s) = &j.schedule {
+        let _ = writeln!(out, "  schedule        {}", s.schedule);
+        let _ = writeln!(out, "  overlap         {}", s.overlap.as_str());
+        let _ = writeln!(out, "  catch_up        {}", s.catch_up);
+    }
+    if let Some(n) = j.retries {
+        let _ = writeln!(out, "  retries         {n}");
     }
 }
 
@@ -458,6 +475,7 @@ fn print_job(out: &mut String, j: &JobSpec) {
             .collect();
         let _ = writeln!(out, "  depends_on      {}", edges.join(", "));
     }
+    print_batch_keys(out, j);
     if let Some(r) = &j.ready {
         let _ = writeln!(
             out,

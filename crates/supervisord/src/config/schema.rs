@@ -364,11 +364,21 @@ mod tests {
             "ready",
             "health",
             "depends_on",
+            "schedule",
+            "timezone",
+            "overlap",
+            "catch_up",
+            "retries",
         ] {
             let p = &props[key];
             assert!(p["description"].is_string(), "{key}: {p}");
         }
-        assert_eq!(props.len(), 28);
+        assert_eq!(props.len(), 33);
+        let group = &schema["$defs"]["Group"];
+        assert!(
+            group["properties"]["max_parallel"]["description"].is_string(),
+            "{group}"
+        );
         assert_eq!(props["stop_timeout"]["default"], "10s");
         assert_eq!(props["restart"]["default"], "never");
     }
