@@ -254,3 +254,63 @@ impl Supervisor {
         waiting.into_iter().map(|(_, n)| n).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{harness, Call};
+    use protocol::Selection;
+    use std::time::{Duration, SystemTime};
+
+    const JOBS: &str = r#"
+[defaults]
+start_secs = 0
+stdout = "null"
+stderr = "null"
+[job.missed]
+command = ["true"]
+schedule = "0 3 * * *"
+catch_up = true
+[job.no-catch-up]
+command = ["true"]
+schedule = "0 3 * * *"
+[job.never-ran]
+command = ["true"]
+schedule = "0 3 * * *"
+catch_up = true
+"#;
+
+    /// `catch_up` at start: a job whose remembered last run is two days old runs at once;
+    /// one without `catch_up`, or with no remembered run, only has its schedule armed.
+    #[tokio::test]
+    async fn catch_up_runs_at_start_only_a_job_that_missed_a_time() {
+        let (sup, handle, writer) = harness::build(JOBS, false);
+        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+        let sup = sup.remembering(Box::new(move |name| {
+            (name != "never-ran").then_some(two_days_ago)
+        }));
+        // Subscribed before the first turn, so the start-up's events are in the stream
+        // (asking the handle would wait for a loop that is not running yet).
+        let mut events = sup.events.subscribe();
+        let h = harness::Harness::running(tokio::spawn(sup.run()), handle, writer);
+        let e = tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .expect("an event within 20s")
+            .expect("an event");
+        assert_eq!(
+            (e.name.as_str(), e.to),
+            ("missed", protocol::JobState::Starting)
+        );
+        let status = h
+            .handle
+            .call(Call::Status(Selection::all()))
+            .await
+            .expect("status");
+        let list: protocol::JobList = serde_json::from_str(status.get()).expect("jobs");
+        for j in &list.jobs {
+            assert!(j.next_run_at.is_some(), "{} is armed", j.name);
+            let ran = j.started_at.is_some();
+            assert_eq!(ran, j.name == "missed", "{j:?}");
+        }
+        assert_eq!(h.finish().await, 0);
+    }
+}

@@ -929,6 +929,19 @@ pub(crate) mod harness {
     }
 
     impl Harness {
+        /// A harness around a supervisor built with [`build`] and already running.
+        pub fn running(
+            run: tokio::task::JoinHandle<(u8, Option<Guard>)>,
+            handle: SupervisorHandle,
+            writer: crate::logs::LogWriter,
+        ) -> Harness {
+            Harness {
+                run,
+                handle,
+                writer: Some(writer),
+            }
+        }
+
         /// Shut down, and return supervisord's exit code.
         pub async fn finish(mut self) -> u8 {
             let _ = self
