@@ -292,10 +292,13 @@ catch_up = true
         // (asking the handle would wait for a loop that is not running yet).
         let mut events = sup.events.subscribe();
         let h = harness::Harness::running(tokio::spawn(sup.run()), handle, writer);
-        let e = tokio::time::timeout(Duration::from_secs(20), events.recv())
+        let published = tokio::time::timeout(Duration::from_secs(20), events.recv())
             .await
             .expect("an event within 20s")
             .expect("an event");
+        let super::super::Published::State(e) = published else {
+            panic!("a state change first");
+        };
         assert_eq!(
             (e.name.as_str(), e.to),
             ("missed", protocol::JobState::Starting)
