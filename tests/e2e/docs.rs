@@ -23,7 +23,8 @@ fn lines(rel: &str) -> Vec<String> {
 }
 
 /// Values that differ from run to run; only their type (and null-ness) must match.
-const VOLATILE: [&str; 6] = [
+const VOLATILE: [&str; 7] = [
+    "containment",
     "pid",
     "uptime_ms",
     "started_at",

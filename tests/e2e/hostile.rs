@@ -585,14 +585,17 @@ autostart = false
     assert_unharmed(&d, &victim);
 }
 
-/// A job that calls setsid leaves its process group: stopping the job does not reach it
-/// (documented in docs/SECURITY.md), but as an orphan it is adopted and reaped by
-/// supervisord once it ends.
+/// Without cgroups (`cgroup = "off"`), a job that calls setsid leaves its process group:
+/// stopping the job does not reach it (documented in docs/SECURITY.md), but as an orphan
+/// it is adopted and reaped by supervisord once it ends.
 #[test]
 fn a_job_that_calls_setsid_escapes_the_group_but_is_reaped() {
     let mark = marker("escaped");
     let (d, victim) = start_with_victim(&format!(
         r#"
+[supervisor]
+cgroup = "off"
+
 [job.escape]
 command = ["setsid", "sh", "-c", "sleep 600; : {mark}"]
 "#

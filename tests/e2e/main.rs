@@ -7,6 +7,7 @@ mod support;
 mod batch;
 mod causes;
 mod checks;
+mod containment;
 mod ctl_output;
 mod daemon;
 mod daemon_log;

@@ -17,6 +17,9 @@ pub struct PingResult {
     /// disk); absent while it works or is off. Extension: see docs/protocol.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_error: Option<String>,
+    /// How jobs are contained: a cgroup per run, or process groups only and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<String>,
 }
 
 /// `status`, `start`, `terminate`, `restart`, `kill`, `add`, `remove`, `wait` and the
@@ -123,6 +126,7 @@ mod tests {
                 pid: 42,
                 uptime_ms: 1500,
                 history_error: None,
+                containment: None,
             },
             r#"{"version":"0.1.0","pid":42,"uptime_ms":1500}"#,
         );
@@ -132,8 +136,9 @@ mod tests {
                 pid: 42,
                 uptime_ms: 1500,
                 history_error: Some("cannot open /s/history.jsonl: Not a directory".into()),
+                containment: Some("process groups only: why".into()),
             },
-            r#"{"version":"0.1.0","pid":42,"uptime_ms":1500,"history_error":"cannot open /s/history.jsonl: Not a directory"}"#,
+            r#"{"version":"0.1.0","pid":42,"uptime_ms":1500,"history_error":"cannot open /s/history.jsonl: Not a directory","containment":"process groups only: why"}"#,
         );
     }
 

@@ -774,6 +774,9 @@ fn print_ping(reply: &Reply, socket: &Path) -> Result<(), Failure> {
     if let Some(e) = &ping.history_error {
         println!("run history off: {e}");
     }
+    if let Some(c) = &ping.containment {
+        println!("containment: {c}");
+    }
     Ok(())
 }
 

@@ -137,6 +137,8 @@ pub struct Config {
     pub history: bool,
     /// `[supervisor] history_max_bytes`: compact the history past this size (0: never).
     pub history_max_bytes: u64,
+    /// `[supervisor] cgroup`: a cgroup per run where possible (`auto`), or never (`off`).
+    pub cgroup: crate::cgroup::Setting,
     /// The `[defaults]` table, kept to fill in jobs added over the socket.
     defaults: RawJob,
     /// `[defaults] env_file`'s variables, under the env of jobs added over the socket.
@@ -405,6 +407,10 @@ struct RawSupervisor {
     /// of bytes or a string such as "10MiB"; 0 for never.
     #[schemars(extend("default" = "10MiB"))]
     history_max_bytes: Option<Size>,
+    /// Containment: "auto" puts every run in a cgroup of its own where supervisord may
+    /// create cgroups (cgroup v2, root or a delegated service); "off" uses process groups.
+    #[schemars(extend("default" = "auto"))]
+    cgroup: Option<crate::cgroup::Setting>,
 }
 
 /// A job table as written: every key optional, so `[defaults]` can fill the gaps.
@@ -1004,6 +1010,7 @@ fn parse_with(
             .supervisor
             .history_max_bytes
             .map_or(DEFAULT_HISTORY_MAX_BYTES, |s| s.0),
+        cgroup: raw.supervisor.cgroup.unwrap_or_default(),
         defaults,
         defaults_file_env: layers.defaults_file_env,
         jobs,

@@ -1,5 +1,6 @@
 //! The daemon's life, top to bottom: bind, serve and supervise, then shut down in order.
 
+use crate::cgroup::Containment;
 use crate::config::Config;
 use crate::guard::Guard;
 use crate::history::{self, HistoryWriter};
@@ -73,6 +74,7 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         None => None,
     };
     let (logs, writer) = logs::start().map_err(StartError::Logs)?;
+    let containment = contain(opts.config.cgroup).await;
     let tracker = TaskTracker::new();
     let config_path = opts.config.path.clone();
     let history = open_history(&opts.config).await?;
@@ -89,6 +91,9 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         history_writer = Some(opened.writer);
         supervisor = supervisor.with_history(opened.attached);
     }
+    let supervisor = supervisor
+        .serving(socket.path().to_path_buf())
+        .contained(&containment);
     tracing::info!(socket = %socket.path().display(), pid = std::process::id(), "supervisord started");
 
     // 2. Serve and supervise until the supervisor has stopped every job.
@@ -159,6 +164,24 @@ async fn open_history(config: &Config) -> Result<Option<history::Opened>, StartE
         Ok(opened) => opened.map(Some).map_err(StartError::History),
         Err(e) => Err(StartError::History(std::io::Error::other(e.to_string()))),
     }
+}
+
+/// Set up containment (blocking: it may clear cgroups a dead daemon left, waiting for
+/// them to empty), and say once which is in force.
+async fn contain(setting: crate::cgroup::Setting) -> Containment {
+    let containment = tokio::task::spawn_blocking(move || crate::cgroup::setup(setting))
+        .await
+        .unwrap_or_else(|e| Containment::Groups {
+            why: format!("setting up cgroups failed: {e}"),
+        });
+    match &containment {
+        Containment::Cgroups(_) => tracing::info!("containment: {}", containment.describe()),
+        Containment::Groups { .. } => tracing::warn!(
+            "containment: {}; a job that calls setsid or double-forks can escape a stop",
+            containment.describe()
+        ),
+    }
+    containment
 }
 
 /// `serve` and `handle_signals` only return once shut down, and the supervisor's loop

@@ -69,6 +69,11 @@ impl Guard {
         self.say(&format!("+{pgid}\n"));
     }
 
+    /// supervisord's cgroup subtree: killed whole if supervisord dies.
+    pub fn watch_tree(&mut self, dir: &std::path::Path) {
+        self.say(&format!("c{}\n", dir.display()));
+    }
+
     /// A process group that is gone.
     pub fn forget(&mut self, pgid: u32) {
         self.say(&format!("-{pgid}\n"));
@@ -162,9 +167,14 @@ pub fn run() -> ! {
     // leader unreaped: at the end it tells whether the leader is still unreaped (so the
     // group's id is still the job's), and reaches a leader that left its group.
     let mut groups: HashMap<i32, Option<OwnedFd>> = HashMap::new();
+    let mut tree: Option<std::path::PathBuf> = None;
     let stdin = io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
+        if let Some(dir) = line.strip_prefix('c') {
+            tree = Some(dir.into());
+            continue;
+        }
         let (op, num) = line.split_at(line.len().min(1));
         let Ok(pgid) = num.parse::<i32>() else {
             continue;
@@ -179,6 +189,11 @@ pub fn run() -> ! {
             }
             _ => {}
         }
+    }
+    // Every run's cgroup at once, whatever it forked; then the groups for what is not in
+    // one (a run spawned before the subtree existed, or with containment off).
+    if let Some(dir) = tree.filter(|d| d.exists()) {
+        crate::cgroup::destroy(&dir, std::time::Duration::from_secs(2));
     }
     for (pgid, fd) in groups {
         if pgid <= 1 {

@@ -23,6 +23,7 @@
 //! `PR_SET_PDEATHSIG`, the fallback when no guard runs, needs to be reliable).
 #![warn(clippy::unwrap_used)]
 
+pub mod cgroup;
 pub mod checks;
 pub mod config;
 pub mod daemon;

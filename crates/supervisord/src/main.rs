@@ -373,6 +373,14 @@ fn check_report(out: &mut String, config: &Config, socket: &Path) {
             let _ = writeln!(out, "  group {name:<9} max_parallel {n}");
         }
     }
+    let containment = match supervisord::cgroup::probe(config.cgroup) {
+        Ok(dir) => format!(
+            "a cgroup per run below {} (if supervisord may create cgroups there)",
+            dir.join("supervisord-<pid>").display()
+        ),
+        Err(why) => format!("process groups only: {why}"),
+    };
+    let _ = writeln!(out, "  containment     {containment}");
     if config.jobs.iter().any(|j| !j.depends_on.is_empty()) {
         let _ = writeln!(out, "  start order     (stop order is the reverse)");
         for (i, level) in config::levels(&config.jobs).iter().enumerate() {

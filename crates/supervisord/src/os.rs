@@ -341,3 +341,44 @@ pub fn set_credentials(
         });
     }
 }
+
+/// Make the child enter a cgroup before anything else runs in it: it writes `0` (itself)
+/// to `procs`, the cgroup's `cgroup.procs`, opened by supervisord before the fork. Run
+/// before [`set_credentials`], while the child is still supervisord's user. So the
+/// program, and anything it forks, starts inside the cgroup: there is no moment when a
+/// fork could land outside.
+pub fn enter_cgroup(cmd: &mut std::process::Command, procs: OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed. It calls `write` (a plain system call) on a
+    // descriptor it owns, with a static buffer; it allocates nothing and takes no locks
+    // (`last_os_error` reads errno).
+    unsafe {
+        cmd.pre_exec(move || {
+            let n = nix::libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1);
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// An inotify instance that the runtime can wait on.
+pub struct InotifyFd(pub nix::sys::inotify::Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// A non-blocking inotify instance, registered with the runtime.
+pub fn async_inotify() -> std::io::Result<tokio::io::unix::AsyncFd<InotifyFd>> {
+    use nix::sys::inotify::{InitFlags, Inotify};
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+    // SAFETY: the `Inotify` owns its descriptor, which stays open and keeps its number
+    // until the `AsyncFd` holding it is dropped, which is what registration asks for.
+    unsafe { tokio::io::unix::AsyncFd::register(InotifyFd(inotify)) }.map_err(std::io::Error::from)
+}

@@ -5,6 +5,7 @@
 //! only the task knows whether the child has been reaped: signalling a reaped pid could hit
 //! an unrelated process that reused the number.
 
+use crate::cgroup::{RunCgroup, Tree};
 use crate::config::{JobSpec, Output};
 use crate::logs::{LineWatch, LogError, LogHub, SinkKey, Target};
 use crate::os;
@@ -157,6 +158,8 @@ pub struct Run {
     pub pid: u32,
     /// Whether signals go to the whole process group (the spec's `kill_group` at spawn).
     pub kill_group: bool,
+    /// The run's own cgroup, when supervisord contains runs in cgroups.
+    pub cgroup: Option<RunCgroup>,
     /// Signals clients asked for (`kill`): bounded, and dropped when full.
     control: mpsc::Sender<Signal>,
     /// Signals the supervisor itself decided on (the stop signal, the stop_timeout
@@ -248,6 +251,8 @@ pub struct SpawnContext<'a> {
     pub death: DeathWatch,
     /// A pending `log` ready check, matched on both captured streams.
     pub line_watch: Option<&'a LineWatch>,
+    /// Where runs' cgroups go, when runs are contained in cgroups.
+    pub cgroups: Option<&'a Tree>,
 }
 
 /// Spawn `spec` as a new process group and start its task.
@@ -258,8 +263,19 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         tracker,
         death,
         line_watch,
+        cgroups,
     } = *ctx;
     let (stdout_io, stderr_io, merged) = stdios(spec)?;
+    let cgroup = match cgroups {
+        Some(tree) => Some(
+            tree.create(&spec.name, run)
+                .map_err(|e| SpawnError::Other {
+                    program: spec.command[0].clone(),
+                    reason: format!("cannot create its cgroup: {e}"),
+                })?,
+        ),
+        None => None,
+    };
     let mut cmd = Command::new(&spec.command[0]);
     cmd.args(&spec.command[1..])
         .current_dir(&spec.cwd)
@@ -276,13 +292,25 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         .stdout(stdout_io)
         .stderr(stderr_io)
         .process_group(0);
+    let cgroup = cgroup.map(|(cg, procs)| {
+        os::enter_cgroup(&mut cmd, procs);
+        cg
+    });
     os::set_credentials(&mut cmd, spec.user.as_ref(), spec.umask, &spec.limits);
     if death == DeathWatch::ParentDeathSignal {
         os::die_with_parent(&mut cmd);
     }
     // std's `Child`, not tokio's: tokio reaps its children (and the ones it drops) on its
     // own, and this one must stay unreaped until the supervisor says so.
-    let mut child = cmd.spawn().map_err(|e| spawn_problem(spec, &e))?;
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                cg.remove();
+            }
+            return Err(spawn_problem(spec, cgroup.is_some(), &e));
+        }
+    };
     // The command holds the write ends of a merged pipe: drop it, so the reader sees end
     // of file when the job (and whatever inherited the pipe) is gone.
     drop(cmd);
@@ -348,8 +376,13 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
     let name = spec.name.clone();
     let kill_group = spec.kill_group;
     let reports = reports.clone();
+    let signals = Signals {
+        pid,
+        kill_group,
+        cgroup: cgroup.clone(),
+    };
     tracker.spawn(async move {
-        let exitcode = watch(pid, exit, kill_group, rx, orders_rx).await;
+        let exitcode = watch(&signals, exit, rx, orders_rx).await;
         // Output written just before the exit is in the file before the exit is known.
         let _ = tokio::time::timeout(OUTPUT_GRACE, async {
             for r in readers {
@@ -367,18 +400,35 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         id: run,
         pid,
         kill_group,
+        cgroup,
         control,
         orders,
     })
+}
+
+/// Where a run's signals go: its leader (unreaped, so the pid is still its), its process
+/// group, or every process of its cgroup.
+struct Signals {
+    pid: u32,
+    kill_group: bool,
+    cgroup: Option<RunCgroup>,
+}
+
+impl Signals {
+    fn send(&self, sig: Signal) {
+        match &self.cgroup {
+            Some(cg) if self.kill_group => cg.signal(self.pid, sig),
+            _ => os::send_signal(self.pid, self.kill_group, sig),
+        }
+    }
 }
 
 /// Wait for the child to end (without reaping it), carrying out signal requests
 /// meanwhile. Every signal goes out while the child is unreaped, so `pid` and its
 /// process group are still ours.
 async fn watch(
-    pid: u32,
+    signals: &Signals,
     mut exit: Exit,
-    kill_group: bool,
     mut control: mpsc::Receiver<Signal>,
     mut orders: mpsc::UnboundedReceiver<Signal>,
 ) -> i32 {
@@ -389,12 +439,12 @@ async fn watch(
         tokio::select! {
             biased;
             sig = orders.recv(), if orders_open => match sig {
-                Some(sig) => os::send_signal(pid, kill_group, sig),
+                Some(sig) => signals.send(sig),
                 None => orders_open = false,
             },
-            ended = ended(pid, &mut exit, &mut poll) => return ended,
+            ended = ended(signals.pid, &mut exit, &mut poll) => return ended,
             sig = control.recv(), if control_open => match sig {
-                Some(sig) => os::send_signal(pid, kill_group, sig),
+                Some(sig) => signals.send(sig),
                 None => control_open = false,
             },
         }
@@ -513,7 +563,7 @@ fn open_output(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 }
 
 /// A spawn error in words that say which part was wrong.
-fn spawn_problem(spec: &JobSpec, e: &std::io::Error) -> SpawnError {
+fn spawn_problem(spec: &JobSpec, in_cgroup: bool, e: &std::io::Error) -> SpawnError {
     if !spec.cwd.is_dir() {
         return SpawnError::NoCwd(spec.cwd.display().to_string());
     }
@@ -521,6 +571,12 @@ fn spawn_problem(spec: &JobSpec, e: &std::io::Error) -> SpawnError {
     // exec's own permission error is EACCES; EPERM comes from setrlimit, setgroups,
     // setgid or setuid in the child.
     let sets_credentials = spec.user.is_some() || !spec.limits.is_empty();
+    if in_cgroup && !sets_credentials && e.raw_os_error() == Some(nix::libc::EPERM) {
+        return SpawnError::Other {
+            program,
+            reason: format!("cannot enter its cgroup: {e}"),
+        };
+    }
     if sets_credentials && e.raw_os_error() == Some(nix::libc::EPERM) {
         return SpawnError::Other {
             program,

@@ -40,6 +40,7 @@ pub use batch::LastStarted;
 pub use requests::{Call, Route};
 pub use status::rfc3339;
 
+use crate::cgroup::{Containment, RunCgroup, Tree, Watcher};
 use crate::config::{Config, ConfigError, JobSpec, Output};
 use crate::guard::Guard;
 use crate::lifecycle::{Effect, Input, Lifecycle, TimerKind, Transition};
@@ -292,6 +293,24 @@ pub struct Supervisor {
     next_ticket: u64,
     /// When a job's last run started, from before this daemon (for `catch_up`).
     last_started: LastStarted,
+    /// Where runs' cgroups go, when runs are contained in cgroups.
+    cgroups: Option<Tree>,
+    /// The containment in force, in words (for `ping`).
+    containment: String,
+    /// Watches the cgroups in `cgroups_left` (made on first use).
+    cgroup_watch: Option<Watcher>,
+    /// Cgroups of runs whose leader ended while processes were left in them, until they
+    /// empty: with the exit to report then (a stop: the run has ended only once its
+    /// cgroup is empty), or none (the exit was reported; what is left goes at the job's
+    /// next stop or at shutdown).
+    cgroups_left: HashMap<RunCgroup, CgroupLeft>,
+}
+
+/// A run's cgroup that outlived its leader.
+struct CgroupLeft {
+    job: String,
+    /// The leader's exit, reported once the cgroup is empty.
+    exit: Option<i32>,
 }
 
 impl Supervisor {
@@ -341,6 +360,10 @@ impl Supervisor {
             runs: history::RunLog::off(),
             next_ticket: 0,
             last_started: Box::new(|_| None),
+            cgroups: None,
+            containment: "process groups only".into(),
+            cgroup_watch: None,
+            cgroups_left: HashMap::new(),
         };
         (sup, SupervisorHandle { tx })
     }
@@ -354,6 +377,16 @@ impl Supervisor {
     /// Where `catch_up` finds when a job's last run started (before this daemon).
     pub fn remembering(mut self, last_started: LastStarted) -> Supervisor {
         self.last_started = last_started;
+        self
+    }
+
+    /// Contain runs as `containment` says (the guard is told about a cgroup subtree).
+    pub fn contained(mut self, containment: &Containment) -> Supervisor {
+        self.containment = containment.describe();
+        self.cgroups = containment.tree().cloned();
+        if let (Some(g), Some(t)) = (self.guard.as_mut(), &self.cgroups) {
+            g.watch_tree(t.dir());
+        }
         self
     }
 
@@ -396,9 +429,13 @@ impl Supervisor {
             for line in std::mem::take(&mut self.prints) {
                 self.logs.print(line).await;
             }
-            if self.phase == Phase::Stopping && self.jobs.values().all(|e| e.run.is_none()) {
+            if self.phase == Phase::Stopping
+                && self.jobs.values().all(|e| e.run.is_none())
+                && self.cgroups_left.values().all(|c| c.exit.is_none())
+            {
                 break;
             }
+            let cgroup_watch = self.cgroup_watch.as_mut().filter(|w| !w.is_empty());
             let stop_hint = self.stop_hint.map(|began| began + STOP_HINT_AFTER);
             tokio::select! {
                 () = async {
@@ -426,8 +463,15 @@ impl Supervisor {
                         None => std::future::pending().await,
                     }
                 } => self.sweep(),
+                emptied = async {
+                    match cgroup_watch {
+                        Some(w) => w.emptied().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.cgroups_emptied(emptied),
             }
         }
+        self.end_cgroups().await;
         // Whatever is left of lingering groups goes with the daemon: killed while their
         // leaders are still held, then the leaders are reaped.
         for pgid in self.lingering.keys() {
@@ -511,14 +555,24 @@ impl Supervisor {
                 };
                 let pgid = finished.pid;
                 let stopping = entry.life.state() == protocol::JobState::Stopping;
-                if stopping && finished.kill_group {
+                let ends_all = stopping && finished.kill_group;
+                if ends_all {
                     // A stop ends the whole group: members that outlived the leader
                     // already had the stop signal. The leader is an unreaped zombie, so
                     // the group is still ours.
-                    os::kill_group(pgid);
+                    match &finished.cgroup {
+                        Some(cg) => cg.kill(),
+                        None => os::kill_group(pgid),
+                    }
                 }
                 // Held until `sweep` finds its group empty.
                 self.lingering.insert(pgid, name.clone());
+                if let Some(cg) = finished.cgroup {
+                    if self.keep_cgroup(cg, &name, ends_all.then_some(exitcode)) {
+                        // The exit is reported once the cgroup is empty.
+                        return;
+                    }
+                }
                 self.feed(&name, Input::Exited(exitcode));
             }
             Report::OutputError { name, error } => {
@@ -625,6 +679,9 @@ impl Supervisor {
                 for pgid in live {
                     g.watch(pgid);
                 }
+                if let Some(t) = &self.cgroups {
+                    g.watch_tree(t.dir());
+                }
                 tracing::warn!(pid = g.pid(), "the guard process died; started a new one");
                 self.guard = Some(g);
             }
@@ -632,6 +689,77 @@ impl Supervisor {
                 error = %e,
                 "the guard process died and cannot be restarted; running jobs may outlive a crash of supervisord"
             ),
+        }
+    }
+
+    /// A run's cgroup after its leader ended: removed if empty, else watched until it
+    /// is. True when `exit` is held until then.
+    fn keep_cgroup(&mut self, cg: RunCgroup, job: &str, exit: Option<i32>) -> bool {
+        if self.cgroup_watch.is_none() {
+            match Watcher::new() {
+                Ok(w) => self.cgroup_watch = Some(w),
+                Err(e) => tracing::warn!(error = %e, "cannot watch cgroups"),
+            }
+        }
+        let watched = match self.cgroup_watch.as_mut().map(|w| w.watch(&cg)) {
+            Some(Ok(w)) => w,
+            Some(Err(e)) => {
+                tracing::warn!(cgroup = %cg.dir().display(), error = %e, "cannot watch a cgroup");
+                false
+            }
+            None => false,
+        };
+        if !watched {
+            cg.remove();
+            return false;
+        }
+        let held = exit.is_some();
+        self.cgroups_left.insert(
+            cg,
+            CgroupLeft {
+                job: job.to_owned(),
+                exit,
+            },
+        );
+        held
+    }
+
+    /// Cgroups that emptied: removed, and a stopped run's exit reported at last.
+    fn cgroups_emptied(&mut self, emptied: Vec<RunCgroup>) {
+        for cg in emptied {
+            cg.remove();
+            let Some(left) = self.cgroups_left.remove(&cg) else {
+                continue;
+            };
+            if let Some(code) = left.exit {
+                self.feed(&left.job, Input::Exited(code));
+            }
+        }
+    }
+
+    /// At shutdown: kill what is left in runs' cgroups, wait a moment for them to empty,
+    /// remove them and the subtree.
+    async fn end_cgroups(&mut self) {
+        for cg in self.cgroups_left.keys() {
+            cg.kill();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while !self.cgroups_left.is_empty() {
+            let Some(w) = self.cgroup_watch.as_mut() else {
+                break;
+            };
+            match tokio::time::timeout_at(deadline, w.emptied()).await {
+                Ok(emptied) => {
+                    for cg in emptied {
+                        cg.remove();
+                        self.cgroups_left.remove(&cg);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(tree) = &self.cgroups {
+            tree.remove();
         }
     }
 
@@ -730,6 +858,7 @@ impl Supervisor {
                 DeathWatch::ParentDeathSignal
             },
             line_watch: line_watch.as_ref(),
+            cgroups: self.cgroups.as_ref(),
         };
         let spec = match notify_env {
             Some((k, v)) => {
@@ -850,6 +979,11 @@ impl Supervisor {
             .collect();
         for pgid in leftovers {
             os::kill_group(pgid);
+        }
+        for (cg, left) in &self.cgroups_left {
+            if left.job == name {
+                cg.kill();
+            }
         }
         self.feed(name, Input::Stop(sig));
     }

@@ -142,6 +142,7 @@ impl Supervisor {
             pid: std::process::id(),
             uptime_ms: super::status::millis(self.started.elapsed()),
             history_error: self.runs.error().map(str::to_owned),
+            containment: Some(self.containment.clone()),
         }))
     }
 

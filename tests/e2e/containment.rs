@@ -1,0 +1,281 @@
+//! Containment: a cgroup per run (`[supervisor] cgroup = "auto"`, where supervisord may
+//! create cgroups) so that nothing a job forks escapes a stop, and process groups as
+//! before with `cgroup = "off"`. Tests that need cgroups skip visibly where supervisord
+//! reports it cannot have them (not root, no writable cgroup v2 hierarchy).
+
+use crate::support::{
+    alive, is_root, jobs, marker, pids_with_arg, skip, wait_until, Daemon, DEADLINE,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// The daemon's cgroup subtree, from `ping`, or `None` (after saying why) where it runs
+/// with process groups only.
+fn subtree(d: &Daemon, test: &str) -> Option<PathBuf> {
+    let ping = d.ok("ping", Value::Null);
+    let c = ping["containment"].as_str().unwrap_or_default().to_owned();
+    match c.strip_prefix("a cgroup per run below ") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => {
+            let who = if is_root() { "root" } else { "not root" };
+            skip(
+                test,
+                &format!("supervisord ({who}) has no cgroups here: {c}"),
+            );
+            None
+        }
+    }
+}
+
+/// The cgroup v2 path of a process (its `0::` line).
+fn cgroup_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
+/// A job that double-forks a process into a session of its own, which ignores SIGTERM.
+fn escaping_job(mark: &str) -> String {
+    jobs(&format!(
+        r#"
+[job.escape]
+command = ["sh", "-c", "(setsid sh -c 'trap \"\" TERM; sleep 600; : {mark}' &); exec sleep 600"]
+stop_timeout = "10s"
+"#
+    ))
+}
+
+/// The escaped process, once it runs in its own session.
+fn escaped(mark: &str) -> u32 {
+    wait_until("the escaped process", DEADLINE, || {
+        pids_with_arg(mark).into_iter().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit(')').next()?.to_owned();
+                    let f: Vec<&str> = rest.split_whitespace().collect();
+                    // state ppid pgrp session: it leads its own session.
+                    Some(f.get(3)? == &p.to_string())
+                })
+                .unwrap_or(false)
+        })
+    })
+}
+
+#[test]
+fn a_double_forked_setsid_process_is_gone_when_terminate_returns() {
+    let mark = marker("cg-escape");
+    let d = Daemon::start(&escaping_job(&mark));
+    let Some(tree) = subtree(
+        &d,
+        "a_double_forked_setsid_process_is_gone_when_terminate_returns",
+    ) else {
+        return;
+    };
+    let leader = d.running_pid("escape");
+    let pid = escaped(&mark);
+    let run_cgroup = cgroup_of(leader).expect("the leader's cgroup");
+    assert_eq!(
+        cgroup_of(pid),
+        Some(run_cgroup.clone()),
+        "setsid and a double fork do not leave the run's cgroup"
+    );
+    let dir = tree.join(Path::new(&run_cgroup).file_name().expect("a cgroup name"));
+    assert!(
+        dir.join("cgroup.procs").exists(),
+        "{} exists",
+        dir.display()
+    );
+    let r = d.ok("terminate", json!({ "names": ["escape"] }));
+    assert_eq!(r["jobs"][0]["state"], "stopped", "{r}");
+    // No polling: when terminate answers, the run has ended, which with cgroups means
+    // its cgroup is empty and removed.
+    assert!(!alive(pid), "the escaped process {pid} outlived the stop");
+    assert!(!dir.exists(), "{} removed after the run", dir.display());
+}
+
+#[test]
+fn with_cgroup_off_a_setsid_process_escapes_the_stop_as_documented() {
+    let mark = marker("cg-off");
+    let d = Daemon::start(&format!(
+        "[supervisor]\ncgroup = \"off\"\n{}",
+        escaping_job(&mark)
+    ));
+    let ping = d.ok("ping", Value::Null);
+    assert_eq!(
+        ping["containment"], "process groups only: [supervisor] cgroup = \"off\"",
+        "{ping}"
+    );
+    let leader = d.running_pid("escape");
+    let pid = escaped(&mark);
+    assert_eq!(
+        cgroup_of(pid),
+        cgroup_of(std::process::id()),
+        "no cgroup of its own"
+    );
+    assert_eq!(cgroup_of(leader), cgroup_of(std::process::id()));
+    d.ok("terminate", json!({ "names": ["escape"] }));
+    assert!(
+        alive(pid),
+        "without cgroups, setsid takes it out of reach of a stop"
+    );
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// The job's very first instruction already runs in the run's cgroup (it is entered
+/// before exec), each run has its own, and both it and supervisord's subtree are removed.
+#[test]
+fn each_run_has_its_cgroup_from_its_first_instruction_and_they_are_removed() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.once]
+command = ["sh", "-c", "cat /proc/self/cgroup"]
+autostart = false
+start_secs = 0
+"#,
+    ));
+    let Some(tree) = subtree(
+        &d,
+        "each_run_has_its_cgroup_from_its_first_instruction_and_they_are_removed",
+    ) else {
+        return;
+    };
+    let own = tree
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("subtree name")
+        .to_owned();
+    for _ in 0..2 {
+        d.ok("start", json!({ "names": ["once"] }));
+        let r = d.ok("wait", json!({ "names": ["once"] }));
+        assert_eq!(r["jobs"][0]["state"], "exited", "{r}");
+    }
+    let log = std::fs::read_to_string(d.dir.path().join("logs/once.stdout.log")).expect("log");
+    let runs: Vec<&str> = log.lines().filter_map(|l| l.strip_prefix("0::")).collect();
+    assert_eq!(runs.len(), 2, "{log}");
+    for r in &runs {
+        assert!(
+            r.contains(&format!("/{own}/once@")),
+            "{r} is a run cgroup of {own}"
+        );
+    }
+    assert_ne!(runs[0], runs[1], "a cgroup per run");
+    let left: Vec<_> = std::fs::read_dir(&tree)
+        .expect("the subtree")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "run cgroups left: {left:?}");
+    d.ok("shutdown", Value::Null);
+    let mut d = d;
+    assert_eq!(d.wait_exit(), 0);
+    assert!(!tree.exists(), "{} removed at shutdown", tree.display());
+}
+
+/// The guard's pid among the daemon's children.
+fn guard_of(d: &Daemon) -> i32 {
+    wait_until("the guard", DEADLINE, || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", d.pid())).ok()?;
+        children.split_whitespace().find_map(|p| {
+            let pid = p.parse::<i32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd)
+                .contains("__guard")
+                .then_some(pid)
+        })
+    })
+}
+
+/// supervisord SIGKILLed: the guard kills its whole cgroup subtree, escapees included.
+#[test]
+fn a_sigkilled_daemon_takes_escaped_processes_with_it() {
+    let mark = marker("cg-sigkill");
+    let mut d = Daemon::start(&escaping_job(&mark));
+    let Some(tree) = subtree(&d, "a_sigkilled_daemon_takes_escaped_processes_with_it") else {
+        return;
+    };
+    d.running_pid("escape");
+    let pid = escaped(&mark);
+    d.signal(Signal::SIGKILL);
+    d.wait_exit();
+    wait_until(
+        "the escaped process to be killed by the guard",
+        DEADLINE,
+        || (!alive(pid)).then_some(()),
+    );
+    wait_until("the subtree to be removed", DEADLINE, || {
+        (!tree.exists()).then_some(())
+    });
+}
+
+/// supervisord and its guard SIGKILLed together leave the run cgroups populated; the next
+/// supervisord started below the same cgroup kills what is in them and removes them.
+/// (Other tests start daemons meanwhile, and any of them may be the one that clears it;
+/// the guard was stopped before the daemon died, so only a daemon's start can have.)
+#[test]
+fn cgroups_of_a_daemon_killed_with_its_guard_are_cleared_by_the_next_daemon() {
+    let mark = marker("cg-stale");
+    let mut d = Daemon::start(&escaping_job(&mark));
+    let Some(tree) = subtree(
+        &d,
+        "cgroups_of_a_daemon_killed_with_its_guard_are_cleared_by_the_next_daemon",
+    ) else {
+        return;
+    };
+    d.running_pid("escape");
+    let pid = escaped(&mark);
+    // The guard stopped first, so it cannot act when the daemon dies; then both killed.
+    let guard = Pid::from_raw(guard_of(&d));
+    kill(guard, Signal::SIGSTOP).expect("stop the guard");
+    d.signal(Signal::SIGKILL);
+    d.wait_exit();
+    kill(guard, Signal::SIGKILL).expect("kill the guard");
+    wait_until("the guard to be gone", DEADLINE, || {
+        (!alive(guard.as_raw() as u32)).then_some(())
+    });
+    let next = Daemon::start(&jobs(""));
+    wait_until("the next daemon to kill the leftover", DEADLINE, || {
+        (!alive(pid)).then_some(())
+    });
+    wait_until("the leftover subtree to be removed", DEADLINE, || {
+        (!tree.exists()).then_some(())
+    });
+    drop(next);
+}
+
+/// A run whose leader exits on its own while something it forked lives on: the exit is
+/// reported at once; the rest stays in the run's cgroup until the job is stopped.
+#[test]
+fn what_outlives_its_leader_stays_in_the_cgroup_until_the_job_is_stopped() {
+    let mark = marker("cg-left");
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.forker]
+command = ["sh", "-c", "setsid sh -c 'sleep 600; : {mark}' & echo forked"]
+"#
+    )));
+    let Some(tree) = subtree(
+        &d,
+        "what_outlives_its_leader_stays_in_the_cgroup_until_the_job_is_stopped",
+    ) else {
+        return;
+    };
+    d.wait_job("forker", "exited", |j| j.state.as_str() == "exited");
+    let pid = escaped(&mark);
+    let cg = cgroup_of(pid).expect("its cgroup");
+    assert!(cg.contains("/forker@"), "{cg}");
+    let dir = tree.join(Path::new(&cg).file_name().expect("name"));
+    assert!(dir.exists());
+    d.ok("terminate", json!({ "names": ["forker"] }));
+    wait_until("the leftover to be killed", DEADLINE, || {
+        (!alive(pid)).then_some(())
+    });
+    wait_until("its cgroup to be removed", DEADLINE, || {
+        (!dir.exists()).then_some(())
+    });
+}
