@@ -279,3 +279,29 @@ command = ["sh", "-c", "setsid sh -c 'sleep 600; : {mark}' & echo forked"]
         (!dir.exists()).then_some(())
     });
 }
+
+/// `status --usage` of a run in a cgroup counts what left its process group: a busy
+/// `setsid` process's CPU time is the job's (a walk by process group would miss it).
+#[test]
+fn usage_counts_every_process_of_the_run_cgroup() {
+    let mark = marker("cg-usage");
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.busy]
+command = ["sh", "-c", "setsid sh -c 'while :; do :; done; : {mark}' & exec sleep 600"]
+"#
+    )));
+    let Some(_) = subtree(&d, "usage_counts_every_process_of_the_run_cgroup") else {
+        return;
+    };
+    d.running_pid("busy");
+    let pid = escaped(&mark);
+    let job = wait_until("the escaped loop's CPU time to count", DEADLINE, || {
+        let r = d.ok("status", json!({ "names": ["busy"], "usage": true }));
+        let j = r["jobs"][0].clone();
+        (j["cpu_ms"].as_u64()? >= 300).then_some(j)
+    });
+    assert!(job["memory_bytes"].as_u64().expect("memory") > 0, "{job}");
+    d.ok("terminate", json!({ "names": ["busy"] }));
+    assert!(!alive(pid));
+}

@@ -166,6 +166,26 @@ fn refused(dir: &Path, e: &io::Error) -> Containment {
     }
 }
 
+/// The run cgroup job `job`'s process `pid` is in, if it is in one (with containment off,
+/// or for a run spawned before, it is not). Blocking: reads `/proc`.
+pub fn run_cgroup_of(pid: u32, job: &str) -> Option<RunCgroup> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let (mount, root) = v2_mount(&mountinfo)?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = own_path(&text)?;
+    let path = path
+        .strip_prefix(root.trim_end_matches('/'))
+        .unwrap_or(path);
+    let name = path.rsplit('/').next()?;
+    let parent = path.rsplit('/').nth(1)?;
+    if !name.starts_with(&format!("{job}@")) || !parent.starts_with("supervisord-") {
+        return None;
+    }
+    Some(RunCgroup {
+        dir: mount.join(path.trim_start_matches('/')),
+    })
+}
+
 /// Where this daemon's subtree would go, or why there is none. Creates nothing: this is
 /// also what `--check` reports.
 pub fn probe(setting: Setting) -> Result<PathBuf, String> {

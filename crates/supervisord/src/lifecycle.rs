@@ -29,6 +29,9 @@ pub enum Input {
     SpawnFailed(String),
     /// The process ended: exit status `>= 0` or `-signal`.
     Exited(i32),
+    /// The process ended (as [`Input::Exited`]), and the OOM killer killed a process of
+    /// its run (the run's cgroup counted an `oom_kill`): outside a stop, cause `oom`.
+    OomKilled(i32),
     /// A timer set by an [`Effect::Timer`] fired (already checked against the epoch).
     Timer(TimerKind),
     /// Its dependencies have not met their conditions: a job that is not alive waits,
@@ -290,6 +293,10 @@ impl Lifecycle {
     pub fn step(&mut self, spec: &JobSpec, input: Input, now: SystemTime) -> Step {
         let mut step = Step::default();
         use JobState::*;
+        let (input, oom) = match input {
+            Input::OomKilled(code) => (Input::Exited(code), true),
+            other => (other, false),
+        };
         match (self.state, input) {
             (Stopped | Exited | Fatal | Backoff, Input::Hold(reason)) => {
                 self.reason = Some(reason);
@@ -478,12 +485,22 @@ impl Lifecycle {
             (Starting | Running, Input::Exited(code)) => {
                 let failed_start = self.state == Starting;
                 let pid = self.ended(spec, code, now);
-                let cause = if code >= 0 {
+                let cause = if oom {
+                    Cause::Oom
+                } else if code >= 0 {
                     Cause::Exit
                 } else {
                     Cause::Signal
                 };
-                self.because(cause, describe_exit(code));
+                let reason = if oom {
+                    format!(
+                        "the OOM killer killed a process of the run ({})",
+                        describe_exit(code)
+                    )
+                } else {
+                    describe_exit(code)
+                };
+                self.because(cause, reason);
                 let failed = self.success != Some(true);
                 self.retried = if failed { self.retried + 1 } else { 0 };
                 // `retries = N`: a failed run is run again up to N times in a row, whatever
@@ -541,6 +558,8 @@ impl Lifecycle {
             }
             // An exit for a job with no live process cannot come from its current run.
             (Stopped | Exited | Fatal | Backoff, Input::Exited(_)) => {}
+            // Turned into `Exited` above.
+            (_, Input::OomKilled(_)) => {}
         }
         step
     }
@@ -1256,6 +1275,30 @@ mod tests {
         let step = l.step(&s, Input::Exited(3), T0);
         assert_eq!(cause_of(&step), (Some(Cause::Exit), Some("exit 3")));
         assert_eq!((l.cause(), l.reason()), (Some(Cause::Exit), Some("exit 3")));
+    }
+
+    #[test]
+    fn an_oom_kill_in_the_run_is_cause_oom_but_not_during_a_stop() {
+        let s = spec("");
+        let mut l = Lifecycle::new();
+        started(&s, &mut l);
+        let step = l.step(&s, Input::OomKilled(-9), T0);
+        assert_eq!(
+            cause_of(&step),
+            (
+                Some(Cause::Oom),
+                Some("the OOM killer killed a process of the run (killed by SIGKILL (-9))")
+            )
+        );
+        assert_eq!(step.transitions.last().map(|t| t.exitcode), Some(Some(-9)));
+        started(&s, &mut l);
+        l.step(&s, Input::Stop(Signal::Term), T0);
+        let step = l.step(&s, Input::OomKilled(-15), T0);
+        assert_eq!(
+            cause_of(&step).0,
+            Some(Cause::Stopped),
+            "a stop's end stays a stop"
+        );
     }
 
     #[test]

@@ -134,17 +134,44 @@ fn all_stats() -> impl Iterator<Item = ProcStat> {
 
 /// Fill `cpu_ms` and `memory_bytes` of every job that has a live process group (its pid
 /// leads the group). Others keep `null`. Blocking: call it in `spawn_blocking`.
+///
+/// A run in a cgroup of its own is measured from the cgroup: `cpu.stat`'s `usage_usec`
+/// (every process the run ever had, `setsid` ones included; the kernel keeps it even
+/// without the cpu controller), and `memory.current` where the memory controller is on,
+/// else the resident memory of each process in `cgroup.procs`. The others: one walk of
+/// `/proc`, by process group.
 pub fn fill(jobs: &mut [Job]) {
+    let units = Units::get();
+    for job in jobs.iter_mut().filter(|j| j.alive) {
+        let Some(cg) = job
+            .pid
+            .and_then(|p| crate::cgroup::run_cgroup_of(p, &job.name))
+        else {
+            continue;
+        };
+        let Some(cpu_ms) = cg.cpu_ms() else { continue };
+        job.cpu_ms = Some(cpu_ms);
+        job.memory_bytes = Some(cg.memory_bytes().unwrap_or_else(|| {
+            let pages: u64 = cg
+                .pids()
+                .iter()
+                .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+                .filter_map(|l| parse_stat(&l))
+                .map(|s| s.rss_pages)
+                .sum();
+            pages.saturating_mul(units.page_size)
+        }));
+    }
     let wanted: HashSet<u32> = jobs
         .iter()
-        .filter(|j| j.alive)
+        .filter(|j| j.alive && j.cpu_ms.is_none())
         .filter_map(|j| j.pid)
         .collect();
     if wanted.is_empty() {
         return;
     }
-    let usage = by_group(all_stats(), &wanted, Units::get());
-    for job in jobs.iter_mut().filter(|j| j.alive) {
+    let usage = by_group(all_stats(), &wanted, units);
+    for job in jobs.iter_mut().filter(|j| j.alive && j.cpu_ms.is_none()) {
         if let Some(u) = job.pid.and_then(|p| usage.get(&p)) {
             job.cpu_ms = Some(u.cpu_ms);
             job.memory_bytes = Some(u.memory_bytes);

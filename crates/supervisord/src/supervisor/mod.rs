@@ -567,13 +567,20 @@ impl Supervisor {
                 }
                 // Held until `sweep` finds its group empty.
                 self.lingering.insert(pgid, name.clone());
+                // Where the memory controller is on, the run's cgroup counts OOM kills.
+                let oom = finished.cgroup.as_ref().is_some_and(RunCgroup::oom_killed);
                 if let Some(cg) = finished.cgroup {
                     if self.keep_cgroup(cg, &name, ends_all.then_some(exitcode)) {
                         // The exit is reported once the cgroup is empty.
                         return;
                     }
                 }
-                self.feed(&name, Input::Exited(exitcode));
+                let input = if oom {
+                    Input::OomKilled(exitcode)
+                } else {
+                    Input::Exited(exitcode)
+                };
+                self.feed(&name, input);
             }
             Report::OutputError { name, error } => {
                 if let Some(entry) = self.jobs.get_mut(&name) {
