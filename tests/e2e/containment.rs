@@ -10,6 +10,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 /// The daemon's cgroup subtree, from `ping`, or `None` (after saying why) where it runs
 /// with process groups only.
@@ -304,4 +305,56 @@ command = ["sh", "-c", "setsid sh -c 'while :; do :; done; : {mark}' & exec slee
     assert!(job["memory_bytes"].as_u64().expect("memory") > 0, "{job}");
     d.ok("terminate", json!({ "names": ["busy"] }));
     assert!(!alive(pid));
+}
+
+/// `--check` says which containment would be in force, and why not cgroups.
+#[test]
+fn check_says_which_containment_is_in_force() {
+    let check = |text: &str| {
+        let d = Daemon::prepare(text);
+        let out = d
+            .command(&["--check"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run --check");
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        stdout
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("containment")
+                    .map(|r| r.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no containment line: {stdout}"))
+    };
+    assert_eq!(
+        check("[supervisor]\ncgroup = \"off\"\n"),
+        "process groups only: [supervisor] cgroup = \"off\""
+    );
+    let auto = check("");
+    assert!(
+        auto.starts_with("a cgroup per run below ") || auto.starts_with("process groups only: "),
+        "{auto}"
+    );
+    if is_root() && auto.starts_with("process groups only") {
+        skip(
+            "check_says_which_containment_is_in_force",
+            &format!("no cgroups here: {auto}"),
+        );
+    }
+    let d = Daemon::prepare("[supervisor]\ncgroup = \"sometimes\"\n");
+    let out = d
+        .command(&["--check"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run --check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("jobs.toml:2:") && err.contains("auto") && err.contains("off"),
+        "{err}"
+    );
 }

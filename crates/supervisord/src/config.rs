@@ -1169,7 +1169,8 @@ fn resolve(
                 Some(span),
                 format!(
                     "job {n:?}: `limits.{key}` needs the cgroup v2 `{controller}` controller, \
-                 which supervisord does not manage yet; remove the key"
+                 and supervisord sets no cgroup limits yet (it gives each run a cgroup but \
+                 enables no controller); remove the key"
                 ),
             )
         })?;

@@ -154,13 +154,13 @@ pub(super) struct RawLimits {
     /// Locked memory: bytes, a size, or "unlimited".
     #[schemars(with = "Option<serde_json::Value>")]
     memlock: Option<RawRlim>,
-    /// cgroup memory.max: refused, cgroups are not managed yet.
+    /// cgroup memory.max: refused at load: supervisord enables no cgroup controller yet.
     #[schemars(with = "Option<serde_json::Value>")]
     memory: Option<Spanned<toml::Value>>,
-    /// cgroup cpu.max: refused, cgroups are not managed yet.
+    /// cgroup cpu.max: refused at load: supervisord enables no cgroup controller yet.
     #[schemars(with = "Option<serde_json::Value>")]
     cpu: Option<Spanned<toml::Value>>,
-    /// cgroup pids.max: refused, cgroups are not managed yet.
+    /// cgroup pids.max: refused at load: supervisord enables no cgroup controller yet.
     #[schemars(with = "Option<serde_json::Value>")]
     tasks: Option<Spanned<toml::Value>>,
 }
