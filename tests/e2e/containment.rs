@@ -123,7 +123,8 @@ fn with_cgroup_off_a_setsid_process_escapes_the_stop_as_documented() {
         alive(pid),
         "without cgroups, setsid takes it out of reach of a stop"
     );
-    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    // It leads its own group (with its `sleep`): end that group.
+    let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
 /// The job's very first instruction already runs in the run's cgroup (it is entered

@@ -25,6 +25,7 @@ mod import;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod pid1;
 mod protocol;
 mod reliability;
 mod schema;

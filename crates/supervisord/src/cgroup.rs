@@ -134,25 +134,57 @@ pub fn setup(setting: Setting) -> Containment {
         Err(why) => return Containment::Groups { why },
     };
     clean_stale(&parent);
-    let dir = parent.join(format!("supervisord-{}", std::process::id()));
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // Left by an earlier process with our pid: it is dead (we have the pid now).
-            destroy(&dir, Duration::from_secs(2));
-            if let Err(e) = std::fs::create_dir(&dir) {
-                return refused(&dir, &e);
-            }
-        }
-        Err(e) => return refused(&dir, &e),
-    }
-    if !dir.join("cgroup.events").exists() {
-        let _ = std::fs::remove_dir(&dir);
-        return Containment::Groups {
-            why: format!("{} has no cgroup.events (Linux before 5.2)", dir.display()),
+    let base = format!("supervisord-{}", std::process::id());
+    // Another supervisord with our pid (in another PID namespace) may hold the name.
+    for n in 0..64 {
+        let dir = match n {
+            0 => parent.join(&base),
+            n => parent.join(format!("{base}-{n}")),
         };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return refused(&dir, &e),
+        }
+        if !dir.join("cgroup.events").exists() {
+            let _ = std::fs::remove_dir(&dir);
+            return Containment::Groups {
+                why: format!("{} has no cgroup.events (Linux before 5.2)", dir.display()),
+            };
+        }
+        match lock(&dir) {
+            Ok(Some(lock)) => {
+                return Containment::Cgroups(Tree {
+                    dir,
+                    _lock: Some(std::sync::Arc::new(lock)),
+                })
+            }
+            // Removed (a starting daemon took it, still unlocked and empty, for a stale
+            // one) or locked by another: try the next name.
+            Ok(None) | Err(_) => continue,
+        }
     }
-    Containment::Cgroups(Tree { dir })
+    Containment::Groups {
+        why: format!("no free name for a cgroup below {}", parent.display()),
+    }
+}
+
+/// The lock on a subtree that tells a live supervisord's subtree from a dead one's: held
+/// for the daemon's life (a `flock` on the folder, released however the daemon ends, in
+/// whatever PID namespace it runs). `Ok(None)`: another process holds it.
+fn lock(dir: &Path) -> io::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(dir)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            // Still the folder at that path (not removed and made again meanwhile).
+            let same = std::fs::metadata(dir)?.ino() == lock.metadata()?.ino();
+            Ok(same.then_some(lock))
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
+    }
 }
 
 fn refused(dir: &Path, e: &io::Error) -> Containment {
@@ -221,17 +253,19 @@ fn clean_stale(parent: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("supervisord-"))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || daemon_alive(pid) {
+        if !name.to_str().is_some_and(|n| n.starts_with("supervisord-")) {
             continue;
         }
         let dir = entry.path();
+        // Held: a live supervisord's, in this PID namespace or another.
+        let Ok(Some(_held)) = lock(&dir) else {
+            continue;
+        };
+        if children(&dir).is_empty() && std::fs::remove_dir(&dir).is_ok() {
+            // Empty: a dead daemon's that ran nothing, or one a starting daemon has just
+            // made and not locked yet (it sees it gone and makes another).
+            continue;
+        }
         let left = procs(&dir).len() + children(&dir).iter().map(|c| procs(c).len()).sum::<usize>();
         destroy(&dir, Duration::from_secs(2));
         tracing::warn!(
@@ -240,12 +274,6 @@ fn clean_stale(parent: &Path) {
             "killed and removed the cgroups of a supervisord that died with its guard"
         );
     }
-}
-
-/// Whether `pid` is a running supervisord (its `comm`).
-fn daemon_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|c| c.trim_end() == "supervisord")
 }
 
 /// The child cgroups of `dir`.
@@ -329,12 +357,14 @@ fn signal_listed(dir: &Path, sig: Signal, skip: Option<u32>) {
 #[derive(Debug, Clone)]
 pub struct Tree {
     dir: PathBuf,
+    /// Held while the daemon lives: tells other daemons the subtree is not a dead one's.
+    _lock: Option<std::sync::Arc<nix::fcntl::Flock<std::fs::File>>>,
 }
 
 impl Tree {
     /// A tree at `dir` (made by [`setup`], or a temp folder in tests).
     pub fn at(dir: PathBuf) -> Tree {
-        Tree { dir }
+        Tree { dir, _lock: None }
     }
 
     /// The subtree's folder.
