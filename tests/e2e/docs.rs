@@ -254,6 +254,7 @@ fn the_readme_links_every_doc() {
         "docs/jobfile.md",
         "docs/protocol.md",
         "docs/systemd.md",
+        "docs/container.md",
         "docs/ARCHITECTURE.md",
     ] {
         assert!(

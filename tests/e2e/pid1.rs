@@ -177,3 +177,35 @@ start_secs = 0
         assert!(out.contains("work"), "batch line: {out}");
     }
 }
+
+/// The container example's job file is valid, and its probes are real supctl commands.
+#[test]
+fn the_container_example_job_file_passes_check() {
+    let root = crate::support::workspace_root().join("config/container");
+    let out = Command::new(bin("supervisord"))
+        .arg("--check")
+        .arg(root.join("supervisord.toml"))
+        .output()
+        .expect("run --check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for probe in [
+        vec!["wait", "--ready", "--timeout", "4s", "web", "worker"],
+        vec!["is-alive", "web"],
+    ] {
+        let needle = format!("[\"supctl\", \"{}\"", probe[0]);
+        let pod = std::fs::read_to_string(root.join("pod.yaml")).expect("pod.yaml");
+        assert!(pod.contains(&needle), "pod.yaml probes with {probe:?}");
+        // supctl accepts the arguments (it fails only for want of a daemon: exit 3).
+        let out = Command::new(bin("supctl"))
+            .arg("--socket")
+            .arg("/nonexistent/supervisord.sock")
+            .args(&probe)
+            .output()
+            .expect("run supctl");
+        assert_eq!(out.status.code(), Some(3), "{probe:?}: {out:?}");
+    }
+}
