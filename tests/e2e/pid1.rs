@@ -209,3 +209,100 @@ fn the_container_example_job_file_passes_check() {
         assert_eq!(out.status.code(), Some(3), "{probe:?}: {out:?}");
     }
 }
+
+/// supervisord as the entrypoint of a real OCI container, run by `runc` from a bundle
+/// folder: a rootfs of a static busybox, supervisord and the C libraries it links. Batch
+/// mode's status is the container's. Skips visibly without root, runc or busybox.
+#[test]
+fn under_runc_supervisord_is_pid1_and_its_batch_status_is_the_containers() {
+    let test = "under_runc_supervisord_is_pid1_and_its_batch_status_is_the_containers";
+    if !crate::support::is_root() {
+        return skip(test, "runc needs root");
+    }
+    if Command::new("runc").arg("--version").output().is_err() {
+        return skip(test, "no runc (Debian: apt-get install runc)");
+    }
+    if !std::path::Path::new("/bin/busybox").exists() {
+        return skip(
+            test,
+            "no /bin/busybox (Debian: apt-get install busybox-static)",
+        );
+    }
+    for (code, want) in [(0, 0), (3, 1)] {
+        let bundle = tempfile::tempdir().expect("bundle");
+        let rootfs = bundle.path().join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp", "run", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).expect("mkdir");
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox");
+        for tool in ["sh", "sleep", "echo"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).expect("link");
+        }
+        std::fs::copy(bin("supervisord"), rootfs.join("bin/supervisord")).expect("copy");
+        // The C libraries supervisord links, where the host has them.
+        let ldd = Command::new("ldd")
+            .arg(bin("supervisord"))
+            .output()
+            .expect("ldd");
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let to = rootfs.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().expect("lib folder")).expect("mkdir");
+            std::fs::copy(lib, &to).expect("copy lib");
+        }
+        std::fs::write(
+            rootfs.join("jobs.toml"),
+            format!(
+                "[job.work]\ncommand = [\"sh\", \"-c\", \"(sh -c 'sleep 0.2' &); echo in-container; exit {code}\"]\nstart_secs = 0\n"
+            ),
+        )
+        .expect("job file");
+        let spec = Command::new("runc")
+            .arg("spec")
+            .current_dir(bundle.path())
+            .output()
+            .expect("runc spec");
+        assert!(spec.status.success(), "{spec:?}");
+        let path = bundle.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("config.json"))
+                .expect("json");
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = serde_json::json!([
+            "/bin/supervisord",
+            "--config",
+            "/jobs.toml",
+            "--socket",
+            "/run/supervisord.sock",
+            "--exit-when-done"
+        ]);
+        config["root"]["readonly"] = false.into();
+        std::fs::write(&path, config.to_string()).expect("write config.json");
+        let id = crate::support::marker("sv");
+        let out = Command::new("runc")
+            .args(["run", &id])
+            .current_dir(bundle.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("runc run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if code == 0 && !err.contains("pid=1") {
+            let _ = Command::new("runc")
+                .args(["delete", "--force", &id])
+                .output();
+            return skip(
+                test,
+                &format!("runc cannot run a container here: {}", err.trim()),
+            );
+        }
+        assert_eq!(out.status.code(), Some(want), "job exit {code}: {err}");
+        assert!(
+            err.contains("supervisord started") && err.contains("pid=1"),
+            "{err}"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("work"), "batch line: {stdout}");
+    }
+}
