@@ -359,3 +359,32 @@ fn check_says_which_containment_is_in_force() {
         "{err}"
     );
 }
+
+/// A reload that removes a job ends its run, escapees included, and removes its cgroup.
+#[test]
+fn a_reload_that_removes_a_job_removes_its_cgroup_and_everything_in_it() {
+    let mark = marker("cg-reload");
+    let d = Daemon::start(&escaping_job(&mark));
+    let Some(tree) = subtree(
+        &d,
+        "a_reload_that_removes_a_job_removes_its_cgroup_and_everything_in_it",
+    ) else {
+        return;
+    };
+    let leader = d.running_pid("escape");
+    let pid = escaped(&mark);
+    let dir = tree.join(
+        Path::new(&cgroup_of(leader).expect("its cgroup"))
+            .file_name()
+            .expect("name"),
+    );
+    std::fs::write(&d.config, jobs("")).expect("rewrite the job file");
+    let r = d.ok("reload", Value::Null);
+    assert_eq!(r["removed"], json!(["escape"]), "{r}");
+    // reload answers once removed jobs are gone: with cgroups, once their cgroup is empty.
+    assert!(
+        !alive(pid),
+        "the escaped process outlived the job's removal"
+    );
+    assert!(!dir.exists(), "{} removed", dir.display());
+}
