@@ -22,12 +22,15 @@
 //! - `status.rs`: the table as the protocol's `Job`, and batch mode's lines.
 //! - `history.rs`: runs' start and end records for the run history, answers held until
 //!   a run's end is on disk, each job's last run restored at start, `history`.
+//! - `cgroups.rs`: runs' cgroups after their leader ended (watched until empty; a
+//!   stopped run ends only then).
 //!
 //! Channels: connections → supervisor is bounded (`mpsc`, awaited by the sender); child
 //! tasks → supervisor is unbounded but holds at most a few messages per run; supervisor →
 //! child tasks never waits (`try_send`). No two bounded channels form a cycle.
 
 mod batch;
+mod cgroups;
 mod checks;
 mod deps;
 mod history;
@@ -47,6 +50,7 @@ use crate::lifecycle::{Effect, Input, Lifecycle, TimerKind, Transition};
 use crate::logs::LogHub;
 use crate::os;
 use crate::process::{self, DeathWatch, Report, Run, SpawnContext};
+use cgroups::CgroupLeft;
 use indexmap::IndexMap;
 use protocol::{code, signal_name, Event, HealthChange, Job, RpcError, Stream};
 use serde::Serialize;
@@ -304,13 +308,6 @@ pub struct Supervisor {
     /// cgroup is empty), or none (the exit was reported; what is left goes at the job's
     /// next stop or at shutdown).
     cgroups_left: HashMap<RunCgroup, CgroupLeft>,
-}
-
-/// A run's cgroup that outlived its leader.
-struct CgroupLeft {
-    job: String,
-    /// The leader's exit, reported once the cgroup is empty.
-    exit: Option<i32>,
 }
 
 impl Supervisor {
@@ -696,77 +693,6 @@ impl Supervisor {
                 error = %e,
                 "the guard process died and cannot be restarted; running jobs may outlive a crash of supervisord"
             ),
-        }
-    }
-
-    /// A run's cgroup after its leader ended: removed if empty, else watched until it
-    /// is. True when `exit` is held until then.
-    fn keep_cgroup(&mut self, cg: RunCgroup, job: &str, exit: Option<i32>) -> bool {
-        if self.cgroup_watch.is_none() {
-            match Watcher::new() {
-                Ok(w) => self.cgroup_watch = Some(w),
-                Err(e) => tracing::warn!(error = %e, "cannot watch cgroups"),
-            }
-        }
-        let watched = match self.cgroup_watch.as_mut().map(|w| w.watch(&cg)) {
-            Some(Ok(w)) => w,
-            Some(Err(e)) => {
-                tracing::warn!(cgroup = %cg.dir().display(), error = %e, "cannot watch a cgroup");
-                false
-            }
-            None => false,
-        };
-        if !watched {
-            cg.remove();
-            return false;
-        }
-        let held = exit.is_some();
-        self.cgroups_left.insert(
-            cg,
-            CgroupLeft {
-                job: job.to_owned(),
-                exit,
-            },
-        );
-        held
-    }
-
-    /// Cgroups that emptied: removed, and a stopped run's exit reported at last.
-    fn cgroups_emptied(&mut self, emptied: Vec<RunCgroup>) {
-        for cg in emptied {
-            cg.remove();
-            let Some(left) = self.cgroups_left.remove(&cg) else {
-                continue;
-            };
-            if let Some(code) = left.exit {
-                self.feed(&left.job, Input::Exited(code));
-            }
-        }
-    }
-
-    /// At shutdown: kill what is left in runs' cgroups, wait a moment for them to empty,
-    /// remove them and the subtree.
-    async fn end_cgroups(&mut self) {
-        for cg in self.cgroups_left.keys() {
-            cg.kill();
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        while !self.cgroups_left.is_empty() {
-            let Some(w) = self.cgroup_watch.as_mut() else {
-                break;
-            };
-            match tokio::time::timeout_at(deadline, w.emptied()).await {
-                Ok(emptied) => {
-                    for cg in emptied {
-                        cg.remove();
-                        self.cgroups_left.remove(&cg);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        if let Some(tree) = &self.cgroups {
-            tree.remove();
         }
     }
 
