@@ -388,3 +388,70 @@ fn a_reload_that_removes_a_job_removes_its_cgroup_and_everything_in_it() {
     );
     assert!(!dir.exists(), "{} removed", dir.display());
 }
+
+/// A daemon that may not create cgroups (not root, no delegation) falls back to process
+/// groups and says why, once, in its log and in `ping`.
+#[test]
+fn a_daemon_that_may_not_create_cgroups_says_so_and_uses_process_groups() {
+    const TEST: &str = "a_daemon_that_may_not_create_cgroups_says_so_and_uses_process_groups";
+    if !is_root() {
+        return skip(TEST, "needs root to run supervisord as nobody");
+    }
+    let supervisord = match crate::support::copy_for_nobody("supervisord") {
+        Ok(copy) => copy,
+        Err(why) => return skip(TEST, &why),
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("svcg")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let config = dir.path().join("jobs.toml");
+    std::fs::write(&config, "[job.s]\ncommand = \"sleep 60\"\n").expect("write");
+    // The socket's folder must be the daemon's own.
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).expect("mkdir run");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("a nobody user");
+    nix::unistd::chown(&run, Some(nobody.uid), Some(nobody.gid)).expect("chown run");
+    let socket = run.join("sock");
+    let err_path = dir.path().join("daemon.err");
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&supervisord.path)
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).expect("err file"))
+        .spawn()
+        .expect("spawn supervisord as nobody");
+    let ping = wait_until("supervisord (as nobody) to answer", DEADLINE, || {
+        let mut c = crate::support::Conn::try_open(&socket)?;
+        c.call("ping", Value::Null).get("result").cloned()
+    });
+    let c = ping["containment"].as_str().unwrap_or_default().to_owned();
+    let log = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let mut c2 = crate::support::Conn::open(&socket);
+    c2.call("shutdown", Value::Null);
+    let _ = child.wait();
+    if c.starts_with("a cgroup per run") {
+        return skip(TEST, &format!("nobody may create cgroups here: {c}"));
+    }
+    assert!(
+        c.starts_with("process groups only: cannot create the cgroup "),
+        "{c}"
+    );
+    assert!(c.contains("Delegate=yes"), "{c}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("containment:")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("setsid"),
+        "{log}"
+    );
+}
