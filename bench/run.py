@@ -680,7 +680,8 @@ class S6:
             self.services.append(sd)
         t = time.perf_counter()
         self.proc = subprocess.Popen(
-            [S6_SVSCAN, self.scan],
+            # -c: s6-svscan supervises at most 500 services unless told more.
+            [S6_SVSCAN, "-c", str(2 * len(self.services) + 10), self.scan],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=raise_fds,
