@@ -65,6 +65,14 @@ impl Containment {
             Containment::Groups { .. } => None,
         }
     }
+
+    /// Which controllers runs' cgroups can have.
+    pub fn offer(&self) -> Offer {
+        match self {
+            Containment::Cgroups(t) => t.offer.clone(),
+            Containment::Groups { .. } => Offer::none(&self.describe()),
+        }
+    }
 }
 
 /// Where cgroup v2 is mounted and the mount's root, from `/proc/self/mountinfo`'s text.
@@ -126,6 +134,369 @@ pub fn counter(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The cgroup below `supervisord-<pid>` that supervisord and its guard move into when its
+/// own cgroup must hold no process to give runs the memory controller (cgroup v2's "no
+/// internal processes" rule). Never a run's name: those have an `@`.
+pub const DAEMON_LEAF: &str = "daemon";
+
+/// A cgroup v2 controller a job's limits need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Controller {
+    /// `memory.max` (`limits.memory`).
+    Memory,
+    /// `cpu.max` (`limits.cpu`).
+    Cpu,
+    /// `pids.max` (`limits.tasks`).
+    Pids,
+}
+
+impl Controller {
+    /// Every controller a limit can need.
+    pub const ALL: [Controller; 3] = [Controller::Memory, Controller::Cpu, Controller::Pids];
+
+    /// Its name in `cgroup.controllers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Controller::Memory => "memory",
+            Controller::Cpu => "cpu",
+            Controller::Pids => "pids",
+        }
+    }
+
+    /// A threaded controller may be enabled for the children of a cgroup that holds
+    /// processes; a domain one (memory) only below a cgroup without any, or the root.
+    fn threaded(self) -> bool {
+        !matches!(self, Controller::Memory)
+    }
+}
+
+/// A cgroup limit's value: a number, or `None` for `max` (no limit).
+pub type Max = Option<u64>;
+
+/// `cpu.max`'s period, in microseconds: a quota of `cpu × CPU_PERIOD` per period.
+pub const CPU_PERIOD: u64 = 100_000;
+
+/// A job's cgroup limits, written into each run's cgroup before its process enters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `memory.max`, in bytes.
+    pub memory: Option<Max>,
+    /// `cpu.max`'s quota, in microseconds per [`CPU_PERIOD`].
+    pub cpu: Option<Max>,
+    /// `pids.max`.
+    pub tasks: Option<Max>,
+}
+
+impl Limits {
+    /// The controllers these limits need.
+    pub fn controllers(&self) -> Vec<Controller> {
+        let mut out = Vec::new();
+        if self.memory.is_some() {
+            out.push(Controller::Memory);
+        }
+        if self.cpu.is_some() {
+            out.push(Controller::Cpu);
+        }
+        if self.tasks.is_some() {
+            out.push(Controller::Pids);
+        }
+        out
+    }
+
+    /// Each file to write in a run's cgroup, and its exact text.
+    pub fn files(&self) -> Vec<(&'static str, String)> {
+        let max = |v: Max| v.map_or_else(|| "max".to_owned(), |n| n.to_string());
+        let mut out = Vec::new();
+        if let Some(v) = self.memory {
+            out.push(("memory.max", max(v)));
+        }
+        if let Some(v) = self.cpu {
+            out.push(("cpu.max", format!("{} {CPU_PERIOD}", max(v))));
+        }
+        if let Some(v) = self.tasks {
+            out.push(("pids.max", max(v)));
+        }
+        out
+    }
+}
+
+/// `limits.cpu`, in CPUs, as `cpu.max`'s quota per [`CPU_PERIOD`] (rounded to the
+/// nearest microsecond).
+pub fn cpu_quota(cpus: f64) -> Result<u64, String> {
+    if !cpus.is_finite() || cpus <= 0.0 {
+        return Err(format!(
+            "cpu must be a number of CPUs more than 0, such as 0.5 or 2, not {cpus}"
+        ));
+    }
+    let quota = (cpus * CPU_PERIOD as f64).round();
+    if quota < 1000.0 {
+        return Err(format!(
+            "cpu {cpus} is less than 0.01 CPU, the least the kernel takes (1 ms per 100 ms)"
+        ));
+    }
+    if quota > 1e11 {
+        return Err(format!("cpu {cpus} is more CPUs than a machine has"));
+    }
+    // In range: between 1000 and 1e11, a whole number.
+    Ok(quota as u64)
+}
+
+/// Write `limits` into the cgroup `dir`. An error names the file and the value.
+fn write_limits(dir: &Path, limits: &Limits) -> io::Result<()> {
+    for (file, value) in limits.files() {
+        let path = dir.join(file);
+        std::fs::write(&path, value.as_bytes()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot write {value:?} to {}: {e}", path.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Which controllers runs' cgroups can have, and why not the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offer {
+    refused: Vec<(Controller, String)>,
+}
+
+impl Offer {
+    /// Every controller refused: runs get no cgroup (`containment` says why, as
+    /// [`Containment::describe`] does).
+    pub fn none(containment: &str) -> Offer {
+        Offer {
+            refused: Controller::ALL
+                .iter()
+                .map(|c| {
+                    (
+                        *c,
+                        format!("supervisord gives runs no cgroup here ({containment})"),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Why runs' cgroups cannot have `c`; `None` when they can.
+    pub fn why_not(&self, c: Controller) -> Option<&str> {
+        self.refused
+            .iter()
+            .find(|(r, _)| *r == c)
+            .map(|(_, why)| why.as_str())
+    }
+
+    /// The controllers runs' cgroups can have.
+    pub fn available(&self) -> Vec<Controller> {
+        Controller::ALL
+            .into_iter()
+            .filter(|c| self.why_not(*c).is_none())
+            .collect()
+    }
+}
+
+/// The whitespace-separated words of a cgroup file (`cgroup.controllers`,
+/// `cgroup.subtree_control`); none if it cannot be read.
+fn words(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The cgroup supervisord's subtree is made in, as far as giving controllers goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Parent {
+    dir: PathBuf,
+    /// `cgroup.controllers`: what it may give its children.
+    controllers: Vec<String>,
+    /// `cgroup.subtree_control`: what it gives them now.
+    enabled: Vec<String>,
+    /// The hierarchy's root, where the "no internal processes" rule does not hold.
+    root: bool,
+    /// `cgroup.procs`, with whether each is supervisord's (itself or a child of it: the
+    /// guard) and so may be moved out of the way.
+    procs: Vec<(u32, bool)>,
+}
+
+impl Parent {
+    fn read(dir: &Path, root: bool) -> Parent {
+        let me = std::process::id();
+        let ours = |pid: u32| {
+            pid == me
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| parent_pid(&s))
+                    == Some(me)
+        };
+        Parent {
+            dir: dir.to_path_buf(),
+            controllers: words(&dir.join("cgroup.controllers")),
+            enabled: words(&dir.join("cgroup.subtree_control")),
+            root,
+            procs: procs(dir).into_iter().map(|p| (p, ours(p))).collect(),
+        }
+    }
+
+    /// What it takes to give runs `c`, or why it cannot be done. Creates nothing: this
+    /// is `--check`'s verdict too.
+    fn plan(&self, c: Controller) -> Result<Step, String> {
+        self.plan_named(c.name(), c.threaded())
+    }
+
+    /// [`Parent::plan`] for the controller `name`, threaded or not.
+    fn plan_named(&self, name: &str, threaded: bool) -> Result<Step, String> {
+        if !self.controllers.iter().any(|w| w == name) {
+            let lists = if self.controllers.is_empty() {
+                "none".to_owned()
+            } else {
+                self.controllers.join(" ")
+            };
+            return Err(format!(
+                "{} does not offer it (its cgroup.controllers lists {lists})",
+                self.dir.display()
+            ));
+        }
+        if self.enabled.iter().any(|w| w == name) {
+            return Ok(Step::Ready);
+        }
+        if threaded || self.root || self.procs.is_empty() {
+            return Ok(Step::Enable);
+        }
+        let strangers: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|(_, ours)| !ours)
+            .map(|(p, _)| p.to_string())
+            .collect();
+        if strangers.is_empty() {
+            return Ok(Step::MoveThenEnable);
+        }
+        Err(format!(
+            "{} also holds other processes (pid {}), and cgroup v2 gives the {name} \
+             controller only to the children of a cgroup that holds no process; run \
+             supervisord in a cgroup of its own (a systemd service with Delegate=yes)",
+            self.dir.display(),
+            strangers.join(", ")
+        ))
+    }
+}
+
+/// The parent pid in a `/proc/PID/stat` line (the field after the state, which follows
+/// the command name's closing parenthesis).
+fn parent_pid(stat: &str) -> Option<u32> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// What giving runs a controller takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The parent gives it already.
+    Ready,
+    /// Write `+name` to the parent's `cgroup.subtree_control`.
+    Enable,
+    /// Move supervisord and its guard into [`DAEMON_LEAF`] first.
+    MoveThenEnable,
+}
+
+/// Enable controller `name` for the children of cgroup `dir`.
+fn enable_in(dir: &Path, name: &str) -> io::Result<()> {
+    std::fs::write(dir.join("cgroup.subtree_control"), format!("+{name}"))
+}
+
+/// Move every process in `from` (supervisord and its guard, checked by the caller) into
+/// `<tree>/daemon`.
+fn move_in(from: &Path, tree: &Path) -> io::Result<()> {
+    let leaf = tree.join(DAEMON_LEAF);
+    match std::fs::create_dir(&leaf) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for pid in procs(from) {
+        std::fs::write(leaf.join("cgroup.procs"), pid.to_string())?;
+    }
+    Ok(())
+}
+
+/// Give the subtree `tree` (just made below `parent`) every controller a limit can need
+/// that `parent` can give, and say which the runs can have. Runs get one only once
+/// [`Tree::enable`] turns it on in the subtree, for a job that needs it.
+fn give(parent: &Path, tree: &Path) -> Offer {
+    let root = is_root(parent);
+    let mut refused = Vec::new();
+    for c in Controller::ALL {
+        let state = Parent::read(parent, root);
+        let done = match state.plan(c) {
+            Ok(Step::Ready) => Ok(()),
+            Ok(step) => {
+                let first = match step {
+                    Step::MoveThenEnable => move_in(parent, tree).map_err(|e| {
+                        format!(
+                            "cannot move supervisord into {}: {e}",
+                            tree.join(DAEMON_LEAF).display()
+                        )
+                    }),
+                    _ => Ok(()),
+                };
+                first.and_then(|()| {
+                    enable_in(parent, c.name()).map_err(|e| {
+                        format!(
+                            "cannot enable it in {}: {e}",
+                            parent.join("cgroup.subtree_control").display()
+                        )
+                    })
+                })
+            }
+            Err(why) => Err(why),
+        };
+        match done {
+            Ok(()) => {
+                let has = words(&tree.join("cgroup.controllers"));
+                if !has.iter().any(|w| w == c.name()) {
+                    refused.push((
+                        c,
+                        format!(
+                            "{} does not list it in its cgroup.controllers",
+                            tree.display()
+                        ),
+                    ));
+                }
+            }
+            Err(why) => refused.push((c, why)),
+        }
+    }
+    Offer { refused }
+}
+
+/// Whether `dir` is the hierarchy's root cgroup: the one cgroup without `cgroup.events`.
+fn is_root(dir: &Path) -> bool {
+    !dir.join("cgroup.events").exists()
+}
+
+/// The controllers runs would get, as [`setup`] would find them, creating nothing: what
+/// `--check` reports, and so refuses a job file on.
+pub fn predict(setting: Setting) -> (Result<PathBuf, String>, Offer) {
+    match probe(setting) {
+        Ok(parent) => {
+            let state = Parent::read(&parent, is_root(&parent));
+            let refused = Controller::ALL
+                .into_iter()
+                .filter_map(|c| state.plan(c).err().map(|why| (c, why)))
+                .collect();
+            (Ok(parent), Offer { refused })
+        }
+        Err(why) => {
+            let offer = Offer::none(&format!("process groups only: {why}"));
+            (Err(why), offer)
+        }
+    }
+}
+
 /// Work out the containment for `setting`: create this daemon's subtree, and clear
 /// subtrees left by daemons that died with their guard.
 pub fn setup(setting: Setting) -> Containment {
@@ -154,10 +525,12 @@ pub fn setup(setting: Setting) -> Containment {
         }
         match lock(&dir) {
             Ok(Some(lock)) => {
+                let offer = give(&parent, &dir);
                 return Containment::Cgroups(Tree {
                     dir,
+                    offer,
                     _lock: Some(std::sync::Arc::new(lock)),
-                })
+                });
             }
             // Removed (a starting daemon took it, still unlocked and empty, for a stale
             // one) or locked by another: try the next name.
@@ -307,6 +680,21 @@ fn populated(dir: &Path) -> bool {
 /// round), wait up to `patience` for it to empty, and remove it and its children. Blocking:
 /// for the guard and for start-up, never on the runtime.
 pub fn destroy(dir: &Path, patience: Duration) {
+    let leaf = dir.join(DAEMON_LEAF);
+    if leaf.exists() {
+        // The daemon (and so its guard, which may be the caller) moved into the subtree:
+        // the runs are killed one by one, never the leaf, which holds no job.
+        let runs: Vec<PathBuf> = children(dir).into_iter().filter(|c| *c != leaf).collect();
+        for run in &runs {
+            kill(run);
+        }
+        for run in &runs {
+            destroy(run, patience);
+        }
+        let _ = std::fs::remove_dir(&leaf);
+        let _ = std::fs::remove_dir(dir);
+        return;
+    }
     let deadline = Instant::now() + patience;
     loop {
         kill(dir);
@@ -357,6 +745,8 @@ fn signal_listed(dir: &Path, sig: Signal, skip: Option<u32>) {
 #[derive(Debug, Clone)]
 pub struct Tree {
     dir: PathBuf,
+    /// The controllers its runs can have.
+    offer: Offer,
     /// Held while the daemon lives: tells other daemons the subtree is not a dead one's.
     _lock: Option<std::sync::Arc<nix::fcntl::Flock<std::fs::File>>>,
 }
@@ -364,7 +754,11 @@ pub struct Tree {
 impl Tree {
     /// A tree at `dir` (made by [`setup`], or a temp folder in tests).
     pub fn at(dir: PathBuf) -> Tree {
-        Tree { dir, _lock: None }
+        Tree {
+            dir,
+            offer: Offer::default(),
+            _lock: None,
+        }
     }
 
     /// The subtree's folder.
@@ -372,15 +766,47 @@ impl Tree {
         &self.dir
     }
 
-    /// Make the cgroup of a run, and open its `cgroup.procs` for the child to enter by.
-    pub fn create(&self, job: &str, run: u64) -> io::Result<(RunCgroup, OwnedFd)> {
+    /// The controllers its runs can have.
+    pub fn offer(&self) -> &Offer {
+        &self.offer
+    }
+
+    /// Enable `wanted` in the subtree's `cgroup.subtree_control`, so runs' cgroups have
+    /// them (each stays enabled until shutdown). The subtree holds no process, so this
+    /// fails only for a controller its parent does not give it ([`Tree::offer`]).
+    pub fn enable(&self, wanted: &[Controller]) -> Result<(), String> {
+        let names: Vec<&str> = wanted.iter().map(|c| c.name()).collect();
+        self.enable_named(&names)
+    }
+
+    /// [`Tree::enable`] by the controllers' names.
+    fn enable_named(&self, wanted: &[&str]) -> Result<(), String> {
+        let on = words(&self.dir.join("cgroup.subtree_control"));
+        for name in wanted {
+            if !on.iter().any(|w| w == name) {
+                enable_in(&self.dir, name).map_err(|e| {
+                    format!(
+                        "cannot enable the {name} controller in {}: {e}",
+                        self.dir.join("cgroup.subtree_control").display()
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make the cgroup of a run, write its `limits` into it, and open its `cgroup.procs`
+    /// for the child to enter by. An error names the file.
+    pub fn create(&self, job: &str, run: u64, limits: &Limits) -> io::Result<(RunCgroup, OwnedFd)> {
         let dir = self.dir.join(format!("{job}@{run}"));
         std::fs::create_dir(&dir)?;
         let cg = RunCgroup { dir };
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .open(cg.dir.join("cgroup.procs"))
-        {
+        let opened = write_limits(&cg.dir, limits).and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(cg.dir.join("cgroup.procs"))
+        });
+        match opened {
             Ok(f) => Ok((cg, OwnedFd::from(f))),
             Err(e) => {
                 cg.remove();
@@ -390,8 +816,14 @@ impl Tree {
     }
 
     /// Remove the subtree at shutdown (every run's cgroup is gone by then; whatever is
-    /// not is killed by the guard, or the next daemon).
+    /// not is killed by the guard, or the next daemon). Not if the daemon moved itself
+    /// into [`DAEMON_LEAF`]: it cannot remove the cgroup it is in; the next supervisord
+    /// started there, or systemd when the service stops, removes both.
     pub fn remove(&self) {
+        if self.dir.join(DAEMON_LEAF).exists() {
+            tracing::debug!(cgroup = %self.dir.display(), "supervisord is in its own subtree and leaves it in place");
+            return;
+        }
         if let Err(e) = std::fs::remove_dir(&self.dir) {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(cgroup = %self.dir.display(), error = %e, "cannot remove supervisord's cgroup");
@@ -646,5 +1078,355 @@ mod tests {
             probe(Setting::Off),
             Err("[supervisor] cgroup = \"off\"".into())
         );
+    }
+
+    #[test]
+    fn limits_are_written_as_the_exact_text_of_each_file() {
+        let l = Limits {
+            memory: Some(Some(512 << 20)),
+            cpu: Some(Some(cpu_quota(1.5).expect("1.5 CPUs"))),
+            tasks: Some(Some(64)),
+        };
+        assert_eq!(
+            l.files(),
+            vec![
+                ("memory.max", "536870912".to_owned()),
+                ("cpu.max", "150000 100000".to_owned()),
+                ("pids.max", "64".to_owned()),
+            ]
+        );
+        assert_eq!(
+            l.controllers(),
+            vec![Controller::Memory, Controller::Cpu, Controller::Pids]
+        );
+        let unlimited = Limits {
+            memory: Some(None),
+            cpu: Some(None),
+            tasks: None,
+        };
+        assert_eq!(
+            unlimited.files(),
+            vec![
+                ("memory.max", "max".to_owned()),
+                ("cpu.max", "max 100000".to_owned()),
+            ]
+        );
+        assert!(Limits::default().files().is_empty());
+        assert!(Limits::default().controllers().is_empty());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_limits(dir.path(), &l).expect("write");
+        for (file, text) in [
+            ("memory.max", "536870912"),
+            ("cpu.max", "150000 100000"),
+            ("pids.max", "64"),
+        ] {
+            assert_eq!(
+                std::fs::read(dir.path().join(file)).expect("read"),
+                text.as_bytes(),
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_is_a_quota_per_100ms_rounded_to_the_microsecond() {
+        assert_eq!(cpu_quota(1.0), Ok(100_000));
+        assert_eq!(cpu_quota(0.5), Ok(50_000));
+        assert_eq!(cpu_quota(2.0), Ok(200_000));
+        assert_eq!(cpu_quota(0.333_337), Ok(33_334), "rounded up");
+        assert_eq!(cpu_quota(0.333_332), Ok(33_333), "rounded down");
+        assert_eq!(cpu_quota(0.01), Ok(1000), "the kernel's least quota");
+        for bad in [0.0, -1.0, 0.009, f64::NAN, f64::INFINITY, 1e7] {
+            assert!(cpu_quota(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_limit_that_cannot_be_written_names_the_file_and_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A folder where the file should be: the write fails as a missing controller's
+        // file would (the kernel has no such file), and the error says which.
+        std::fs::create_dir(dir.path().join("pids.max")).expect("mkdir");
+        let l = Limits {
+            tasks: Some(Some(5)),
+            ..Limits::default()
+        };
+        let e = write_limits(dir.path(), &l)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.starts_with("cannot write \"5\" to ") && e.contains("pids.max"),
+            "{e}"
+        );
+        // Tree::create removes the run's cgroup again when it cannot be made whole (a
+        // plain folder has no cgroup.procs to open).
+        let tree = Tree::at(dir.path().to_path_buf());
+        let e = tree
+            .create("j", 2, &Limits::default())
+            .expect_err("no cgroup.procs here");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(
+            !dir.path().join("j@2").exists(),
+            "removed after the failure"
+        );
+    }
+
+    fn parent(controllers: &str, enabled: &str, root: bool, procs: &[(u32, bool)]) -> Parent {
+        let w = |t: &str| t.split_whitespace().map(str::to_owned).collect();
+        Parent {
+            dir: PathBuf::from("/cg/app.service"),
+            controllers: w(controllers),
+            enabled: w(enabled),
+            root,
+            procs: procs.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_plan_follows_the_no_internal_processes_rule() {
+        use Controller::*;
+        // Not offered by the parent: refused, naming what it offers.
+        let p = parent("hugetlb", "", false, &[]);
+        let e = p.plan(Memory).expect_err("not offered");
+        assert!(
+            e.contains("/cg/app.service does not offer it") && e.contains("lists hugetlb"),
+            "{e}"
+        );
+        let e = parent("", "", false, &[]).plan(Pids).expect_err("none");
+        assert!(e.contains("lists none"), "{e}");
+        // Given already.
+        let mine = [(10, true), (11, true)];
+        let p = parent("cpu memory pids", "memory", false, &mine);
+        assert_eq!(p.plan(Memory), Ok(Step::Ready));
+        // Threaded controllers may be given by a cgroup that holds processes.
+        assert_eq!(p.plan(Cpu), Ok(Step::Enable));
+        assert_eq!(p.plan(Pids), Ok(Step::Enable));
+        // memory, below a cgroup with only supervisord and its guard: they move first.
+        let p = parent("cpu memory pids", "", false, &mine);
+        assert_eq!(p.plan(Memory), Ok(Step::MoveThenEnable));
+        // ... with nobody in it, or at the root: at once.
+        assert_eq!(
+            parent("memory", "", false, &[]).plan(Memory),
+            Ok(Step::Enable)
+        );
+        assert_eq!(
+            parent("memory", "", true, &[(1, false), (10, true)]).plan(Memory),
+            Ok(Step::Enable)
+        );
+        // ... with a stranger in it: refused, naming it.
+        let p = parent("memory pids", "", false, &[(10, true), (77, false)]);
+        let e = p.plan(Memory).expect_err("stranger");
+        assert!(
+            e.contains("pid 77") && !e.contains("pid 10") && e.contains("memory controller"),
+            "{e}"
+        );
+        assert_eq!(p.plan(Pids), Ok(Step::Enable));
+    }
+
+    #[test]
+    fn the_parent_is_read_from_its_files_and_own_processes_are_told_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("cgroup.controllers"),
+            "cpu io memory pids\n",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("cgroup.subtree_control"), "cpu\n").expect("write");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let me = std::process::id();
+        std::fs::write(
+            dir.path().join("cgroup.procs"),
+            format!("1\n{me}\n{}\n", child.id()),
+        )
+        .expect("write");
+        let p = Parent::read(dir.path(), false);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(p.controllers, ["cpu", "io", "memory", "pids"]);
+        assert_eq!(p.enabled, ["cpu"]);
+        assert_eq!(
+            p.procs,
+            vec![(1, false), (me, true), (child.id(), true)],
+            "init is not ours; this process and its child are"
+        );
+        assert_eq!(parent_pid("5 (a) b) S 42 5 5 0"), Some(42));
+    }
+
+    #[test]
+    fn the_offer_gives_what_the_parent_offers_and_enables_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parent = dir.path().join("p");
+        let tree = parent.join("supervisord-1");
+        std::fs::create_dir_all(&tree).expect("mkdir");
+        // A non-root parent (it has cgroup.events) holding no process.
+        std::fs::write(parent.join("cgroup.events"), "populated 0\n").expect("write");
+        std::fs::write(parent.join("cgroup.controllers"), "cpu\n").expect("write");
+        std::fs::write(parent.join("cgroup.subtree_control"), "").expect("write");
+        std::fs::write(parent.join("cgroup.procs"), "").expect("write");
+        // What the kernel would show once the parent gives it.
+        std::fs::write(tree.join("cgroup.controllers"), "cpu\n").expect("write");
+        let offer = give(&parent, &tree);
+        assert_eq!(offer.available(), [Controller::Cpu]);
+        for c in [Controller::Memory, Controller::Pids] {
+            let why = offer.why_not(c).expect("refused");
+            assert!(why.contains("does not offer it"), "{why}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(parent.join("cgroup.subtree_control")).expect("read"),
+            "+cpu",
+            "cpu enabled in the parent"
+        );
+        // The subtree turns on only what is wanted, once.
+        std::fs::write(tree.join("cgroup.subtree_control"), "").expect("write");
+        let t = Tree::at(tree.clone());
+        t.enable(&[Controller::Pids]).expect("enable");
+        assert_eq!(
+            std::fs::read_to_string(tree.join("cgroup.subtree_control")).expect("read"),
+            "+pids"
+        );
+        std::fs::write(tree.join("cgroup.subtree_control"), "pids\n").expect("write");
+        t.enable(&[Controller::Pids]).expect("enable");
+        assert_eq!(
+            std::fs::read_to_string(tree.join("cgroup.subtree_control")).expect("read"),
+            "pids\n",
+            "not written again"
+        );
+        // The kernel does not list it in the subtree after all: refused, saying so.
+        std::fs::write(parent.join("cgroup.subtree_control"), "").expect("write");
+        std::fs::write(tree.join("cgroup.controllers"), "").expect("write");
+        let offer = give(&parent, &tree);
+        let why = offer.why_not(Controller::Cpu).expect("cpu refused");
+        assert!(why.contains("does not list it"), "{why}");
+    }
+
+    #[test]
+    fn without_cgroups_every_limit_is_refused_saying_why() {
+        let c = Containment::Groups {
+            why: "[supervisor] cgroup = \"off\"".into(),
+        };
+        let offer = c.offer();
+        assert!(offer.available().is_empty());
+        let why = offer.why_not(Controller::Cpu).expect("refused");
+        assert!(
+            why.contains("no cgroup") && why.contains("cgroup = \"off\""),
+            "{why}"
+        );
+        let (dir, offer) = predict(Setting::Off);
+        assert!(dir.is_err());
+        assert!(offer.why_not(Controller::Memory).is_some());
+    }
+
+    /// The enabling path on the real kernel, with the controller this host's cgroup v2
+    /// has (hugetlb, a domain controller like memory): given down a chain of cgroups it
+    /// shows in a run's `cgroup.controllers`; below a cgroup that holds a stranger the
+    /// kernel refuses it as the plan says; below one that holds only a child of ours,
+    /// moving the child into the leaf first makes it work.
+    #[test]
+    fn a_domain_controller_reaches_a_run_through_the_real_hierarchy() {
+        const TEST: &str =
+            "cgroup::tests::a_domain_controller_reaches_a_run_through_the_real_hierarchy";
+        let skip = |why: &str| eprintln!("SKIPPED {TEST}: {why}");
+        if !nix::unistd::geteuid().is_root() {
+            return skip("needs root to create cgroups");
+        }
+        let own = match probe(Setting::Auto) {
+            Ok(d) => d,
+            Err(why) => return skip(&why),
+        };
+        if !words(&own.join("cgroup.controllers"))
+            .iter()
+            .any(|w| w == "hugetlb")
+        {
+            return skip("this cgroup does not offer hugetlb");
+        }
+        let was_on = words(&own.join("cgroup.subtree_control"))
+            .iter()
+            .any(|w| w == "hugetlb");
+        if !was_on {
+            if let Err(e) = enable_in(&own, "hugetlb") {
+                return skip(&format!("cannot enable hugetlb in {}: {e}", own.display()));
+            }
+        }
+        let base = own.join(format!("sdtest-hugetlb-{}", std::process::id()));
+        let mut sleeper: Option<std::process::Child> = None;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::fs::create_dir(&base).expect("mkdir base");
+            assert!(words(&base.join("cgroup.controllers")).contains(&"hugetlb".to_owned()));
+            // An empty non-root parent: enabled at once.
+            let state = Parent::read(&base, is_root(&base));
+            assert!(!state.root);
+            assert_eq!(state.plan_named("hugetlb", false), Ok(Step::Enable));
+            let tree_dir = base.join("supervisord-1");
+            std::fs::create_dir(&tree_dir).expect("mkdir tree");
+            enable_in(&base, "hugetlb").expect("enable in base");
+            let tree = Tree::at(tree_dir.clone());
+            tree.enable_named(&["hugetlb"]).expect("enable in tree");
+            let (run, _procs) = tree
+                .create("job", 1, &Limits::default())
+                .expect("run cgroup");
+            assert!(
+                words(&run.dir().join("cgroup.controllers")).contains(&"hugetlb".to_owned()),
+                "the run's cgroup has the controller"
+            );
+            assert!(run.remove());
+
+            // A parent holding a process that is not ours (pid 1 cannot be moved in
+            // here, so a child of a child stands for it: its parent is not us).
+            let holder = base.join("holder");
+            std::fs::create_dir(&holder).expect("mkdir holder");
+            let child = std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .expect("sleep");
+            std::fs::write(holder.join("cgroup.procs"), child.id().to_string())
+                .expect("move the sleeper");
+            sleeper = Some(child);
+            let leaf_tree = holder.join("supervisord-2");
+            std::fs::create_dir(&leaf_tree).expect("mkdir");
+            let state = Parent::read(&holder, false);
+            assert_eq!(
+                state.plan_named("hugetlb", false),
+                Ok(Step::MoveThenEnable),
+                "only our child is there"
+            );
+            let busy = enable_in(&holder, "hugetlb").expect_err("no internal processes");
+            assert_eq!(busy.raw_os_error(), Some(nix::libc::EBUSY), "{busy}");
+            let stranger = Parent {
+                procs: vec![(1, false)],
+                ..state.clone()
+            };
+            assert!(stranger.plan_named("hugetlb", false).is_err());
+            move_in(&holder, &leaf_tree).expect("move into the leaf");
+            enable_in(&holder, "hugetlb").expect("enabled once the parent is empty");
+            assert!(words(&leaf_tree.join("cgroup.controllers")).contains(&"hugetlb".to_owned()));
+        }));
+        if let Some(mut c) = sleeper {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for d in [
+            "holder/supervisord-2/daemon",
+            "holder/supervisord-2",
+            "holder",
+            "supervisord-1/job@1",
+            "supervisord-1",
+            "",
+        ] {
+            let dir = base.join(d);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while dir.exists() && std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if !was_on {
+            let _ = std::fs::write(own.join("cgroup.subtree_control"), "-hugetlb");
+        }
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
     }
 }

@@ -153,6 +153,19 @@ pub struct Config {
     pub replicas: BTreeMap<String, u32>,
     /// `[group.NAME]` sections.
     pub groups: BTreeMap<String, GroupSpec>,
+    /// Each cgroup limit a job asks for, where: refused by [`Config::refuse_missing`]
+    /// where supervisord cannot give runs its controller.
+    limit_asks: Vec<LimitAsk>,
+}
+
+/// A cgroup limit a job asks for, and where in the file.
+#[derive(Debug, Clone, PartialEq)]
+struct LimitAsk {
+    job: String,
+    key: &'static str,
+    controller: crate::cgroup::Controller,
+    /// The error to give, with its position; its message is filled in when refused.
+    at: ConfigError,
 }
 
 /// When a job is started again after it ends.
@@ -313,6 +326,8 @@ pub struct JobSpec {
     pub umask: Option<u32>,
     /// rlimits set before the program runs (soft = hard).
     pub limits: Vec<(Resource, Rlim)>,
+    /// cgroup limits (`memory`, `cpu`, `tasks`), written into each run's cgroup.
+    pub cgroup_limits: crate::cgroup::Limits,
     /// `[job.X.ready]`: when a start counts as `running` (default: up for `start_secs`).
     pub ready: Option<ReadySpec>,
     /// `[job.X.health]`: checked while running.
@@ -975,13 +990,14 @@ fn parse_with(
     };
     let mut jobs = Vec::with_capacity(raw.job.len());
     let mut edge_spans = Vec::with_capacity(raw.job.len());
+    let mut limit_asks = Vec::new();
     let groups = batch::groups(&src, raw.group)?;
     for (name, job) in raw.job {
         let span = job.span();
         let job = job.into_inner();
         batch::lone_schedule_keys(&src, name.get_ref(), &job)?;
         let env = layers.job_env(&mut reader, &defaults, &job, name.get_ref(), &facts)?;
-        let (mut spec, spans) = resolve(
+        let (mut spec, spans, asks) = resolve(
             &src,
             &name,
             Some(span),
@@ -989,6 +1005,12 @@ fn parse_with(
             &base,
             &log_dir,
         )?;
+        limit_asks.extend(asks.into_iter().map(|(span, key, controller)| LimitAsk {
+            job: spec.name.clone(),
+            key,
+            controller,
+            at: src.error(Some(span), ""),
+        }));
         (spec.env, spec.secret_env, spec.env_files) = env;
         if let Some((of, i)) = facts.replica_of.get(name.get_ref()) {
             spec.replica_of = Some(of.clone());
@@ -1018,6 +1040,7 @@ fn parse_with(
         files: Files::new(),
         replicas: facts.replicas,
         groups,
+        limit_asks,
     })
 }
 
@@ -1100,6 +1123,10 @@ impl EnvLayers<'_> {
     }
 }
 
+/// A resolved job, the spans of its `depends_on` edges, and where it asks for cgroup
+/// limits.
+type Resolved = (JobSpec, Vec<Range<usize>>, Vec<run_as::CgroupLimit>);
+
 fn resolve(
     src: &Source,
     name: &Spanned<String>,
@@ -1107,7 +1134,7 @@ fn resolve(
     raw: RawJob,
     base: &Path,
     log_dir: &Path,
-) -> Result<(JobSpec, Vec<Range<usize>>), ConfigError> {
+) -> Result<Resolved, ConfigError> {
     let n = name.get_ref();
     if !valid_name(n) {
         return Err(src.error(Some(name.span()), name_problem("job name", n)));
@@ -1164,16 +1191,7 @@ fn resolve(
         .limits
         .unwrap_or_default()
         .resolve()
-        .map_err(|(span, key, controller)| {
-            src.error(
-                Some(span),
-                format!(
-                    "job {n:?}: `limits.{key}` needs the cgroup v2 `{controller}` controller, \
-                 and supervisord sets no cgroup limits yet (it gives each run a cgroup but \
-                 enables no controller); remove the key"
-                ),
-            )
-        })?;
+        .map_err(|(span, why)| src.error(Some(span), format!("job {n:?}: {why}")))?;
     let ready_span = raw.ready.as_ref().map(|r| r.span());
     let ready = raw.ready.map(|r| checks::ready(src, n, r)).transpose()?;
     let health = raw.health.map(|h| checks::health(src, n, h)).transpose()?;
@@ -1216,7 +1234,8 @@ fn resolve(
         on_exit: raw.on_exit.unwrap_or_default(),
         user,
         umask,
-        limits,
+        limits: limits.rlimits,
+        cgroup_limits: limits.cgroup,
         ready,
         health,
         depends_on,
@@ -1226,10 +1245,66 @@ fn resolve(
     if let Some(why) = checks::uncaptured_log_check(&spec) {
         return Err(src.error(ready_span, format!("job {n:?}: {why}")));
     }
-    Ok((spec, spans))
+    Ok((spec, spans, limits.asks))
+}
+
+/// Why `offer` refuses a limit of `job`'s (`limits.KEY`, which needs `controller`).
+fn refused_limit(job: &str, key: &str, controller: crate::cgroup::Controller, why: &str) -> String {
+    format!(
+        "job {job:?}: `limits.{key}` needs the cgroup v2 `{}` controller, which supervisord \
+         cannot give its runs here: {why}; remove the key",
+        controller.name()
+    )
+}
+
+impl JobSpec {
+    /// Why this job's cgroup limits cannot be honoured with `offer`, if they cannot (for a
+    /// job added over the socket: no position to give).
+    pub fn refused_limit(&self, offer: &crate::cgroup::Offer) -> Option<String> {
+        let l = &self.cgroup_limits;
+        [
+            (
+                "memory",
+                crate::cgroup::Controller::Memory,
+                l.memory.is_some(),
+            ),
+            ("cpu", crate::cgroup::Controller::Cpu, l.cpu.is_some()),
+            ("tasks", crate::cgroup::Controller::Pids, l.tasks.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, _, asked)| *asked)
+        .find_map(|(key, c, _)| {
+            offer
+                .why_not(c)
+                .map(|why| refused_limit(&self.name, key, c, why))
+        })
+    }
 }
 
 impl Config {
+    /// Refuse the file if a job asks for a cgroup limit whose controller `offer` cannot
+    /// give: the first such limit, at its position, naming the job and the controller.
+    pub fn refuse_missing(&self, offer: &crate::cgroup::Offer) -> Result<(), ConfigError> {
+        for ask in &self.limit_asks {
+            if let Some(why) = offer.why_not(ask.controller) {
+                let mut e = ask.at.clone();
+                if let ConfigError::Invalid { message, .. } = &mut e {
+                    *message = refused_limit(&ask.job, ask.key, ask.controller, why);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The controllers the jobs' limits need, each once.
+    pub fn controllers(&self) -> Vec<crate::cgroup::Controller> {
+        let mut out: Vec<_> = self.limit_asks.iter().map(|a| a.controller).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// A job added over the socket: `job` holds the job-file keys as JSON; this file's
     /// `[defaults]` fill the gaps and its folder anchors relative paths. The error's
     /// message names the job; its position is meaningless and should not be shown.
@@ -1289,7 +1364,7 @@ impl Config {
             base,
             &self.log_dir,
         )
-        .map(|(spec, _)| spec)
+        .map(|(spec, _, _)| spec)
         .map_err(|e| AddError::Key(e.reason().to_owned()))?;
         let from_files: BTreeMap<&String, &String> =
             self.defaults_file_env.iter().map(|(k, v)| (k, v)).collect();

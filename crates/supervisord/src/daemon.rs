@@ -58,6 +58,9 @@ pub enum StartError {
     /// The run history's writer thread.
     #[error("cannot start the history writer: {0}")]
     History(std::io::Error),
+    /// A job asks for a cgroup limit whose controller supervisord cannot give its runs.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Run until shut down. Returns the exit code and what must be finished outside the
@@ -75,6 +78,12 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
     };
     let (logs, writer) = logs::start().map_err(StartError::Logs)?;
     let containment = contain(opts.config.cgroup).await;
+    if let Err(e) = opts.config.refuse_missing(&containment.offer()) {
+        if let Some(t) = containment.tree() {
+            t.remove();
+        }
+        return Err(e.into());
+    }
     let tracker = TaskTracker::new();
     let config_path = opts.config.path.clone();
     let history = open_history(&opts.config).await?;

@@ -148,6 +148,12 @@ fn main() -> ExitCode {
         .or_else(|| config.socket.clone())
         .unwrap_or_else(default_socket);
     if check {
+        // The verdict the daemon would give at start: a cgroup limit whose controller
+        // it could not give its runs refuses the file.
+        if let Err(e) = config.refuse_missing(&supervisord::cgroup::predict(config.cgroup).1) {
+            eprintln!("supervisord: {e}");
+            return ExitCode::from(2);
+        }
         pipe::quiet_when_reader_goes();
         print_check(&config, &socket);
         return ExitCode::SUCCESS;
@@ -197,7 +203,11 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("supervisord: {e}");
-            ExitCode::FAILURE
+            match e {
+                // A job file refused: as a load error.
+                daemon::StartError::Config(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -373,7 +383,7 @@ fn check_report(out: &mut String, config: &Config, socket: &Path) {
             let _ = writeln!(out, "  group {name:<9} max_parallel {n}");
         }
     }
-    let containment = match supervisord::cgroup::probe(config.cgroup) {
+    let containment = match supervisord::cgroup::predict(config.cgroup).0 {
         Ok(dir) => format!(
             "a cgroup per run below {} (if supervisord may create cgroups there)",
             dir.join("supervisord-<pid>").display()
@@ -471,6 +481,9 @@ fn print_job(out: &mut String, j: &JobSpec) {
             "  limits.{:<8} {value}",
             format!("{resource:?}").to_lowercase()
         );
+    }
+    for (file, value) in j.cgroup_limits.files() {
+        let _ = writeln!(out, "  cgroup {file:<8} {value}");
     }
     if !j.depends_on.is_empty() {
         let edges: Vec<String> = j

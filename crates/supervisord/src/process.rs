@@ -268,7 +268,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
     let (stdout_io, stderr_io, merged) = stdios(spec)?;
     let cgroup = match cgroups {
         Some(tree) => Some(
-            tree.create(&spec.name, run)
+            tree.create(&spec.name, run, &spec.cgroup_limits)
                 .map_err(|e| SpawnError::Other {
                     program: spec.command[0].clone(),
                     reason: format!("cannot create its cgroup: {e}"),

@@ -2,6 +2,7 @@
 //! `[job.X.limits]`. Parsing is pure; resolving a user reads the passwd and group
 //! databases, once, when the job file is loaded.
 
+use crate::cgroup::{Controller, Limits as CgroupLimits, Max};
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
@@ -132,7 +133,73 @@ impl<'de> Deserialize<'de> for RawRlim {
 }
 
 /// A cgroup limit that was asked for: where, its key, the controller it needs.
-pub(super) type CgroupLimit = (std::ops::Range<usize>, &'static str, &'static str);
+pub(super) type CgroupLimit = (std::ops::Range<usize>, &'static str, Controller);
+
+/// `limits.cpu` as written: a number of CPUs, or `"unlimited"`; kept as `cpu.max`'s quota.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct RawCpu(pub Max);
+
+impl<'de> Deserialize<'de> for RawCpu {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawCpu;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of CPUs such as 0.5 or 2, or \"unlimited\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawCpu, E> {
+                if v.eq_ignore_ascii_case("unlimited") || v.eq_ignore_ascii_case("max") {
+                    return Ok(RawCpu(None));
+                }
+                Err(E::custom(format!(
+                    "cpu must be a number of CPUs such as 0.5 or 2, or \"unlimited\", not {v:?}"
+                )))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawCpu, E> {
+                crate::cgroup::cpu_quota(v)
+                    .map(|q| RawCpu(Some(q)))
+                    .map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawCpu, E> {
+                // Whole CPUs; exact as a float far beyond any machine's count.
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawCpu, E> {
+                self.visit_f64(v as f64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A cgroup limit that must be more than 0 (`memory`, `tasks`), or "unlimited".
+fn positive(
+    v: Option<Spanned<RawRlim>>,
+    key: &str,
+) -> Result<Option<Spanned<Max>>, (std::ops::Range<usize>, String)> {
+    match v {
+        Some(s) if s.get_ref().0 == Some(0) => Err((
+            s.span(),
+            format!("`limits.{key}` must be more than 0 (or \"unlimited\")"),
+        )),
+        Some(s) => {
+            let span = s.span();
+            Ok(Some(Spanned::new(span, s.into_inner().0)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// What `[job.X.limits]` resolves to.
+pub(super) struct Resolved {
+    /// rlimits, set in the child.
+    pub rlimits: Vec<(Resource, Rlim)>,
+    /// cgroup limits, written into each run's cgroup.
+    pub cgroup: CgroupLimits,
+    /// Where each cgroup limit was asked for, to refuse it where its controller is
+    /// missing.
+    pub asks: Vec<CgroupLimit>,
+}
 
 /// `[job.X.limits]` as written.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
@@ -154,15 +221,18 @@ pub(super) struct RawLimits {
     /// Locked memory: bytes, a size, or "unlimited".
     #[schemars(with = "Option<serde_json::Value>")]
     memlock: Option<RawRlim>,
-    /// cgroup memory.max: refused at load: supervisord enables no cgroup controller yet.
+    /// cgroup v2 memory.max: bytes, a size such as "512MiB", or "unlimited". Needs the
+    /// memory controller.
     #[schemars(with = "Option<serde_json::Value>")]
-    memory: Option<Spanned<toml::Value>>,
-    /// cgroup cpu.max: refused at load: supervisord enables no cgroup controller yet.
+    memory: Option<Spanned<RawRlim>>,
+    /// cgroup v2 cpu.max, in CPUs (1.5 = 150 ms per 100 ms), or "unlimited". Needs the
+    /// cpu controller.
     #[schemars(with = "Option<serde_json::Value>")]
-    cpu: Option<Spanned<toml::Value>>,
-    /// cgroup pids.max: refused at load: supervisord enables no cgroup controller yet.
+    cpu: Option<Spanned<RawCpu>>,
+    /// cgroup v2 pids.max: processes and threads of a run, or "unlimited". Needs the
+    /// pids controller.
     #[schemars(with = "Option<serde_json::Value>")]
-    tasks: Option<Spanned<toml::Value>>,
+    tasks: Option<Spanned<RawRlim>>,
 }
 
 impl RawLimits {
@@ -180,28 +250,44 @@ impl RawLimits {
         }
     }
 
-    /// The rlimits to set, or the span and name of a cgroup limit, which this build
-    /// cannot honour.
-    pub(super) fn resolve(self) -> Result<Vec<(Resource, Rlim)>, CgroupLimit> {
+    /// The rlimits to set and the cgroup limits to write, or the span of a bad value and
+    /// why.
+    pub(super) fn resolve(self) -> Result<Resolved, (std::ops::Range<usize>, String)> {
+        let memory = positive(self.memory, "memory")?;
+        let tasks = positive(self.tasks, "tasks")?;
+        let cpu = self.cpu.map(|c| {
+            let span = c.span();
+            Spanned::new(span, c.into_inner().0)
+        });
+        let mut asks = Vec::new();
         for (key, controller, v) in [
-            ("memory", "memory", &self.memory),
-            ("cpu", "cpu", &self.cpu),
-            ("tasks", "pids", &self.tasks),
+            ("memory", Controller::Memory, &memory),
+            ("cpu", Controller::Cpu, &cpu),
+            ("tasks", Controller::Pids, &tasks),
         ] {
             if let Some(v) = v {
-                return Err((v.span(), key, controller));
+                asks.push((v.span(), key, controller));
             }
         }
-        Ok([
-            (Resource::Nofile, self.nofile),
-            (Resource::Nproc, self.nproc),
-            (Resource::Core, self.core),
-            (Resource::Stack, self.stack),
-            (Resource::Memlock, self.memlock),
-        ]
-        .into_iter()
-        .filter_map(|(r, v)| v.map(|v| (r, v.0)))
-        .collect())
+        let value = |v: Option<Spanned<Max>>| v.map(Spanned::into_inner);
+        Ok(Resolved {
+            rlimits: [
+                (Resource::Nofile, self.nofile),
+                (Resource::Nproc, self.nproc),
+                (Resource::Core, self.core),
+                (Resource::Stack, self.stack),
+                (Resource::Memlock, self.memlock),
+            ]
+            .into_iter()
+            .filter_map(|(r, v)| v.map(|v| (r, v.0)))
+            .collect(),
+            cgroup: CgroupLimits {
+                memory: value(memory),
+                cpu: value(cpu),
+                tasks: value(tasks),
+            },
+            asks,
+        })
     }
 }
 
@@ -326,6 +412,7 @@ mod tests {
 
 #[cfg(test)]
 mod file_tests {
+    use crate::cgroup::{Controller, Offer};
     use crate::config::{parse, ConfigError, Resource};
     use std::path::Path;
 
@@ -352,15 +439,69 @@ mod file_tests {
     }
 
     #[test]
+    fn cgroup_limits_are_parsed_into_the_files_values() {
+        let c = parse_str(
+            "[defaults.limits]\ntasks = 100\n[job.a]\ncommand = \"a\"\n[job.a.limits]\nmemory = \"512MiB\"\ncpu = 1.5\n[job.b]\ncommand = \"b\"\n[job.b.limits]\nmemory = \"unlimited\"\ncpu = 2\ntasks = \"unlimited\"\n[job.c]\ncommand = \"c\"\n",
+        )
+        .expect("valid");
+        let l = |i: usize| c.jobs[i].cgroup_limits;
+        assert_eq!(l(0).memory, Some(Some(512 << 20)));
+        assert_eq!(l(0).cpu, Some(Some(150_000)));
+        assert_eq!(l(0).tasks, Some(Some(100)), "from [defaults.limits]");
+        assert_eq!(l(1).memory, Some(None));
+        assert_eq!(l(1).cpu, Some(Some(200_000)));
+        assert_eq!(l(1).tasks, Some(None));
+        assert_eq!(l(2).tasks, Some(Some(100)));
+        assert_eq!(l(2).memory, None);
+        assert_eq!(
+            c.controllers(),
+            [Controller::Memory, Controller::Cpu, Controller::Pids]
+        );
+        assert_eq!(c.refuse_missing(&Offer::default()), Ok(()), "all available");
+    }
+
+    #[test]
     fn cgroup_limits_are_refused_naming_job_and_controller() {
-        let e = parse_str("[job.web]\ncommand = \"a\"\n[job.web.limits]\ntasks = 5\n")
-            .expect_err("refused")
-            .to_string();
+        let c = parse_str("[job.web]\ncommand = \"a\"\n[job.web.limits]\nnofile = 5\ntasks = 5\n")
+            .expect("parsed: refused only where the controller is missing");
+        let off = Offer::none("process groups only: [supervisor] cgroup = \"off\"");
+        let e = c.refuse_missing(&off).expect_err("refused").to_string();
         assert!(
-            e.contains("job \"web\"") && e.contains("`pids` controller"),
+            e.starts_with("/srv/jobs/supervisord.toml:5:9: job \"web\": `limits.tasks` needs the cgroup v2 `pids` controller")
+                && e.contains("cgroup = \"off\"")
+                && e.ends_with("; remove the key"),
             "{e}"
         );
-        assert!(e.contains(":4:"), "{e}");
+        // With nothing asked, nothing is refused.
+        let plain = parse_str("[job.web]\ncommand = \"a\"\n").expect("valid");
+        assert_eq!(plain.refuse_missing(&off), Ok(()));
+        assert!(plain.controllers().is_empty());
+        // A job added over the socket: the same words, without a position.
+        let why = c.jobs[0].refused_limit(&off).expect("refused");
+        assert!(
+            why.starts_with("job \"web\": `limits.tasks` needs"),
+            "{why}"
+        );
+        assert_eq!(c.jobs[0].refused_limit(&Offer::default()), None);
+    }
+
+    #[test]
+    fn bad_cgroup_limit_values_are_refused_where_they_are() {
+        for (text, words) in [
+            ("memory = 0", "`limits.memory` must be more than 0"),
+            ("tasks = 0", "`limits.tasks` must be more than 0"),
+            ("cpu = 0", "more than 0"),
+            ("cpu = 0.001", "less than 0.01 CPU"),
+            ("cpu = \"lots\"", "cpu must be a number of CPUs"),
+            ("memory = \"much\"", ""),
+        ] {
+            let e = parse_str(&format!(
+                "[job.a]\ncommand = \"a\"\n[job.a.limits]\n{text}\n"
+            ))
+            .expect_err(text)
+            .to_string();
+            assert!(e.contains(":4:") && e.contains(words), "{text}: {e}");
+        }
     }
 
     #[test]

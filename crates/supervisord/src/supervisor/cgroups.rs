@@ -3,7 +3,7 @@
 //! shutdown.
 
 use super::Supervisor;
-use crate::cgroup::{RunCgroup, Watcher};
+use crate::cgroup::{Controller, Offer, RunCgroup, Watcher};
 use crate::lifecycle::Input;
 use std::time::Duration;
 
@@ -15,6 +15,25 @@ pub(super) struct CgroupLeft {
 }
 
 impl Supervisor {
+    /// Which controllers runs' cgroups can have (a job file asking for others is refused).
+    pub(super) fn offer(&self) -> Offer {
+        match &self.cgroups {
+            Some(t) => t.offer().clone(),
+            None => Offer::none(&self.containment),
+        }
+    }
+
+    /// Turn on in the subtree the controllers `wanted` by jobs' limits (offered ones: the
+    /// job file was checked against [`Supervisor::offer`]). A failure is logged; the runs
+    /// that needed it then fail to spawn, naming the limit's file.
+    pub(super) fn enable_controllers(&self, wanted: &[Controller]) {
+        if let (Some(t), false) = (&self.cgroups, wanted.is_empty()) {
+            if let Err(why) = t.enable(wanted) {
+                tracing::warn!("{why}");
+            }
+        }
+    }
+
     /// A run's cgroup after its leader ended: removed if empty, else watched until it
     /// is. True when `exit` is held until then.
     pub(super) fn keep_cgroup(&mut self, cg: RunCgroup, job: &str, exit: Option<i32>) -> bool {

@@ -92,7 +92,7 @@ pub(super) fn plan<'a>(
 impl Supervisor {
     /// Apply a job file read from disk, or refuse it whole (1003) and change nothing.
     pub(super) fn reload(&mut self, config: Result<Config, ConfigError>) -> Outcome {
-        let new = match config {
+        let new = match config.and_then(|c| c.refuse_missing(&self.offer()).map(|()| c)) {
             Ok(new) => new,
             Err(e) => return Outcome::Now(Err(e.to_rpc())),
         };
@@ -109,6 +109,7 @@ impl Supervisor {
         if let Some(w) = socket_warning(&new, &self.config, in_use) {
             plan.warnings.insert(0, w);
         }
+        self.enable_controllers(&new.controllers());
         self.apply(&plan, &new);
         tracing::info!(
             added = plan.added.len(),
