@@ -455,3 +455,109 @@ fn a_daemon_that_may_not_create_cgroups_says_so_and_uses_process_groups() {
         "{log}"
     );
 }
+
+/// The controllers the cgroup this test (and so a supervisord it starts) runs in offers
+/// its children, or `None` where there is no cgroup v2.
+fn offered_here() -> Option<Vec<String>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|l| {
+        let (before, after) = l.split_once(" - ")?;
+        (after.split_whitespace().next()? == "cgroup2").then(|| before.split_whitespace().nth(4))?
+    })?;
+    let own = cgroup_of(std::process::id())?;
+    let dir = Path::new(mount).join(own.trim_start_matches('/'));
+    let text = std::fs::read_to_string(dir.join("cgroup.controllers")).ok()?;
+    Some(text.split_whitespace().map(str::to_owned).collect())
+}
+
+/// A job file asking for a cgroup limit whose controller supervisord cannot give its runs
+/// is refused — by `--check` and at start alike, exit status 2 — at the key's position,
+/// naming the job, the controller and why; with `cgroup = "off"` on any machine, and with
+/// containment on where the controller is missing (this machine's cgroup v2 offers no
+/// memory controller).
+#[test]
+fn a_cgroup_limit_whose_controller_is_missing_is_refused_at_load() {
+    const TEST: &str = "containment::a_cgroup_limit_whose_controller_is_missing_is_refused_at_load";
+    let check = |text: &str, words: &[&str]| {
+        let d = Daemon::prepare(text);
+        let checked = std::process::Command::new(crate::support::bin("supervisord"))
+            .arg("--check")
+            .arg(&d.config)
+            .output()
+            .expect("run --check");
+        let started = d.run_once();
+        for out in [&checked, &started] {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            let line = err
+                .lines()
+                .find(|l| l.contains("needs the cgroup v2"))
+                .unwrap_or_else(|| panic!("no refusal in: {err}"));
+            for w in words {
+                assert!(line.contains(w), "{w:?} missing in: {line}");
+            }
+        }
+        assert!(!d.socket.exists(), "a refused daemon serves nothing");
+    };
+    check(
+        "[supervisor]\ncgroup = \"off\"\n[job.web]\ncommand = \"sleep 60\"\n[job.web.limits]\ntasks = 64\n",
+        &[
+            "jobs.toml:6:9: job \"web\": `limits.tasks` needs the cgroup v2 `pids` controller",
+            "process groups only: [supervisor] cgroup = \"off\"",
+        ],
+    );
+    let Some(offered) = offered_here() else {
+        return skip(
+            TEST,
+            "no cgroup v2 here: only the cgroup = \"off\" case ran",
+        );
+    };
+    if offered.iter().any(|c| c == "memory") {
+        return skip(
+            TEST,
+            "this cgroup offers the memory controller: only the cgroup = \"off\" case ran",
+        );
+    }
+    check(
+        "[job.web]\ncommand = \"sleep 60\"\n[job.web.limits]\nmemory = \"64MiB\"\n",
+        &[
+            "jobs.toml:4:10: job \"web\": `limits.memory` needs the cgroup v2 `memory` controller",
+            "does not offer it (its cgroup.controllers lists",
+            "; remove the key",
+        ],
+    );
+}
+
+/// A reload or an `add` that asks for a cgroup limit supervisord cannot honour is refused
+/// whole, naming the job and the controller, and nothing changes.
+#[test]
+fn a_reload_or_add_asking_for_a_missing_controller_is_refused() {
+    let base = "[supervisor]\ncgroup = \"off\"\n[job.web]\ncommand = \"sleep 60\"\n";
+    let d = Daemon::start(&jobs(base));
+    let pid = d.running_pid("web");
+    std::fs::write(
+        &d.config,
+        jobs(&format!("{base}[job.web.limits]\ncpu = 0.5\n")),
+    )
+    .expect("rewrite the job file");
+    let r = d.rpc("reload", Value::Null);
+    assert_eq!(crate::support::error_code(&r), 1003, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("job \"web\": `limits.cpu` needs the cgroup v2 `cpu` controller"),
+        "{r}"
+    );
+    assert_eq!(r["error"]["data"]["line"], json!(10), "{r}");
+    assert_eq!(d.job("web").pid, Some(pid), "nothing changed");
+    let r = d.rpc(
+        "add",
+        json!({ "name": "more", "job": { "command": ["sleep", "60"], "limits": { "tasks": 5 } } }),
+    );
+    assert_eq!(crate::support::error_code(&r), -32602, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("job \"more\": `limits.tasks` needs the cgroup v2 `pids` controller"),
+        "{r}"
+    );
+    assert!(d.jobs().iter().all(|j| j.name != "more"), "not added");
+}

@@ -607,7 +607,11 @@ pub fn probe(setting: Setting) -> Result<PathBuf, String> {
         .strip_prefix(root.trim_end_matches('/'))
         .unwrap_or(own)
         .trim_start_matches('/');
-    let dir = mount.join(own);
+    // The root: the mount itself (joining "" would add a trailing slash).
+    let dir = match own {
+        "" => mount.clone(),
+        own => mount.join(own),
+    };
     if !dir.join("cgroup.procs").exists() {
         return Err(format!(
             "supervisord's cgroup {} is not visible where cgroup v2 is mounted ({})",

@@ -383,7 +383,8 @@ fn check_report(out: &mut String, config: &Config, socket: &Path) {
             let _ = writeln!(out, "  group {name:<9} max_parallel {n}");
         }
     }
-    let containment = match supervisord::cgroup::predict(config.cgroup).0 {
+    let (parent, offer) = supervisord::cgroup::predict(config.cgroup);
+    let containment = match parent {
         Ok(dir) => format!(
             "a cgroup per run below {} (if supervisord may create cgroups there)",
             dir.join("supervisord-<pid>").display()
@@ -391,6 +392,16 @@ fn check_report(out: &mut String, config: &Config, socket: &Path) {
         Err(why) => format!("process groups only: {why}"),
     };
     let _ = writeln!(out, "  containment     {containment}");
+    let available: Vec<&str> = offer.available().iter().map(|c| c.name()).collect();
+    let _ = writeln!(
+        out,
+        "  controllers     {} (for limits.memory, cpu, tasks)",
+        if available.is_empty() {
+            "none".to_owned()
+        } else {
+            available.join(" ")
+        }
+    );
     if config.jobs.iter().any(|j| !j.depends_on.is_empty()) {
         let _ = writeln!(out, "  start order     (stop order is the reverse)");
         for (i, level) in config::levels(&config.jobs).iter().enumerate() {
