@@ -423,54 +423,59 @@ fn move_in(from: &Path, tree: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Give the subtree `tree` (just made below `parent`) every controller a limit can need
-/// that `parent` can give, and say which the runs can have. Runs get one only once
-/// [`Tree::enable`] turns it on in the subtree, for a job that needs it.
-fn give(parent: &Path, tree: &Path) -> Offer {
-    let root = is_root(parent);
-    let mut refused = Vec::new();
-    for c in Controller::ALL {
-        let state = Parent::read(parent, root);
-        let done = match state.plan(c) {
-            Ok(Step::Ready) => Ok(()),
-            Ok(step) => {
-                let first = match step {
-                    Step::MoveThenEnable => move_in(parent, tree).map_err(|e| {
-                        format!(
-                            "cannot move supervisord into {}: {e}",
-                            tree.join(DAEMON_LEAF).display()
-                        )
-                    }),
-                    _ => Ok(()),
-                };
-                first.and_then(|()| {
-                    enable_in(parent, c.name()).map_err(|e| {
-                        format!(
-                            "cannot enable it in {}: {e}",
-                            parent.join("cgroup.subtree_control").display()
-                        )
-                    })
-                })
-            }
-            Err(why) => Err(why),
-        };
-        match done {
-            Ok(()) => {
-                let has = words(&tree.join("cgroup.controllers"));
-                if !has.iter().any(|w| w == c.name()) {
-                    refused.push((
-                        c,
-                        format!(
-                            "{} does not list it in its cgroup.controllers",
-                            tree.display()
-                        ),
-                    ));
-                }
-            }
-            Err(why) => refused.push((c, why)),
-        }
+/// Give runs' cgroups in the subtree `tree` (below `parent`) the controller `c`: enable
+/// it in `parent` (moving supervisord and its guard into [`DAEMON_LEAF`] first if the
+/// plan says so), then in `tree`. An error says what failed, naming the file.
+fn give(parent: &Path, tree: &Path, c: Controller) -> Result<(), String> {
+    give_named(parent, tree, c.name(), c.threaded())
+}
+
+/// [`give`] for the controller `name`, threaded or not.
+fn give_named(parent: &Path, tree: &Path, name: &str, threaded: bool) -> Result<(), String> {
+    let step = Parent::read(parent, is_root(parent)).plan_named(name, threaded)?;
+    if step == Step::MoveThenEnable {
+        move_in(parent, tree).map_err(|e| {
+            format!(
+                "cannot move supervisord into {}: {e}",
+                tree.join(DAEMON_LEAF).display()
+            )
+        })?;
     }
-    Offer { refused }
+    if step != Step::Ready {
+        enable_in(parent, name).map_err(|e| {
+            format!(
+                "cannot enable it in {}: {e}",
+                parent.join("cgroup.subtree_control").display()
+            )
+        })?;
+    }
+    if !words(&tree.join("cgroup.controllers"))
+        .iter()
+        .any(|w| w == name)
+    {
+        return Err(format!(
+            "{} does not list it in its cgroup.controllers",
+            tree.display()
+        ));
+    }
+    enable_in(tree, name).map_err(|e| {
+        format!(
+            "cannot enable it in {}: {e}",
+            tree.join("cgroup.subtree_control").display()
+        )
+    })
+}
+
+/// Which controllers supervisord could give runs' cgroups below `parent`, from the files
+/// alone: the verdict of [`setup`] and of `--check` alike.
+fn offer_of(parent: &Path) -> Offer {
+    let state = Parent::read(parent, is_root(parent));
+    Offer {
+        refused: Controller::ALL
+            .into_iter()
+            .filter_map(|c| state.plan(c).err().map(|why| (c, why)))
+            .collect(),
+    }
 }
 
 /// Whether `dir` is the hierarchy's root cgroup: the one cgroup without `cgroup.events`.
@@ -483,12 +488,8 @@ fn is_root(dir: &Path) -> bool {
 pub fn predict(setting: Setting) -> (Result<PathBuf, String>, Offer) {
     match probe(setting) {
         Ok(parent) => {
-            let state = Parent::read(&parent, is_root(&parent));
-            let refused = Controller::ALL
-                .into_iter()
-                .filter_map(|c| state.plan(c).err().map(|why| (c, why)))
-                .collect();
-            (Ok(parent), Offer { refused })
+            let offer = offer_of(&parent);
+            (Ok(parent), offer)
         }
         Err(why) => {
             let offer = Offer::none(&format!("process groups only: {why}"));
@@ -525,10 +526,10 @@ pub fn setup(setting: Setting) -> Containment {
         }
         match lock(&dir) {
             Ok(Some(lock)) => {
-                let offer = give(&parent, &dir);
                 return Containment::Cgroups(Tree {
                     dir,
-                    offer,
+                    offer: offer_of(&parent),
+                    parent: parent.clone(),
                     _lock: Some(std::sync::Arc::new(lock)),
                 });
             }
@@ -751,6 +752,8 @@ pub struct Tree {
     dir: PathBuf,
     /// The controllers its runs can have.
     offer: Offer,
+    /// The cgroup it is in (supervisord's own).
+    parent: PathBuf,
     /// Held while the daemon lives: tells other daemons the subtree is not a dead one's.
     _lock: Option<std::sync::Arc<nix::fcntl::Flock<std::fs::File>>>,
 }
@@ -759,6 +762,7 @@ impl Tree {
     /// A tree at `dir` (made by [`setup`], or a temp folder in tests).
     pub fn at(dir: PathBuf) -> Tree {
         Tree {
+            parent: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
             dir,
             offer: Offer::default(),
             _lock: None,
@@ -775,28 +779,32 @@ impl Tree {
         &self.offer
     }
 
-    /// Enable `wanted` in the subtree's `cgroup.subtree_control`, so runs' cgroups have
-    /// them (each stays enabled until shutdown). The subtree holds no process, so this
-    /// fails only for a controller its parent does not give it ([`Tree::offer`]).
-    pub fn enable(&self, wanted: &[Controller]) -> Result<(), String> {
-        let names: Vec<&str> = wanted.iter().map(|c| c.name()).collect();
-        self.enable_named(&names)
-    }
-
-    /// [`Tree::enable`] by the controllers' names.
-    fn enable_named(&self, wanted: &[&str]) -> Result<(), String> {
-        let on = words(&self.dir.join("cgroup.subtree_control"));
-        for name in wanted {
-            if !on.iter().any(|w| w == name) {
-                enable_in(&self.dir, name).map_err(|e| {
-                    format!(
-                        "cannot enable the {name} controller in {}: {e}",
-                        self.dir.join("cgroup.subtree_control").display()
-                    )
-                })?;
+    /// Give runs' cgroups the controllers `wanted` (by jobs' limits) that they do not
+    /// have yet: enabled in supervisord's cgroup and then in the subtree, each once and
+    /// until shutdown, so a file without limits costs runs no controller. One that cannot
+    /// be given after all is refused from then on ([`Tree::offer`]) and logged.
+    pub fn enable(&mut self, wanted: &[Controller]) {
+        for &c in wanted {
+            if self.offer.why_not(c).is_some()
+                || words(&self.dir.join("cgroup.subtree_control"))
+                    .iter()
+                    .any(|w| w == c.name())
+            {
+                continue;
+            }
+            match give(&self.parent, &self.dir, c) {
+                Ok(()) => {
+                    tracing::info!(controller = c.name(), cgroup = %self.dir.display(), "runs' cgroups have the controller")
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        controller = c.name(),
+                        "cannot give runs the controller: {why}"
+                    );
+                    self.offer.refused.push((c, why));
+                }
             }
         }
-        Ok(())
     }
 
     /// Make the cgroup of a run, write its `limits` into it, and open its `cgroup.procs`
@@ -1261,7 +1269,7 @@ mod tests {
     }
 
     #[test]
-    fn the_offer_gives_what_the_parent_offers_and_enables_it() {
+    fn controllers_are_given_on_demand_down_to_the_subtree() {
         let dir = tempfile::tempdir().expect("tempdir");
         let parent = dir.path().join("p");
         let tree = parent.join("supervisord-1");
@@ -1271,40 +1279,48 @@ mod tests {
         std::fs::write(parent.join("cgroup.controllers"), "cpu\n").expect("write");
         std::fs::write(parent.join("cgroup.subtree_control"), "").expect("write");
         std::fs::write(parent.join("cgroup.procs"), "").expect("write");
-        // What the kernel would show once the parent gives it.
-        std::fs::write(tree.join("cgroup.controllers"), "cpu\n").expect("write");
-        let offer = give(&parent, &tree);
+        std::fs::write(tree.join("cgroup.subtree_control"), "").expect("write");
+        let offer = offer_of(&parent);
         assert_eq!(offer.available(), [Controller::Cpu]);
         for c in [Controller::Memory, Controller::Pids] {
             let why = offer.why_not(c).expect("refused");
             assert!(why.contains("does not offer it"), "{why}");
         }
-        assert_eq!(
-            std::fs::read_to_string(parent.join("cgroup.subtree_control")).expect("read"),
-            "+cpu",
-            "cpu enabled in the parent"
+        let mut t = Tree {
+            dir: tree.clone(),
+            parent: parent.clone(),
+            offer,
+            _lock: None,
+        };
+        // Nothing wanted: nothing written.
+        t.enable(&[]);
+        let read =
+            |p: &Path| std::fs::read_to_string(p.join("cgroup.subtree_control")).expect("read");
+        assert_eq!((read(&parent), read(&tree)), (String::new(), String::new()));
+        // The kernel would list it in the subtree once the parent gives it.
+        std::fs::write(tree.join("cgroup.controllers"), "cpu\n").expect("write");
+        t.enable(&[Controller::Cpu, Controller::Memory]);
+        assert_eq!(read(&parent), "+cpu", "given by the parent");
+        assert_eq!(read(&tree), "+cpu", "and by the subtree");
+        assert_eq!(t.offer().available(), [Controller::Cpu]);
+        // On already: not written again.
+        std::fs::write(tree.join("cgroup.subtree_control"), "cpu\n").expect("write");
+        std::fs::write(parent.join("cgroup.subtree_control"), "cpu\n").expect("write");
+        t.enable(&[Controller::Cpu]);
+        assert_eq!(read(&tree), "cpu\n");
+        // Offered, but the subtree does not get it after all: refused from then on.
+        std::fs::write(parent.join("cgroup.controllers"), "cpu pids\n").expect("write");
+        let mut t = Tree {
+            offer: offer_of(&parent),
+            ..t
+        };
+        assert_eq!(t.offer().available(), [Controller::Cpu, Controller::Pids]);
+        t.enable(&[Controller::Pids]);
+        let why = t.offer().why_not(Controller::Pids).expect("refused now");
+        assert!(
+            why.contains("does not list it in its cgroup.controllers"),
+            "{why}"
         );
-        // The subtree turns on only what is wanted, once.
-        std::fs::write(tree.join("cgroup.subtree_control"), "").expect("write");
-        let t = Tree::at(tree.clone());
-        t.enable(&[Controller::Pids]).expect("enable");
-        assert_eq!(
-            std::fs::read_to_string(tree.join("cgroup.subtree_control")).expect("read"),
-            "+pids"
-        );
-        std::fs::write(tree.join("cgroup.subtree_control"), "pids\n").expect("write");
-        t.enable(&[Controller::Pids]).expect("enable");
-        assert_eq!(
-            std::fs::read_to_string(tree.join("cgroup.subtree_control")).expect("read"),
-            "pids\n",
-            "not written again"
-        );
-        // The kernel does not list it in the subtree after all: refused, saying so.
-        std::fs::write(parent.join("cgroup.subtree_control"), "").expect("write");
-        std::fs::write(tree.join("cgroup.controllers"), "").expect("write");
-        let offer = give(&parent, &tree);
-        let why = offer.why_not(Controller::Cpu).expect("cpu refused");
-        assert!(why.contains("does not list it"), "{why}");
     }
 
     #[test]
@@ -1366,9 +1382,10 @@ mod tests {
             assert_eq!(state.plan_named("hugetlb", false), Ok(Step::Enable));
             let tree_dir = base.join("supervisord-1");
             std::fs::create_dir(&tree_dir).expect("mkdir tree");
-            enable_in(&base, "hugetlb").expect("enable in base");
+            give_named(&base, &tree_dir, "hugetlb", false).expect("given");
+            assert!(words(&base.join("cgroup.subtree_control")).contains(&"hugetlb".to_owned()));
+            assert!(words(&tree_dir.join("cgroup.subtree_control")).contains(&"hugetlb".to_owned()));
             let tree = Tree::at(tree_dir.clone());
-            tree.enable_named(&["hugetlb"]).expect("enable in tree");
             let (run, _procs) = tree
                 .create("job", 1, &Limits::default())
                 .expect("run cgroup");
@@ -1404,15 +1421,28 @@ mod tests {
                 ..state.clone()
             };
             assert!(stranger.plan_named("hugetlb", false).is_err());
-            move_in(&holder, &leaf_tree).expect("move into the leaf");
-            enable_in(&holder, "hugetlb").expect("enabled once the parent is empty");
-            assert!(words(&leaf_tree.join("cgroup.controllers")).contains(&"hugetlb".to_owned()));
+            give_named(&holder, &leaf_tree, "hugetlb", false).expect("moved, then given");
+            assert_eq!(procs(&holder), Vec::<u32>::new(), "the parent is empty");
+            assert_eq!(
+                procs(&leaf_tree.join(DAEMON_LEAF)),
+                [sleeper.as_ref().map_or(0, |c| c.id())],
+                "the process is in the leaf"
+            );
+            assert!(
+                words(&leaf_tree.join("cgroup.subtree_control")).contains(&"hugetlb".to_owned())
+            );
+            let (run, _procs) = Tree::at(leaf_tree.clone())
+                .create("job", 2, &Limits::default())
+                .expect("run cgroup");
+            assert!(words(&run.dir().join("cgroup.controllers")).contains(&"hugetlb".to_owned()));
+            assert!(run.remove());
         }));
         if let Some(mut c) = sleeper {
             let _ = c.kill();
             let _ = c.wait();
         }
         for d in [
+            "holder/supervisord-2/job@2",
             "holder/supervisord-2/daemon",
             "holder/supervisord-2",
             "holder",

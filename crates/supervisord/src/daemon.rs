@@ -77,7 +77,10 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         None => None,
     };
     let (logs, writer) = logs::start().map_err(StartError::Logs)?;
-    let containment = contain(opts.config.cgroup).await;
+    let mut containment = contain(opts.config.cgroup).await;
+    if let Containment::Cgroups(tree) = &mut containment {
+        tree.enable(&opts.config.controllers());
+    }
     if let Err(e) = opts.config.refuse_missing(&containment.offer()) {
         if let Some(t) = containment.tree() {
             t.remove();

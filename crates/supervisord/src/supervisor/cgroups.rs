@@ -23,14 +23,12 @@ impl Supervisor {
         }
     }
 
-    /// Turn on in the subtree the controllers `wanted` by jobs' limits (offered ones: the
-    /// job file was checked against [`Supervisor::offer`]). A failure is logged; the runs
-    /// that needed it then fail to spawn, naming the limit's file.
-    pub(super) fn enable_controllers(&self, wanted: &[Controller]) {
-        if let (Some(t), false) = (&self.cgroups, wanted.is_empty()) {
-            if let Err(why) = t.enable(wanted) {
-                tracing::warn!("{why}");
-            }
+    /// Give runs' cgroups the controllers `wanted` by jobs' limits, where they can have
+    /// them; one that cannot be given after all is refused by [`Supervisor::offer`] from
+    /// then on (so check the job file against it afterwards).
+    pub(super) fn enable_controllers(&mut self, wanted: &[Controller]) {
+        if let Some(t) = self.cgroups.as_mut() {
+            t.enable(wanted);
         }
     }
 

@@ -381,7 +381,6 @@ impl Supervisor {
     pub fn contained(mut self, containment: &Containment) -> Supervisor {
         self.containment = containment.describe();
         self.cgroups = containment.tree().cloned();
-        self.enable_controllers(&self.config.controllers());
         if let (Some(g), Some(t)) = (self.guard.as_mut(), &self.cgroups) {
             g.watch_tree(t.dir());
         }

@@ -92,12 +92,16 @@ pub(super) fn plan<'a>(
 impl Supervisor {
     /// Apply a job file read from disk, or refuse it whole (1003) and change nothing.
     pub(super) fn reload(&mut self, config: Result<Config, ConfigError>) -> Outcome {
-        let new = match config.and_then(|c| c.refuse_missing(&self.offer()).map(|()| c)) {
+        let new = match config {
             Ok(new) => new,
             Err(e) => return Outcome::Now(Err(e.to_rpc())),
         };
         if self.phase != Phase::Serving {
             return Outcome::Now(Err(RpcError::shutting_down()));
+        }
+        self.enable_controllers(&new.controllers());
+        if let Err(e) = new.refuse_missing(&self.offer()) {
+            return Outcome::Now(Err(e.to_rpc()));
         }
         let current = self.jobs.values().map(|e| Current {
             name: &e.spec.name,
@@ -109,7 +113,6 @@ impl Supervisor {
         if let Some(w) = socket_warning(&new, &self.config, in_use) {
             plan.warnings.insert(0, w);
         }
-        self.enable_controllers(&new.controllers());
         self.apply(&plan, &new);
         tracing::info!(
             added = plan.added.len(),

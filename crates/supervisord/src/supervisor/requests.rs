@@ -230,10 +230,10 @@ impl Supervisor {
             .config
             .job_from_json(&p.name, &p.job)
             .map_err(|e| RpcError::invalid_job(&p.name, e.to_string()))?;
+        self.enable_controllers(&spec.cgroup_limits.controllers());
         if let Some(why) = spec.refused_limit(&self.offer()) {
             return Err(RpcError::invalid_job(&p.name, why));
         }
-        self.enable_controllers(&spec.cgroup_limits.controllers());
         let autostart = spec.autostart;
         self.jobs
             .insert(p.name.clone(), Entry::new(spec, Origin::Added));
