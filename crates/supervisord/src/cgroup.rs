@@ -686,7 +686,10 @@ fn populated(dir: &Path) -> bool {
 /// for the guard and for start-up, never on the runtime.
 pub fn destroy(dir: &Path, patience: Duration) {
     let leaf = dir.join(DAEMON_LEAF);
-    if leaf.exists() {
+    let subtree = dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("supervisord-"));
+    if subtree && leaf.exists() {
         // The daemon (and so its guard, which may be the caller) moved into the subtree:
         // the runs are killed one by one, never the leaf, which holds no job.
         let runs: Vec<PathBuf> = children(dir).into_iter().filter(|c| *c != leaf).collect();
@@ -1321,6 +1324,33 @@ mod tests {
             why.contains("does not list it in its cgroup.controllers"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn destroying_a_subtree_the_daemon_moved_into_kills_the_runs_not_the_daemon() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = dir.path().join("supervisord-7");
+        for d in [DAEMON_LEAF, "web@1", "web@1/daemon"] {
+            std::fs::create_dir_all(tree.join(d)).expect("mkdir");
+        }
+        destroy(&tree, Duration::ZERO);
+        let killed = |d: &str| std::fs::read_to_string(tree.join(d).join("cgroup.kill")).ok();
+        assert_eq!(
+            killed("web@1"),
+            Some("1".to_owned()),
+            "the run is killed whole"
+        );
+        assert_eq!(
+            killed(DAEMON_LEAF),
+            None,
+            "never the daemon's (and guard's) leaf"
+        );
+        assert_eq!(killed(""), None, "nor the subtree, which holds the leaf");
+        // Without the leaf, the subtree is killed whole, as before.
+        let plain = dir.path().join("supervisord-8");
+        std::fs::create_dir_all(plain.join("web@1")).expect("mkdir");
+        destroy(&plain, Duration::ZERO);
+        assert!(plain.join("cgroup.kill").exists());
     }
 
     #[test]
