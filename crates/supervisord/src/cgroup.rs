@@ -333,7 +333,12 @@ impl Parent {
             controllers: words(&dir.join("cgroup.controllers")),
             enabled: words(&dir.join("cgroup.subtree_control")),
             root,
-            procs: procs(dir).into_iter().map(|p| (p, ours(p))).collect(),
+            // The root's processes do not matter (it may enable anything), and on a host
+            // that is every process not in a service: not read.
+            procs: match root {
+                true => Vec::new(),
+                false => procs(dir).into_iter().map(|p| (p, ours(p))).collect(),
+            },
         }
     }
 
@@ -1259,6 +1264,10 @@ mod tests {
         )
         .expect("write");
         let p = Parent::read(dir.path(), false);
+        assert!(
+            Parent::read(dir.path(), true).procs.is_empty(),
+            "the root's processes are not read"
+        );
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(p.controllers, ["cpu", "io", "memory", "pids"]);
