@@ -506,6 +506,29 @@ fn a_cgroup_limit_whose_controller_is_missing_is_refused_at_load() {
             "process groups only: [supervisor] cgroup = \"off\"",
         ],
     );
+    // `--check` on a file without limits lists what is available: nothing, with "off".
+    let listed = |text: &str| {
+        let d = Daemon::prepare(text);
+        let out = d
+            .command(&["--check"])
+            .stdout(Stdio::piped())
+            .output()
+            .expect("run --check");
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        stdout
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("controllers")
+                    .map(|r| r.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no controllers line: {stdout}"))
+    };
+    assert_eq!(
+        listed("[supervisor]\ncgroup = \"off\"\n[job.web]\ncommand = \"sleep 60\"\n"),
+        "none (for limits.memory, cpu, tasks)"
+    );
     let Some(offered) = offered_here() else {
         return skip(
             TEST,
@@ -516,6 +539,13 @@ fn a_cgroup_limit_whose_controller_is_missing_is_refused_at_load() {
         return skip(
             TEST,
             "this cgroup offers the memory controller: only the cgroup = \"off\" case ran",
+        );
+    }
+    if !offered.iter().any(|c| c == "cpu" || c == "pids") {
+        assert_eq!(
+            listed("[job.web]\ncommand = \"sleep 60\"\n"),
+            "none (for limits.memory, cpu, tasks)",
+            "this cgroup offers {offered:?}"
         );
     }
     check(
