@@ -77,10 +77,7 @@ pub async fn run(opts: Options, guard: Option<Guard>) -> Result<(u8, Leftovers),
         None => None,
     };
     let (logs, writer) = logs::start().map_err(StartError::Logs)?;
-    let mut containment = contain(opts.config.cgroup).await;
-    if let Containment::Cgroups(tree) = &mut containment {
-        tree.enable(&opts.config.controllers());
-    }
+    let containment = contain(opts.config.cgroup, opts.config.controllers()).await;
     if let Err(e) = opts.config.refuse_missing(&containment.offer()) {
         if let Some(t) = containment.tree() {
             t.remove();
@@ -179,13 +176,23 @@ async fn open_history(config: &Config) -> Result<Option<history::Opened>, StartE
 }
 
 /// Set up containment (blocking: it may clear cgroups a dead daemon left, waiting for
-/// them to empty), and say once which is in force.
-async fn contain(setting: crate::cgroup::Setting) -> Containment {
-    let containment = tokio::task::spawn_blocking(move || crate::cgroup::setup(setting))
-        .await
-        .unwrap_or_else(|e| Containment::Groups {
-            why: format!("setting up cgroups failed: {e}"),
-        });
+/// them to empty) with the controllers `wanted` by the jobs' limits, and say once which
+/// is in force.
+async fn contain(
+    setting: crate::cgroup::Setting,
+    wanted: Vec<crate::cgroup::Controller>,
+) -> Containment {
+    let containment = tokio::task::spawn_blocking(move || {
+        let mut c = crate::cgroup::setup(setting);
+        if let Containment::Cgroups(tree) = &mut c {
+            tree.enable(&wanted);
+        }
+        c
+    })
+    .await
+    .unwrap_or_else(|e| Containment::Groups {
+        why: format!("setting up cgroups failed: {e}"),
+    });
     match &containment {
         Containment::Cgroups(_) => tracing::info!("containment: {}", containment.describe()),
         Containment::Groups { .. } => tracing::warn!(
