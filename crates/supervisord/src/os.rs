@@ -10,6 +10,8 @@ use protocol::Signal;
 use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+pub mod spawn;
+
 fn nix_signal(sig: Signal) -> Option<NixSignal> {
     NixSignal::try_from(sig.number()).ok()
 }
@@ -107,7 +109,11 @@ pub fn set_process_name(name: &str) {
 
 /// [`pidfd_open`], registered with the runtime: readable once the child has ended.
 pub fn pidfd_watch(pid: u32) -> Option<tokio::io::unix::AsyncFd<OwnedFd>> {
-    let fd = pidfd_open(pid)?;
+    pidfd_register(pidfd_open(pid)?)
+}
+
+/// A pidfd registered with the runtime: readable once the child has ended.
+pub fn pidfd_register(fd: OwnedFd) -> Option<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` stays open and keeps its number until the `AsyncFd` holding
     // it is dropped, which is what registration asks for.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok()
@@ -242,10 +248,12 @@ pub fn raise_fd_limit() -> u64 {
 /// there is no orphan and `ours` (the pids the runtime waits for, left alone) is never
 /// built — on every SIGCHLD of a burst of exits that set was most of the work. Reads
 /// `/proc/self/task/*/children`, which the kernel serves from memory. Returns how many
-/// were reaped.
-pub fn reap_orphans(expected: usize, ours: impl FnOnce() -> HashSet<u32>) -> usize {
+/// were reaped, and whether any child besides `expected` was listed at all (`false`:
+/// supervisord has no child but its own, so no process outlives a job's leader — any
+/// such process would have been reparented to supervisord, its subreaper).
+pub fn reap_orphans(expected: usize, ours: impl FnOnce() -> HashSet<u32>) -> (usize, bool) {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+        return (0, true);
     };
     let listed: Vec<u32> = tasks
         .flatten()
@@ -258,7 +266,7 @@ pub fn reap_orphans(expected: usize, ours: impl FnOnce() -> HashSet<u32>) -> usi
         })
         .collect();
     if listed.len() <= expected {
-        return 0;
+        return (0, false);
     }
     let ours = ours();
     let mut reaped = 0;
@@ -273,7 +281,7 @@ pub fn reap_orphans(expected: usize, ours: impl FnOnce() -> HashSet<u32>) -> usi
             }
         }
     }
-    reaped
+    (reaped, true)
 }
 
 /// Set the job's rlimits, umask and identity in the child, in that order: rlimits first,

@@ -75,6 +75,27 @@ impl Watched {
     }
 }
 
+impl Watched {
+    /// Watch the run through `pidfd` (the one its spawn gave) while the budget has room,
+    /// else through a new pidfd while the budget has room; `None` past the budget.
+    fn adopt(pid: u32, pidfd: Option<OwnedFd>) -> Option<Watched> {
+        let Some(fd) = pidfd else {
+            return Watched::open(pid);
+        };
+        if PIDFDS.fetch_add(1, Ordering::Relaxed) >= pidfd_budget() {
+            PIDFDS.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        match os::pidfd_register(fd) {
+            Some(fd) => Some(Watched(fd)),
+            None => {
+                PIDFDS.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
 impl Drop for Watched {
     fn drop(&mut self) {
         PIDFDS.fetch_sub(1, Ordering::Relaxed);
@@ -265,7 +286,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         line_watch,
         cgroups,
     } = *ctx;
-    let (stdout_io, stderr_io, merged) = stdios(spec)?;
+    let io = child_io(spec)?;
     let cgroup = match cgroups {
         Some(tree) => Some(
             tree.create(&spec.name, run, &spec.cgroup_limits)
@@ -276,64 +297,33 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         ),
         None => None,
     };
-    let mut cmd = Command::new(&spec.command[0]);
-    cmd.args(&spec.command[1..])
-        .current_dir(&spec.cwd)
-        // supervisord's own systemd notify socket is not the job's to use.
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        // The passwd entry's HOME, USER, LOGNAME, SHELL; the job's own env wins.
-        .envs(spec.user.iter().flat_map(|u| u.env.iter().cloned()))
-        .envs(&spec.env)
-        .env("SUPERVISOR_JOB", &spec.name)
-        .env("SUPERVISOR_GROUP", &spec.group)
-        .stdin(Stdio::null())
-        .stdout(stdout_io)
-        .stderr(stderr_io)
-        .process_group(0);
-    let cgroup = cgroup.map(|(cg, procs)| {
-        os::enter_cgroup(&mut cmd, procs);
-        cg
-    });
-    os::set_credentials(&mut cmd, spec.user.as_ref(), spec.umask, &spec.limits);
-    if death == DeathWatch::ParentDeathSignal {
-        os::die_with_parent(&mut cmd);
-    }
-    // std's `Child`, not tokio's: tokio reaps its children (and the ones it drops) on its
-    // own, and this one must stay unreaped until the supervisor says so.
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
+    let launched = launch(spec, &io, cgroup.as_ref(), death);
+    let cgroup = cgroup.map(|(cg, _)| cg);
+    let (pid, pidfd) = match launched {
+        Ok(started) => started,
         Err(e) => {
             if let Some(cg) = &cgroup {
                 cg.remove();
             }
-            return Err(spawn_problem(spec, cgroup.is_some(), &e));
+            return Err(e);
         }
     };
-    // The command holds the write ends of a merged pipe: drop it, so the reader sees end
-    // of file when the job (and whatever inherited the pipe) is gone.
-    drop(cmd);
-    let pid = child.id();
+    // The child's ends of its pipes: closed here, so the readers see end of file when the
+    // job (and whatever inherited the pipes) is gone.
+    let ChildIo {
+        stdout_read,
+        stderr_read,
+        ..
+    } = io;
     // Registered before the first look at the child, so its end cannot slip in between.
-    let exit = match Watched::open(pid) {
+    let exit = match Watched::adopt(pid, pidfd) {
         Some(w) => Exit::Pidfd(w),
         None => signal(SignalKind::child()).map_or(Exit::Poll, Exit::Sigchld),
     };
 
+    let stdout = stdout_read.and_then(async_pipe);
+    let stderr = stderr_read.and_then(async_pipe);
     let mut readers = Vec::new();
-    let stdout = match merged {
-        Some(read_end) => Some(
-            tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)
-                .map(growing)
-                .map_err(|e| SpawnError::OutputFile {
-                    path: "(the pipe stdout and stderr share)".into(),
-                    reason: e.to_string(),
-                })?,
-        ),
-        None => child.stdout.take().and_then(|p| async_pipe(p.into())),
-    };
-    let stderr = child.stderr.take().and_then(|p| async_pipe(p.into()));
     for (stream, output, pipe) in [
         (Stream::Stdout, &spec.stdout, stdout),
         (Stream::Stderr, &spec.stderr, stderr),
@@ -495,46 +485,280 @@ fn async_pipe(fd: OwnedFd) -> Option<Box<dyn AsyncRead + Unpin + Send>> {
     }
 }
 
-/// The child's stdout and stderr, and the read end of the one pipe both write to when
-/// stderr is merged into a captured stdout. One pipe (not two read in turn) is what keeps
-/// the order in which the job wrote the lines.
-fn stdios(spec: &JobSpec) -> Result<(Stdio, Stdio, Option<std::os::fd::OwnedFd>), SpawnError> {
-    if spec.stderr != Output::Stdout {
-        return Ok((stdio(&spec.stdout)?, stdio(&spec.stderr)?, None));
-    }
-    let shared = |reason: String| SpawnError::OutputFile {
-        path: "(the pipe stdout and stderr share)".into(),
-        reason,
+/// A child's stdout or stderr.
+enum ChildFd {
+    /// `/dev/null`.
+    Null,
+    /// A pipe's write end or an output file.
+    Fd(OwnedFd),
+    /// stderr only: wherever stdout goes.
+    Stdout,
+}
+
+/// The child's stdout and stderr, and the read ends of the pipes the daemon captures.
+/// When stderr is merged into a captured stdout both share one pipe (not two read in
+/// turn), which is what keeps the order in which the job wrote the lines.
+struct ChildIo {
+    stdout: ChildFd,
+    stderr: ChildFd,
+    stdout_read: Option<OwnedFd>,
+    stderr_read: Option<OwnedFd>,
+}
+
+fn child_io(spec: &JobSpec) -> Result<ChildIo, SpawnError> {
+    let (stdout, stdout_read) = child_fd(&spec.stdout, "stdout")?;
+    let (stderr, stderr_read) = match (&spec.stderr, &stdout) {
+        (Output::Stdout, ChildFd::Fd(_)) => (ChildFd::Stdout, None),
+        (Output::Stdout, _) => (ChildFd::Null, None),
+        (output, _) => child_fd(output, "stderr")?,
     };
-    let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(|e| shared(e.to_string()));
-    Ok(match &spec.stdout {
-        Output::Log(_) | Output::Inherit => {
-            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| shared(e.to_string()))?;
-            let write2 = dup(&write)?;
-            (Stdio::from(write), Stdio::from(write2), Some(read))
-        }
-        Output::Null | Output::Stdout => (Stdio::null(), Stdio::null(), None),
-        Output::File(path) => {
-            let file = std::os::fd::OwnedFd::from(open_output_file(path)?);
-            let file2 = dup(&file)?;
-            (Stdio::from(file), Stdio::from(file2), None)
-        }
+    Ok(ChildIo {
+        stdout,
+        stderr,
+        stdout_read,
+        stderr_read,
     })
+}
+
+fn child_fd(output: &Output, stream: &str) -> Result<(ChildFd, Option<OwnedFd>), SpawnError> {
+    Ok(match output {
+        Output::Log(_) | Output::Inherit => {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+                SpawnError::OutputFile {
+                    path: format!("(the pipe of its {stream})"),
+                    reason: e.to_string(),
+                }
+            })?;
+            (ChildFd::Fd(write), Some(read))
+        }
+        Output::Null | Output::Stdout => (ChildFd::Null, None),
+        Output::File(path) => (ChildFd::Fd(OwnedFd::from(open_output_file(path)?)), None),
+    })
+}
+
+/// `/dev/null`, opened once, as every job's stdin (and its null stdout and stderr).
+fn dev_null() -> Option<std::os::fd::BorrowedFd<'static>> {
+    static NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .ok()
+            .map(OwnedFd::from)
+    })
+    .as_ref()
+    .map(AsFd::as_fd)
+}
+
+/// The environment a job starts with: supervisord's own, less its systemd notify
+/// variables (not the job's to use), then the passwd entry's `HOME`, `USER`, `LOGNAME`
+/// and `SHELL`, then the job's `env`, then `SUPERVISOR_JOB` and `SUPERVISOR_GROUP`; later
+/// entries win.
+fn job_env(spec: &JobSpec) -> impl Iterator<Item = (&std::ffi::OsStr, &std::ffi::OsStr)> {
+    use std::ffi::{OsStr, OsString};
+    // supervisord never changes its own environment once running.
+    static BASE: std::sync::OnceLock<Vec<(OsString, OsString)>> = std::sync::OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        std::env::vars_os()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.to_str(),
+                    Some("NOTIFY_SOCKET" | "WATCHDOG_USEC" | "WATCHDOG_PID")
+                )
+            })
+            .collect()
+    });
+    base.iter()
+        .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+        .chain(
+            spec.user
+                .iter()
+                .flat_map(|u| u.env.iter())
+                .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str()))),
+        )
+        .chain(
+            spec.env
+                .iter()
+                .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str()))),
+        )
+        .chain([
+            (OsStr::new("SUPERVISOR_JOB"), OsStr::new(spec.name.as_str())),
+            (
+                OsStr::new("SUPERVISOR_GROUP"),
+                OsStr::new(spec.group.as_str()),
+            ),
+        ])
+}
+
+/// Start the job's process: through `clone3` where the kernel has it (born in its cgroup,
+/// with its pidfd), else through std's `Command` (fork and exec; the child writes itself
+/// into its cgroup). Returns its pid, and its pidfd when the spawn gave one.
+fn launch(
+    spec: &JobSpec,
+    io: &ChildIo,
+    cgroup: Option<&(RunCgroup, OwnedFd)>,
+    death: DeathWatch,
+) -> Result<(u32, Option<OwnedFd>), SpawnError> {
+    let program = || spec.command[0].clone();
+    let null = dev_null().ok_or_else(|| SpawnError::Other {
+        program: program(),
+        reason: "cannot open /dev/null".into(),
+    })?;
+    if os::spawn::available() {
+        let mut plan =
+            os::spawn::Plan::new(&spec.command, &spec.cwd, job_env(spec)).map_err(|e| {
+                SpawnError::Other {
+                    program: program(),
+                    reason: e.to_string(),
+                }
+            })?;
+        plan.process_group().limits(&spec.limits).umask(spec.umask);
+        if let Some(u) = spec
+            .user
+            .as_ref()
+            .filter(|_| nix::unistd::geteuid().is_root())
+        {
+            plan.identity(u.uid, u.gid, u.groups.clone());
+        }
+        if death == DeathWatch::ParentDeathSignal {
+            plan.die_with(std::process::id());
+        }
+        let out = match &io.stdout {
+            ChildFd::Fd(fd) => fd.as_fd(),
+            _ => null,
+        };
+        let err = match &io.stderr {
+            ChildFd::Fd(fd) => fd.as_fd(),
+            ChildFd::Stdout => out,
+            ChildFd::Null => null,
+        };
+        let dir = match cgroup {
+            Some((cg, _)) => {
+                Some(
+                    std::fs::File::open(cg.dir()).map_err(|e| SpawnError::Other {
+                        program: program(),
+                        reason: format!("cannot open its cgroup {}: {e}", cg.dir().display()),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let dir = dir.as_ref().map(AsFd::as_fd);
+        match os::spawn::spawn(&plan, [null, out, err], dir) {
+            os::spawn::Outcome::Running { pid, pidfd } => return Ok((pid, Some(pidfd))),
+            os::spawn::Outcome::Failed { step, error } => {
+                return Err(step_problem(spec, step, &error))
+            }
+            os::spawn::Outcome::CloneFailed(e) => {
+                return Err(SpawnError::Other {
+                    program: program(),
+                    reason: if dir.is_some() {
+                        format!("cannot start it inside its cgroup: {e}")
+                    } else {
+                        e.to_string()
+                    },
+                })
+            }
+            os::spawn::Outcome::Unsupported => {}
+        }
+    }
+    launch_with_std(spec, io, cgroup, death)
+}
+
+/// [`launch`] through std's `Command`, where `clone3` is not available.
+fn launch_with_std(
+    spec: &JobSpec,
+    io: &ChildIo,
+    cgroup: Option<&(RunCgroup, OwnedFd)>,
+    death: DeathWatch,
+) -> Result<(u32, Option<OwnedFd>), SpawnError> {
+    let problem = |e: std::io::Error| SpawnError::OutputFile {
+        path: "(a pipe of the job)".into(),
+        reason: e.to_string(),
+    };
+    let stdout = match &io.stdout {
+        ChildFd::Fd(fd) => Stdio::from(fd.try_clone().map_err(problem)?),
+        _ => Stdio::null(),
+    };
+    let stderr = match &io.stderr {
+        ChildFd::Fd(fd) => Stdio::from(fd.try_clone().map_err(problem)?),
+        ChildFd::Stdout => match &io.stdout {
+            ChildFd::Fd(fd) => Stdio::from(fd.try_clone().map_err(problem)?),
+            _ => Stdio::null(),
+        },
+        ChildFd::Null => Stdio::null(),
+    };
+    let mut cmd = Command::new(&spec.command[0]);
+    cmd.args(&spec.command[1..])
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(job_env(spec))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    if let Some((_, procs)) = cgroup {
+        let procs = procs.try_clone().map_err(|e| SpawnError::Other {
+            program: spec.command[0].clone(),
+            reason: format!("cannot enter its cgroup: {e}"),
+        })?;
+        os::enter_cgroup(&mut cmd, procs);
+    }
+    os::set_credentials(&mut cmd, spec.user.as_ref(), spec.umask, &spec.limits);
+    if death == DeathWatch::ParentDeathSignal {
+        os::die_with_parent(&mut cmd);
+    }
+    // std's `Child`, not tokio's: tokio reaps its children (and the ones it drops) on its
+    // own, and this one must stay unreaped until the supervisor says so. Dropping a std
+    // `Child` neither waits for nor kills it.
+    let child = cmd
+        .spawn()
+        .map_err(|e| spawn_problem(spec, cgroup.is_some(), &e))?;
+    Ok((child.id(), None))
+}
+
+/// A failed step of a `clone3` spawn in words that say which part was wrong.
+fn step_problem(spec: &JobSpec, step: os::spawn::Step, e: &std::io::Error) -> SpawnError {
+    use os::spawn::Step;
+    let program = spec.command[0].clone();
+    let other = |what: &str| SpawnError::Other {
+        program: program.clone(),
+        reason: format!("{what}: {e}"),
+    };
+    match step {
+        Step::Cwd
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ENOENT | nix::libc::ENOTDIR)
+            ) =>
+        {
+            SpawnError::NoCwd(spec.cwd.display().to_string())
+        }
+        Step::Cwd => other(&format!(
+            "cannot enter its working folder {}",
+            spec.cwd.display()
+        )),
+        Step::Limits => other("cannot apply its `limits`"),
+        Step::Identity => other("cannot switch to its `user`"),
+        Step::ProcessGroup => other("cannot make it a process-group leader"),
+        Step::Stdio => other("cannot give it its stdin, stdout and stderr"),
+        Step::Unshare => other("cannot give it a descriptor table of its own"),
+        Step::Exec => match e.kind() {
+            std::io::ErrorKind::NotFound => SpawnError::NoProgram(program.clone()),
+            std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program.clone()),
+            _ => SpawnError::Other {
+                program: program.clone(),
+                reason: e.to_string(),
+            },
+        },
+    }
 }
 
 fn open_output_file(path: &std::path::Path) -> Result<std::fs::File, SpawnError> {
     open_output(path).map_err(|e| SpawnError::OutputFile {
         path: path.display().to_string(),
         reason: e.to_string(),
-    })
-}
-
-fn stdio(output: &Output) -> Result<Stdio, SpawnError> {
-    Ok(match output {
-        Output::Log(_) | Output::Inherit => Stdio::piped(),
-        Output::Null | Output::Stdout => Stdio::null(),
-        Output::File(path) => Stdio::from(open_output_file(path)?),
     })
 }
 

@@ -453,7 +453,9 @@ impl Supervisor {
                         Some(s) => s.recv().await,
                         None => std::future::pending().await,
                     }
-                } => self.reap(),
+                } => {
+                    self.reap();
+                }
                 () = async {
                     match next_sweep {
                         Some(at) => tokio::time::sleep_until(at).await,
@@ -607,14 +609,15 @@ impl Supervisor {
         }
     }
 
-    /// SIGCHLD: reap adopted orphans and forget process groups that emptied.
-    fn reap(&mut self) {
+    /// SIGCHLD: reap adopted orphans and forget process groups that emptied. Says whether
+    /// supervisord had any child besides its runs, held leaders, guard and exec checks.
+    fn reap(&mut self) -> bool {
         self.mend_guard();
         // Exec checks are children too but not counted here: while one runs, the set is
         // built (an over-count could hide an orphan, an under-count only costs time).
         let runs = self.jobs.values().filter(|e| e.run.is_some()).count();
         let expected = runs + self.lingering.len() + usize::from(self.guard.is_some());
-        let reaped = os::reap_orphans(expected, || {
+        let (reaped, strays) = os::reap_orphans(expected, || {
             let mut ours: HashSet<u32> = self
                 .jobs
                 .values()
@@ -632,6 +635,7 @@ impl Supervisor {
         if reaped > 0 {
             tracing::debug!(reaped, "reaped adopted orphans");
         }
+        strays
     }
 
     /// Reap held leaders whose process group has emptied — however it emptied: members
@@ -639,9 +643,16 @@ impl Supervisor {
     /// nothing. The guard is told first, and a leader is reaped only once that message is
     /// in the guard's pipe, so the guard never holds a group id that may be reused.
     fn sweep(&mut self) {
-        self.reap();
+        let strays = self.reap();
         let held: HashSet<u32> = self.lingering.keys().copied().collect();
-        let busy = os::groups_with_members(&held);
+        // A process left in a held group outlived its leader, so it (or an ancestor of
+        // it below the leader) was reparented to supervisord: with no such child, every
+        // held group is empty and `/proc` need not be read.
+        let busy = if strays {
+            os::groups_with_members(&held)
+        } else {
+            HashSet::new()
+        };
         let empty: Vec<u32> = held.difference(&busy).copied().collect();
         for pgid in &empty {
             self.forget_group(*pgid);

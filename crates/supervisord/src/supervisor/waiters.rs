@@ -110,6 +110,11 @@ pub(super) enum Outcome {
 pub(super) struct Waiter {
     pending: Pending,
     reply: Reply,
+    /// How many of the first conditions held when last looked at. Each turn looks again
+    /// from there, so a `wait` on 1000 jobs costs one check per turn while the job it
+    /// stopped at is still going, not 1000 (that made a burst of exits O(N²)); all are
+    /// checked again, at one moment, before it is answered.
+    held: usize,
 }
 
 impl Waiter {
@@ -135,7 +140,11 @@ impl Supervisor {
         // Forget waiters whose client has gone, so clients that leave in the middle of a
         // `wait` do not pile up until the job settles.
         self.waiters.retain(|w| !w.reply.is_closed());
-        self.waiters.push(Waiter { pending, reply });
+        self.waiters.push(Waiter {
+            pending,
+            reply,
+            held: 0,
+        });
     }
 
     /// After every turn: answer waiters, forget removed jobs, end batch mode or a drain.
@@ -177,7 +186,23 @@ impl Supervisor {
                 self.waiters.swap_remove(i);
                 continue;
             }
-            if !w.pending.conditions.iter().all(|(n, u)| self.met(n, *u)) {
+            let conditions = &w.pending.conditions;
+            let from = w.held.min(conditions.len());
+            let unmet = |skip: usize| {
+                conditions
+                    .iter()
+                    .skip(skip)
+                    .position(|(n, u)| !self.met(n, *u))
+                    .map(|p| p + skip)
+            };
+            // From where it stopped last time, then (once that reached the end) all of
+            // them again.
+            let first_unmet = match unmet(from) {
+                None if from > 0 => unmet(0),
+                other => other,
+            };
+            if let Some(held) = first_unmet {
+                self.waiters[i].held = held;
                 i += 1;
                 continue;
             }
@@ -209,6 +234,9 @@ impl Supervisor {
     /// A removed job stays in the table while a request still waits to report its status,
     /// so that `remove a b` answers with both last statuses even when `b` went at once.
     fn forget_removed(&mut self) {
+        if !self.jobs.values().any(|e| e.removing) {
+            return;
+        }
         let awaited: HashSet<&str> = self
             .waiters
             .iter()
