@@ -31,6 +31,7 @@ mod reliability;
 mod schema;
 mod seeds;
 mod soak;
+mod spawn;
 mod supctl;
 mod systemd;
 mod top;

@@ -268,7 +268,20 @@ impl Daemon {
 
     /// The command that starts supervisord for this folder.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("supervisord"));
+        self.command_via(&[], args)
+    }
+
+    /// [`command`](Self::command) run through `wrapper` (a program and its first
+    /// arguments, which must `exec` the rest), so the daemon keeps the wrapper's pid.
+    pub fn command_via(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin("supervisord"));
+                c
+            }
+            None => Command::new(bin("supervisord")),
+        };
         cmd.arg("--config")
             .arg(&self.config)
             .arg("--socket")
@@ -294,8 +307,16 @@ impl Daemon {
     }
 
     /// Start supervisord and wait until it answers `ping`.
-    pub fn launch(mut self, args: &[&str]) -> Daemon {
-        let child = self.command(args).spawn().expect("spawn supervisord");
+    pub fn launch(self, args: &[&str]) -> Daemon {
+        self.launch_via(&[], args)
+    }
+
+    /// [`launch`](Self::launch) through a wrapper, as [`command_via`](Self::command_via).
+    pub fn launch_via(mut self, wrapper: &[&str], args: &[&str]) -> Daemon {
+        let child = self
+            .command_via(wrapper, args)
+            .spawn()
+            .expect("spawn supervisord");
         self.child = Some(child);
         let socket = self.socket.clone();
         wait_until("supervisord to answer ping", DEADLINE, || {

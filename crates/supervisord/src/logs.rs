@@ -631,6 +631,24 @@ impl Writer {
         }
     }
 
+    /// Close the older half of the open log files (at least one); false if none was open.
+    fn shed(&mut self) -> bool {
+        let target = self.open_count / 2;
+        let before = self.open_count;
+        while self.open_count > target {
+            let Some((key, queued)) = self.open_files.pop_front() else {
+                break;
+            };
+            if let Some(sink) = self.sinks.get_mut(&key) {
+                if sink.file.is_some() && sink.queued == queued {
+                    sink.file = None;
+                    self.open_count -= 1;
+                }
+            }
+        }
+        self.open_count < before
+    }
+
     /// Make sure a file sink has its file open before writing (it may have been closed to
     /// make room). False when there is nowhere to write: the sink is broken, or the file
     /// cannot be opened again (reported like a failing write, once per episode).
@@ -647,10 +665,19 @@ impl Writer {
             (Target::File { path, .. }, None) => path.clone(),
         };
         self.make_room();
+        let mut opened = open_log(&path);
+        // Out of descriptors (the daemon's limit is shared with pipes, pidfds and
+        // clients): close half of the open log files and try once more, rather than
+        // drop this job's output.
+        if matches!(&opened, Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE)))
+            && self.shed()
+        {
+            opened = open_log(&path);
+        }
         let Some(sink) = self.sinks.get_mut(key) else {
             return false;
         };
-        match open_log(&path) {
+        match opened {
             Ok((file, size)) => {
                 sink.file = Some(file);
                 sink.size = size;

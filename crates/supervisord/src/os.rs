@@ -212,6 +212,22 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     }
 }
 
+/// Put every signal back to its default disposition in the child (the `clone3` spawn
+/// does the same): what supervisord ignores is not the job's to ignore. std already
+/// empties the child's signal mask.
+pub fn reset_signals(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: `rt_sigaction` system calls on a structure
+    // built on the stack; nothing is allocated and no lock taken.
+    unsafe {
+        cmd.pre_exec(|| {
+            spawn::default_signal_dispositions();
+            Ok(())
+        });
+    }
+}
+
 /// Grow a pipe to 1 MiB so a chatty job makes fewer round trips through the runtime.
 /// Best effort: the default size works too.
 pub fn enlarge_pipe<T: AsFd>(pipe: T) -> T {

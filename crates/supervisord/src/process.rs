@@ -536,21 +536,6 @@ fn child_fd(output: &Output, stream: &str) -> Result<(ChildFd, Option<OwnedFd>),
     })
 }
 
-/// `/dev/null`, opened once, as every job's stdin (and its null stdout and stderr).
-fn dev_null() -> Option<std::os::fd::BorrowedFd<'static>> {
-    static NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
-    NULL.get_or_init(|| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .ok()
-            .map(OwnedFd::from)
-    })
-    .as_ref()
-    .map(AsFd::as_fd)
-}
-
 /// The environment a job starts with: supervisord's own, less its systemd notify
 /// variables (not the job's to use), then the passwd entry's `HOME`, `USER`, `LOGNAME`
 /// and `SHELL`, then the job's `env`, then `SUPERVISOR_JOB` and `SUPERVISOR_GROUP`; later
@@ -601,7 +586,7 @@ fn launch(
     death: DeathWatch,
 ) -> Result<(u32, Option<OwnedFd>), SpawnError> {
     let program = || spec.command[0].clone();
-    let null = dev_null().ok_or_else(|| SpawnError::Other {
+    let null = os::spawn::dev_null().ok_or_else(|| SpawnError::Other {
         program: program(),
         reason: "cannot open /dev/null".into(),
     })?;
@@ -645,7 +630,7 @@ fn launch(
             None => None,
         };
         let dir = dir.as_ref().map(AsFd::as_fd);
-        match os::spawn::spawn(&plan, [null, out, err], dir) {
+        match os::spawn::spawn(&plan, out, err, dir) {
             os::spawn::Outcome::Running { pid, pidfd } => return Ok((pid, Some(pidfd))),
             os::spawn::Outcome::Failed { step, error } => {
                 return Err(step_problem(spec, step, &error))
@@ -709,6 +694,7 @@ fn launch_with_std(
     if death == DeathWatch::ParentDeathSignal {
         os::die_with_parent(&mut cmd);
     }
+    os::reset_signals(&mut cmd);
     // std's `Child`, not tokio's: tokio reaps its children (and the ones it drops) on its
     // own, and this one must stay unreaped until the supervisor says so. Dropping a std
     // `Child` neither waits for nor kills it.

@@ -21,7 +21,7 @@
 
 use nix::libc;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
@@ -256,8 +256,7 @@ pub enum Outcome {
     Unsupported,
 }
 
-/// Whether `clone3` is known to be missing (`Some(true)`), known to work, or not probed
-/// yet.
+/// Whether `clone3` is known to be missing, and whether that was probed yet.
 static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 static PROBED: AtomicBool = AtomicBool::new(false);
 
@@ -269,6 +268,11 @@ pub fn available() -> bool {
         return false;
     }
     if !PROBED.swap(true, Ordering::Relaxed) {
+        // For tests of the fallback, and a way out should a kernel misbehave.
+        if std::env::var_os("SUPERVISORD_NO_CLONE3").is_some() {
+            unsupported(libc::ENOSYS);
+            return false;
+        }
         // SAFETY: a null `clone_args` of size 0 is refused before anything is read.
         let r = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<CloneArgs>(), 0usize) };
         let errno = std::io::Error::last_os_error().raw_os_error();
@@ -371,8 +375,24 @@ thread_local! {
     static STACK: Option<Stack> = Stack::map();
 }
 
-/// Three descriptors reserved for spawning, low in the table: the child's stdin, stdout
-/// and stderr are put there (`dup3`) just before each spawn and `/dev/null` again after.
+/// `/dev/null`, opened once: every job's stdin, and its stdout or stderr where `null`.
+pub fn dev_null() -> Option<BorrowedFd<'static>> {
+    static NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .ok()
+            .map(OwnedFd::from)
+    })
+    .as_ref()
+    .map(|fd| fd.as_fd())
+}
+
+/// Two descriptors reserved for spawning, low in the table: the child's stdout and
+/// stderr are put there (`dup3`) just before each spawn and `/dev/null` again after (its
+/// stdin is [`dev_null`] itself).
 ///
 /// Why: a child made without `CLONE_FILES` gets a copy of the daemon's whole descriptor
 /// table (one entry per pipe of every running job), and closes nearly all of it again at
@@ -381,22 +401,17 @@ thread_local! {
 /// copy of only the descriptors below the slots (`close_range` with
 /// `CLOSE_RANGE_UNSHARE`), before it touches anything.
 struct Slots {
-    null: OwnedFd,
-    fds: [OwnedFd; 3],
+    null: BorrowedFd<'static>,
+    fds: [OwnedFd; 2],
 }
 
 impl Slots {
     fn open() -> std::io::Result<Slots> {
-        let null = || {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .map(OwnedFd::from)
-        };
+        let null = dev_null().ok_or_else(|| std::io::Error::other("cannot open /dev/null"))?;
+        let copy = || null.try_clone_to_owned();
         Ok(Slots {
-            null: null()?,
-            fds: [null()?, null()?, null()?],
+            null,
+            fds: [copy()?, copy()?],
         })
     }
 
@@ -420,9 +435,18 @@ impl Slots {
         }
     }
 
+    /// The child's descriptors 0, 1 and 2 as they are in the slots.
+    fn stdio(&self) -> [RawFd; 3] {
+        [
+            self.null.as_raw_fd(),
+            self.fds[0].as_raw_fd(),
+            self.fds[1].as_raw_fd(),
+        ]
+    }
+
     /// The first descriptor a child sharing the table may leave behind.
     fn above(&self) -> RawFd {
-        self.fds.iter().map(AsRawFd::as_raw_fd).max().unwrap_or(2) + 1
+        self.stdio().into_iter().max().unwrap_or(2) + 1
     }
 }
 
@@ -433,9 +457,14 @@ static SLOTS: std::sync::Mutex<Option<Slots>> = std::sync::Mutex::new(None);
 /// kernel refused it.
 static SHARE_FILES: AtomicBool = AtomicBool::new(true);
 
-/// Spawn the plan with `stdio` as the child's descriptors 0, 1 and 2, inside the cgroup
-/// whose folder `cgroup` is open, when given.
-pub fn spawn(plan: &Plan, stdio: [BorrowedFd<'_>; 3], cgroup: Option<BorrowedFd<'_>>) -> Outcome {
+/// Spawn the plan with stdin on `/dev/null` and `stdout`, `stderr` as its descriptors 1
+/// and 2, inside the cgroup whose folder `cgroup` is open, when given.
+pub fn spawn(
+    plan: &Plan,
+    stdout: BorrowedFd<'_>,
+    stderr: BorrowedFd<'_>,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Outcome {
     if !available() {
         return Outcome::Unsupported;
     }
@@ -451,13 +480,13 @@ pub fn spawn(plan: &Plan, stdio: [BorrowedFd<'_>; 3], cgroup: Option<BorrowedFd<
     let Some(slots) = slots.as_ref() else {
         return Outcome::CloneFailed(std::io::Error::other("no descriptor slots"));
     };
-    for (slot, fd) in stdio.iter().enumerate() {
+    for (slot, fd) in [stdout, stderr].iter().enumerate() {
         if let Err(e) = slots.put(slot, fd.as_raw_fd()) {
             slots.clear();
             return Outcome::CloneFailed(e);
         }
     }
-    let stdio = [0, 1, 2].map(|i| slots.fds[i].as_raw_fd());
+    let stdio = slots.stdio();
     let outcome = STACK.with(|stack| match stack {
         Some(stack) => {
             let share = SHARE_FILES.load(Ordering::Relaxed);
@@ -618,6 +647,43 @@ unsafe fn clone3(
     -i64::from(libc::ENOSYS)
 }
 
+/// The kernel's `struct sigaction` (x86-64 and the generic layout alike).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Put every signal (1–64, but SIGKILL and SIGSTOP) back to its default disposition.
+/// Raw `rt_sigaction` calls: glibc's `sigaction` refuses its two internal signals (32 and
+/// 33), which a process can still have inherited as ignored. Async-signal-safe: only
+/// system calls, on a structure on the stack.
+pub fn default_signal_dispositions() {
+    let dfl = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction reads the structure (8 bytes of mask) and writes
+            // nothing back (null old action).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    std::ptr::from_ref(&dfl),
+                    std::ptr::null::<KernelSigaction>(),
+                    8usize,
+                )
+            };
+        }
+    }
+}
+
 /// Record the failed step and `errno`, and exit.
 fn fail(shared: &Shared<'_>, step: Step) -> ! {
     let errno = std::io::Error::last_os_error()
@@ -659,13 +725,7 @@ extern "C" fn child(arg: *mut libc::c_void) -> ! {
         // Every signal back to its default disposition, as systemd does for a service:
         // the daemon's handlers must not run here, and what the daemon ignores (SIGPIPE)
         // is not the job's to ignore.
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            }
-        }
+        default_signal_dispositions();
         if plan.process_group && libc::setpgid(0, 0) != 0 {
             fail(shared, Step::ProcessGroup);
         }
