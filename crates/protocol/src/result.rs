@@ -31,6 +31,10 @@ pub struct JobList {
     /// `wait` only: every waited job succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success: Option<bool>,
+    /// `status` only: why the run history is not being written, as in `ping`; absent
+    /// while it works or is off. Extension: see docs/protocol.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_error: Option<String>,
 }
 
 impl JobList {
@@ -39,6 +43,7 @@ impl JobList {
         JobList {
             jobs,
             success: None,
+            history_error: None,
         }
     }
 }
@@ -198,9 +203,21 @@ mod tests {
         let list = JobList::new(vec![]);
         round_trip(&list, r#"{"jobs":[]}"#);
         let waited = JobList {
-            jobs: vec![],
             success: Some(false),
+            ..JobList::new(vec![])
         };
         round_trip(&waited, r#"{"jobs":[],"success":false}"#);
+    }
+
+    #[test]
+    fn a_status_list_may_say_why_the_history_is_off() {
+        let status = JobList {
+            history_error: Some("cannot create state_dir /s: Not a directory".into()),
+            ..JobList::new(vec![])
+        };
+        round_trip(
+            &status,
+            r#"{"jobs":[],"history_error":"cannot create state_dir /s: Not a directory"}"#,
+        );
     }
 }

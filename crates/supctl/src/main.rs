@@ -380,7 +380,7 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             usage,
         } => {
             let list: JobList = reply.decode()?;
-            print!("{}", history_warning(&mut client));
+            print!("{}", history_warning(&list));
             match (names.len(), group, list.jobs.as_slice()) {
                 (1, None, [job]) => print!("{}", render::block(job)),
                 _ if usage => print!("{}", render::usage_table(&list.jobs, out.colour)),
@@ -781,17 +781,11 @@ fn print_ping(reply: &Reply, socket: &Path) -> Result<(), Failure> {
 }
 
 /// The status table's header line when the daemon's run history is not being written
-/// (asked with a `ping` on the same connection); empty otherwise, or if the ping fails.
-fn history_warning(client: &mut Client) -> String {
-    let ping = client
-        .call(&Request::Ping)
-        .and_then(|r| r.decode::<PingResult>());
-    match ping {
-        Ok(PingResult {
-            history_error: Some(e),
-            ..
-        }) => format!("warning: run history off: {e}\n"),
-        _ => String::new(),
+/// (the `status` result says so); empty otherwise.
+fn history_warning(list: &JobList) -> String {
+    match &list.history_error {
+        Some(e) => format!("warning: run history off: {e}\n"),
+        None => String::new(),
     }
 }
 

@@ -656,10 +656,8 @@ async fn handle(
             reply.send(result).await;
         }
         Route::Usage(selection) => {
-            let jobs = metrics::jobs_with_usage(&ctx.supervisor, selection).await;
-            reply
-                .send(jobs.and_then(|j| encode(&JobList::new(j))))
-                .await;
+            let list = metrics::jobs_with_usage(&ctx.supervisor, selection).await;
+            reply.send(list.and_then(|l| encode(&l))).await;
         }
         Route::Metrics => {
             let text = metrics::collect(&ctx.supervisor).await;

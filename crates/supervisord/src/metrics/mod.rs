@@ -35,7 +35,9 @@ const HEALTHS: [Health; 3] = [Health::Healthy, Health::Unhealthy, Health::Unknow
 /// The table with usage filled in, then the text; the measuring and writing happen off
 /// the runtime.
 pub async fn collect(supervisor: &SupervisorHandle) -> Result<String, RpcError> {
-    let jobs = jobs_with_usage(supervisor, Selection::default()).await?;
+    let jobs = jobs_with_usage(supervisor, Selection::default())
+        .await?
+        .jobs;
     let text = tokio::task::spawn_blocking(move || {
         let own = usage::own_process();
         exposition(&jobs, own.as_ref())
@@ -51,7 +53,7 @@ pub async fn collect(supervisor: &SupervisorHandle) -> Result<String, RpcError> 
 pub async fn jobs_with_usage(
     supervisor: &SupervisorHandle,
     selection: Selection,
-) -> Result<Vec<Job>, RpcError> {
+) -> Result<JobList, RpcError> {
     let answer = supervisor.call(Call::Status(selection)).await?;
     let list: JobList = serde_json::from_str(answer.get()).map_err(|e| {
         RpcError::new(
@@ -59,10 +61,10 @@ pub async fn jobs_with_usage(
             format!("cannot read the job table: {e}"),
         )
     })?;
-    let mut jobs = list.jobs;
+    let mut list = list;
     tokio::task::spawn_blocking(move || {
-        usage::fill(&mut jobs);
-        jobs
+        usage::fill(&mut list.jobs);
+        list
     })
     .await
     .map_err(|e| RpcError::new(code::INTERNAL_ERROR, format!("measuring failed: {e}")))

@@ -152,7 +152,11 @@ impl Supervisor {
         } else {
             self.select(sel, Daemons::Included)?
         };
-        Ok(jobs(self.jobs_named(&names)))
+        // The history's failure rides along, for `supctl status`'s header.
+        Ok(Outcome::Now(encode(&JobList {
+            history_error: self.runs.error().map(str::to_owned),
+            ..JobList::new(self.jobs_named(&names))
+        })))
     }
 
     fn start(&mut self, p: &protocol::StartParams) -> Result<Outcome, RpcError> {
