@@ -12,14 +12,20 @@
 //! [`Recovered`]: each job's last run, for `status` and for `catch_up`.
 //!
 //! The supervisor hands records to the writer over an unbounded channel
-//! ([`HistoryLog`]): handing one over never waits, whatever the disk does. The thread
-//! takes whatever has queued up as one batch, writes it with one `write`, and — if the
-//! batch holds an end record — `fdatasync`s before it acknowledges the batch's last
-//! sequence number with a [`Note::Durable`]. The supervisor holds back any `wait` (or
-//! `terminate`, `remove`) answer that reports a run as ended until that run's end record
-//! is acknowledged, so what `wait` reports is on disk; a slow disk delays those answers,
-//! never the supervisor's loop, and a burst of exits shares one fsync. Start records are
-//! written at once but synced only with the next end record.
+//! ([`HistoryLog`]): handing them over never waits, whatever the disk does. The records
+//! of one turn of the supervisor's loop go over as one message at the end of the turn
+//! ([`HistoryLog::flush`]), so a burst of starts or exits wakes the thread once. The
+//! thread takes whatever has queued up as one batch, serializes it into one reused
+//! buffer, writes it with one `write`, and — if the batch holds an end record —
+//! `fdatasync`s it (group commit: one fsync per batch). It then publishes the batch's
+//! last sequence number in [`Durable`], which the supervisor reads without a message.
+//! The supervisor holds back any `wait` (or `terminate`, `remove`) answer that reports a
+//! run as ended until that run's end record is durable, so what `wait` reports is on
+//! disk; while an answer is held back it says which sequence number it waits for, and
+//! only then does the writer wake the supervisor's loop (a [`Note::Durable`]) once that
+//! number is durable — a run nobody waits for costs the loop no turn. A slow disk delays
+//! those answers, never the supervisor's loop, and a burst of exits shares one fsync.
+//! Start records are written at once but synced only with the next end record.
 //!
 //! Failures never stop supervision: a state folder that cannot be created or written, or
 //! a write that fails later (a full disk), is reported once (a [`Note::Failed`], which
@@ -43,7 +49,8 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 use tokio::sync::mpsc as async_mpsc;
@@ -61,24 +68,74 @@ const NAMED_BAD_LINES: usize = 5;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
     /// Every record up to this sequence number is done with: on disk (an end record
-    /// fsync'd), or dropped because the history failed. Sent for batches that hold an
-    /// end record.
+    /// fsync'd), or dropped because the history failed. Sent only when the supervisor
+    /// holds an answer back for a record this far (see [`Durable`]).
     Durable(u64),
     /// The history stopped working (sent once); the message says why and where.
     Failed(String),
 }
 
+/// How far the writer got, shared by the writer (which moves it) and the supervisor
+/// (which reads it to know whether a run's end is on disk).
+///
+/// No wake-up is lost: the supervisor publishes what it waits for before it looks at how
+/// far the writer got ([`Durable::covers`]), and the writer publishes how far it got
+/// before it looks at what is waited for ([`Durable::reached`]), both sequentially
+/// consistent — so either the supervisor sees the record durable, or the writer sees it
+/// waited for and sends a [`Note::Durable`].
+#[derive(Debug, Default)]
+pub struct Durable {
+    /// Every record up to this sequence number is done with.
+    done: AtomicU64,
+    /// The highest sequence number the supervisor holds an answer back for.
+    wanted: AtomicU64,
+}
+
+impl Durable {
+    /// Whether every record up to `seq` is done with; if not, the writer is asked to
+    /// wake the supervisor once it is.
+    pub fn covers(&self, seq: u64) -> bool {
+        if self.done.load(Ordering::SeqCst) >= seq {
+            return true;
+        }
+        self.wanted.fetch_max(seq, Ordering::SeqCst);
+        self.done.load(Ordering::SeqCst) >= seq
+    }
+
+    /// Every record up to `seq` is done with (also when a note says so).
+    pub fn advance(&self, seq: u64) {
+        self.done.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    /// The writer made records up to `seq` durable: whether to wake the supervisor,
+    /// because it holds an answer back for one of them. `woken` is the writer's memory
+    /// of what it already woke the supervisor for.
+    fn reached(&self, seq: u64, woken: &mut u64) -> bool {
+        self.advance(seq);
+        let wanted = self.wanted.load(Ordering::SeqCst);
+        if wanted > *woken && wanted <= seq {
+            *woken = wanted;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A record handed to the writer.
+pub(crate) struct Record {
+    /// The line; serialized on the writer thread.
+    pub(crate) line: Line,
+    /// Its sequence number.
+    pub(crate) seq: u64,
+    /// An end record: fsync before it counts as durable.
+    pub(crate) end: bool,
+}
+
 /// What the supervisor hands the writer.
 pub(crate) enum Msg {
-    /// A record (one line) to append; serialized on the writer thread.
-    Append {
-        /// The record.
-        line: Box<Line>,
-        /// Its sequence number.
-        seq: u64,
-        /// An end record: fsync before acknowledging.
-        end: bool,
-    },
+    /// The records of one turn of the supervisor's loop, in order.
+    Records(Vec<Record>),
     /// A `history` request.
     Query {
         /// Its params.
@@ -92,6 +149,8 @@ pub(crate) enum Msg {
 pub struct HistoryLog {
     tx: mpsc::Sender<Msg>,
     seq: u64,
+    /// Records of this turn, handed over at [`HistoryLog::flush`].
+    pending: Vec<Record>,
 }
 
 impl HistoryLog {
@@ -108,16 +167,26 @@ impl HistoryLog {
 
     fn send(&mut self, line: Line, end: bool) -> u64 {
         self.seq += 1;
-        let _ = self.tx.send(Msg::Append {
-            line: Box::new(line),
+        self.pending.push(Record {
+            line,
             seq: self.seq,
             end,
         });
         self.seq
     }
 
-    /// Answer a `history` request from the file, after every record handed over so far.
-    pub fn query(&self, params: HistoryParams, reply: Reply) {
+    /// Hand this turn's records to the writer (one message, one wake-up of its thread).
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self
+                .tx
+                .send(Msg::Records(std::mem::take(&mut self.pending)));
+        }
+    }
+
+    /// Answer a `history` request from the file, after every record made so far.
+    pub fn query(&mut self, params: HistoryParams, reply: Reply) {
+        self.flush();
         if let Err(mpsc::SendError(Msg::Query { reply, .. })) =
             self.tx.send(Msg::Query { params, reply })
         {
@@ -128,7 +197,18 @@ impl HistoryLog {
     /// A log whose records go to `tx` (for tests that play the writer).
     #[cfg(test)]
     pub(crate) fn to_channel(tx: mpsc::Sender<Msg>) -> HistoryLog {
-        HistoryLog { tx, seq: 0 }
+        HistoryLog {
+            tx,
+            seq: 0,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl Drop for HistoryLog {
+    /// The records of a last turn (shutdown) still go to the writer.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -181,8 +261,10 @@ pub struct Opened {
 pub struct Attached {
     /// Where the supervisor sends records.
     pub log: HistoryLog,
-    /// Where the writer's acknowledgements and failure arrive.
+    /// Where the writer's wake-ups and failure arrive.
     pub notes: async_mpsc::UnboundedReceiver<Note>,
+    /// How far the writer got.
+    pub durable: Arc<Durable>,
     /// What the file said.
     pub recovered: Recovered,
 }
@@ -208,7 +290,11 @@ pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Opened> {
     recovered.next_run_id = recovered.next_run_id.max(1);
     let (tx, rx) = mpsc::channel();
     let (notes_tx, notes) = async_mpsc::unbounded_channel();
+    let durable = Arc::new(Durable::default());
     let mut writer = Writer {
+        durable: Arc::clone(&durable),
+        woken: 0,
+        buf: Vec::new(),
         path,
         size: file
             .as_ref()
@@ -223,8 +309,13 @@ pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Opened> {
         .spawn(move || writer.run(&rx))?;
     Ok(Opened {
         attached: Attached {
-            log: HistoryLog { tx, seq: 0 },
+            log: HistoryLog {
+                tx,
+                seq: 0,
+                pending: Vec::new(),
+            },
             notes,
+            durable,
             recovered,
         },
         writer: HistoryWriter {
@@ -378,6 +469,12 @@ fn temp_path(path: &Path) -> PathBuf {
 }
 
 struct Writer {
+    /// How far records are durable, and what the supervisor waits for.
+    durable: Arc<Durable>,
+    /// The highest sequence number the supervisor was woken for.
+    woken: u64,
+    /// The batch's lines, serialized (reused from batch to batch).
+    buf: Vec<u8>,
     path: PathBuf,
     file: Option<Held>,
     size: u64,
@@ -388,15 +485,18 @@ struct Writer {
 impl Writer {
     fn run(&mut self, rx: &mpsc::Receiver<Msg>) {
         while let Ok(first) = rx.recv() {
-            let mut text = String::new();
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
             let mut last_seq = None;
             let mut sync = false;
             let mut queries = Vec::new();
             let mut take = |m: Msg| match m {
-                Msg::Append { line, seq, end } => {
-                    text.push_str(&line.to_text());
-                    last_seq = Some(seq);
-                    sync |= end;
+                Msg::Records(records) => {
+                    for r in records {
+                        r.line.write_to(&mut buf);
+                        last_seq = Some(r.seq);
+                        sync |= r.end;
+                    }
                 }
                 Msg::Query { params, reply } => queries.push((params, reply)),
             };
@@ -404,13 +504,16 @@ impl Writer {
             for m in rx.try_iter().take(BATCH) {
                 take(m);
             }
-            if !text.is_empty() {
-                self.append(text.as_bytes(), sync);
+            if !buf.is_empty() {
+                self.append(&buf, sync);
             }
-            // Only end records are waited for: a batch of starts needs no acknowledgement
-            // (and the supervisor's loop no extra turn).
-            if let Some(seq) = last_seq.filter(|_| sync) {
-                let _ = self.notes.send(Note::Durable(seq));
+            self.buf = buf;
+            // Only end records are waited for, and only when an answer is held back for
+            // one does the supervisor's loop take a turn for it.
+            if let Some(seq) = last_seq {
+                if self.durable.reached(seq, &mut self.woken) {
+                    let _ = self.notes.send(Note::Durable(seq));
+                }
             }
             for (params, reply) in queries {
                 let _ = reply.send(self.answer(&params));
@@ -502,14 +605,34 @@ mod tests {
         }
     }
 
-    async fn durable(notes: &mut async_mpsc::UnboundedReceiver<Note>, seq: u64) {
-        loop {
-            match notes.recv().await {
-                Some(Note::Durable(s)) if s >= seq => return,
+    /// Hand the records over and wait, as the supervisor does, until `seq` is durable.
+    async fn durable(h: &mut Attached, seq: u64) {
+        h.log.flush();
+        while !h.durable.covers(seq) {
+            match h.notes.recv().await {
                 Some(_) => {}
                 None => panic!("the writer ended before acknowledging {seq}"),
             }
         }
+    }
+
+    #[test]
+    fn the_writer_wakes_the_supervisor_only_for_what_it_waits_for() {
+        let d = Durable::default();
+        let mut woken = 0;
+        assert!(!d.reached(3, &mut woken), "nobody waits: no wake-up");
+        assert!(d.covers(3));
+        assert!(!d.covers(5), "not durable yet");
+        assert!(
+            !d.reached(4, &mut woken),
+            "5 is waited for; 4 is not enough"
+        );
+        assert!(d.reached(6, &mut woken), "5 is durable now: wake");
+        assert!(!d.reached(7, &mut woken), "once");
+        assert!(d.covers(5) && d.covers(7));
+        assert!(!d.covers(9));
+        d.advance(9);
+        assert!(d.covers(9), "a note moves it too");
     }
 
     #[tokio::test]
@@ -526,7 +649,7 @@ mod tests {
         h.attached.log.started(run(1, "a"));
         let seq = h.attached.log.ended(JobState::Exited, done(1, "a"));
         h.attached.log.started(run(2, "a"));
-        durable(&mut h.attached.notes, seq).await;
+        durable(&mut h.attached, seq).await;
         let text = std::fs::read_to_string(dir.path().join(FILE)).expect("read");
         assert!(
             text.lines()
@@ -563,7 +686,7 @@ mod tests {
         let error = second.attached.recovered.error.clone().expect("locked");
         assert!(error.contains("another supervisord"), "{error}");
         let seq = second.attached.log.ended(JobState::Exited, done(1, "a"));
-        durable(&mut second.attached.notes, seq).await;
+        durable(&mut second.attached, seq).await;
         drop((first.attached.log, second.attached.log));
         first.writer.join();
         second.writer.join();
@@ -584,7 +707,7 @@ mod tests {
         let error = h.attached.recovered.error.clone().expect("an error");
         assert!(error.contains("blocker/state"), "{error}");
         let seq = h.attached.log.ended(JobState::Exited, done(1, "a"));
-        durable(&mut h.attached.notes, seq).await;
+        durable(&mut h.attached, seq).await;
         drop(h.attached.log);
         h.writer.join();
     }
@@ -599,7 +722,7 @@ mod tests {
             h.attached.log.started(run(id, "a"));
             seq = h.attached.log.ended(JobState::Exited, done(id, "a"));
         }
-        durable(&mut h.attached.notes, seq).await;
+        durable(&mut h.attached, seq).await;
         drop(h.attached.log);
         h.writer.join();
         let text = std::fs::read_to_string(dir.path().join(FILE)).expect("read");

@@ -55,10 +55,21 @@ impl Line {
 
     /// The line as written: one JSON object and a newline.
     pub fn to_text(&self) -> String {
-        // A struct of strings, numbers and enums always serializes.
-        let mut text = serde_json::to_string(self).unwrap_or_default();
-        text.push('\n');
-        text
+        let mut buf = Vec::new();
+        self.write_to(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Append the line as written (one JSON object and a newline) to `buf`.
+    pub fn write_to(&self, buf: &mut Vec<u8>) {
+        let at = buf.len();
+        // A struct of strings, numbers and enums always serializes; were it to fail,
+        // what it wrote of the line goes rather than a torn line.
+        if serde_json::to_writer(&mut *buf, self).is_err() {
+            buf.truncate(at);
+            return;
+        }
+        buf.push(b'\n');
     }
 }
 

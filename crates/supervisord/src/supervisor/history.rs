@@ -10,23 +10,26 @@
 
 use super::{Reply, Supervisor};
 use crate::config::JobSpec;
-use crate::history::{Attached, HistoryLog, Note, Recovered};
+use crate::history::{Attached, Durable, HistoryLog, Note, Recovered};
 use crate::lifecycle::{Lifecycle, Remembered, Transition};
 use protocol::{code, signal_name, Cause, HistoryParams, JobState, RpcError, Run};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
 
 /// The history as the supervisor holds it.
 pub(super) struct RunLog {
     log: Option<HistoryLog>,
-    /// The writer's acknowledgements (a closed channel when the history is off).
+    /// The writer's wake-ups (a closed channel when the history is off).
     pub(super) notes: mpsc::UnboundedReceiver<Note>,
+    /// How far the writer got.
+    durable: Arc<Durable>,
     /// Why the history is not being written.
     error: Option<String>,
     /// The run each live job is in, as recorded at its start.
     open: HashMap<String, Run>,
-    /// Jobs whose last end record is not yet on disk, with its sequence number.
+    /// Jobs whose last end record may not be on disk yet, with its sequence number.
     unsynced: HashMap<String, u64>,
     /// Each job's last run as the history said at start (see [`Supervisor::last_runs`]).
     last: HashMap<String, Run>,
@@ -38,6 +41,7 @@ impl RunLog {
         RunLog {
             log: None,
             notes: mpsc::unbounded_channel().1,
+            durable: Arc::default(),
             error: None,
             open: HashMap::new(),
             unsynced: HashMap::new(),
@@ -46,8 +50,18 @@ impl RunLog {
     }
 
     /// Whether the job's last end record is on disk (or there is nothing to wait for).
+    /// When it is not, the writer wakes the supervisor once it is.
     pub(super) fn on_disk(&self, name: &str) -> bool {
-        !self.unsynced.contains_key(name)
+        self.unsynced
+            .get(name)
+            .is_none_or(|seq| self.durable.covers(*seq))
+    }
+
+    /// Hand this turn's records to the writer: once per turn of the loop.
+    pub(super) fn flush(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            log.flush();
+        }
     }
 
     /// Why the history is not being written, for `ping`.
@@ -82,12 +96,14 @@ impl Supervisor {
         let Attached {
             log,
             notes,
+            durable,
             recovered,
         } = attached;
         self.remember(&recovered);
         self.runs = RunLog {
             log: Some(log),
             notes,
+            durable,
             error: recovered.error,
             open: HashMap::new(),
             unsynced: HashMap::new(),
@@ -182,17 +198,20 @@ impl Supervisor {
         }
     }
 
-    /// The writer acknowledged records, or stopped working.
+    /// Records an answer was held back for are durable, or the writer stopped working.
     pub(super) fn history_note(&mut self, note: Note) {
         match note {
-            Note::Durable(seq) => self.runs.unsynced.retain(|_, s| *s > seq),
+            Note::Durable(seq) => {
+                self.runs.durable.advance(seq);
+                self.runs.unsynced.retain(|_, s| *s > seq);
+            }
             Note::Failed(error) => self.runs.error = Some(error),
         }
     }
 
     /// `history`: answered by the writer thread, after every record handed over so far.
-    pub(super) fn history(&self, params: HistoryParams, reply: Reply) {
-        match self.runs.log.as_ref() {
+    pub(super) fn history(&mut self, params: HistoryParams, reply: Reply) {
+        match self.runs.log.as_mut() {
             Some(log) => log.query(params, reply),
             None => {
                 let _ = reply.send(Err(RpcError::new(
@@ -282,10 +301,12 @@ stderr = "null"
         let mut seqs = Vec::new();
         while seqs.len() < 2 {
             match rx.recv_timeout(Duration::from_secs(10)).expect("a record") {
-                Msg::Append { line, seq, end } => {
-                    assert_eq!(end, line.record == Kind::End, "{line:?}");
-                    assert_eq!(line.run.name, "quick");
-                    seqs.push((seq, end));
+                Msg::Records(records) => {
+                    for r in records {
+                        assert_eq!(r.end, r.line.record == Kind::End, "{:?}", r.line);
+                        assert_eq!(r.line.run.name, "quick");
+                        seqs.push((r.seq, r.end));
+                    }
                 }
                 Msg::Query { .. } => panic!("no query was made"),
             }

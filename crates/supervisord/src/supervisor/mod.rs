@@ -432,6 +432,7 @@ impl Supervisor {
             {
                 break;
             }
+            self.runs.flush();
             let cgroup_watch = self.cgroup_watch.as_mut().filter(|w| !w.is_empty());
             let stop_hint = self.stop_hint.map(|began| began + STOP_HINT_AFTER);
             tokio::select! {

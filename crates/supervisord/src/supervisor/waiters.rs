@@ -166,15 +166,15 @@ impl Supervisor {
         };
         // An answer that reports a run as ended waits until the run's end record is on
         // disk (see `history.rs`).
-        let on_disk = self.runs.on_disk(name);
+        let on_disk = || self.runs.on_disk(name);
         match until {
-            Until::Settled => e.life.state().is_settled() && on_disk,
+            Until::Settled => e.life.state().is_settled() && on_disk(),
             Until::Stopped(mark) => {
-                (e.life.state().is_settled() || e.life.stops() > mark) && on_disk
+                (e.life.state().is_settled() || e.life.stops() > mark) && on_disk()
             }
             Until::Restarted => e.life.state() != JobState::Stopping && !e.life.restart_pending(),
             Until::Forgotten => !e.removing || forgettable(e),
-            Until::ReadyOrSettled => (e.life.state().is_settled() && on_disk) || ready(e),
+            Until::ReadyOrSettled => (e.life.state().is_settled() && on_disk()) || ready(e),
         }
     }
 
@@ -214,15 +214,15 @@ impl Supervisor {
                     let jobs = self.jobs_named(&names);
                     let success = jobs.iter().all(|j| j.success == Some(true));
                     encode(&JobList {
-                        jobs,
                         success: Some(success),
+                        ..JobList::new(jobs)
                     })
                 }
                 Then::JobsAndReady => {
                     let success = names.iter().all(|n| self.jobs.get(n).is_some_and(ready));
                     encode(&JobList {
-                        jobs: self.jobs_named(&names),
                         success: Some(success),
+                        ..JobList::new(self.jobs_named(&names))
                     })
                 }
                 Then::Reload(result) => encode(&result),
@@ -234,6 +234,7 @@ impl Supervisor {
     /// A removed job stays in the table while a request still waits to report its status,
     /// so that `remove a b` answers with both last statuses even when `b` went at once.
     fn forget_removed(&mut self) {
+        // Every turn: no set of the awaited names unless a job is being removed.
         if !self.jobs.values().any(|e| e.removing) {
             return;
         }
