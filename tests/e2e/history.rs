@@ -3,11 +3,15 @@
 //! after a graceful stop, after SIGKILL, with the file torn mid-line — plus compaction
 //! and a state folder that cannot be written.
 
-use crate::support::{alive, jobs, wait_until, Daemon, DEADLINE};
+use crate::support::{alive, bin, jobs, wait_until, Daemon, DEADLINE};
 use nix::sys::signal::Signal;
 use protocol::{Cause, HistoryResult, JobState, PingResult};
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 fn history(d: &Daemon, params: Value) -> HistoryResult {
     serde_json::from_value(d.ok("history", params)).expect("a history result")
@@ -265,6 +269,12 @@ start_secs = 0
     let ping: PingResult = serde_json::from_value(d.ok("ping", Value::Null)).expect("ping");
     let error = ping.history_error.expect("ping reports it");
     assert!(error.contains("blocker/state"), "{error}");
+    let status = d.ok("status", json!({}));
+    assert_eq!(
+        status["history_error"],
+        error.as_str(),
+        "status says it too: {status}"
+    );
 
     for _ in 0..2 {
         d.ctl_ok(&["start", "a"]);
@@ -295,6 +305,8 @@ start_secs = 0
 "#,
     ));
     d.wait_job("a", "exited", |j| j.state == JobState::Exited);
+    let status = d.ok("status", json!({}));
+    assert!(status.get("history_error").is_none(), "{status}");
     let resp = d.rpc("history", json!({}));
     assert_eq!(resp["error"]["code"], 1006, "{resp}");
     assert!(!history_file(&d).exists());
@@ -302,5 +314,151 @@ start_secs = 0
     assert!(
         status.starts_with("NAME"),
         "no warning when off by choice: {status}"
+    );
+}
+
+/// Each run's start time in the history, by job name, oldest first.
+fn starts(d: &Daemon, name: &str) -> Vec<(u64, SystemTime)> {
+    let mut runs: Vec<(u64, SystemTime)> = history(d, json!({"names": [name]}))
+        .runs
+        .iter()
+        .map(|r| {
+            let at = humantime::parse_rfc3339(&r.started_at).expect("started_at is RFC 3339");
+            (r.run_id, at)
+        })
+        .collect();
+    runs.reverse();
+    runs
+}
+
+#[test]
+fn catch_up_runs_a_job_once_at_start_when_the_history_says_a_time_passed_while_down() {
+    let mut d = Daemon::start(
+        r#"
+[defaults]
+start_secs = 0
+stdout = "null"
+stderr = "null"
+
+[job.caught]
+command = ["true"]
+schedule = "every 3s"
+catch_up = true
+[job.missed]
+command = ["true"]
+schedule = "every 3s"
+[job.hourly]
+command = ["true"]
+schedule = "every 1h"
+catch_up = true
+"#,
+    );
+    // One run each now (the schedules would take 3 s, or an hour).
+    d.ctl_ok(&["start", "caught", "missed", "hourly"]);
+    d.ctl_ok(&["wait", "caught", "missed", "hourly"]);
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_exit(), 0, "a graceful stop");
+    // Down until a time of the 3 s schedules has passed since their last run started
+    // (read from the file: a scheduled run may have begun before the stop).
+    let text = std::fs::read_to_string(history_file(&d)).expect("history.jsonl");
+    let last_start = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|l| l["run"]["started_at"].as_str().map(str::to_owned))
+        .filter_map(|t| humantime::parse_rfc3339(&t).ok())
+        .max()
+        .expect("runs in the history");
+    let due = last_start + Duration::from_millis(3200);
+    wait_until(
+        "a scheduled time to pass while supervisord is down",
+        DEADLINE,
+        || (SystemTime::now() > due).then_some(()),
+    );
+    let d = d.launch(&[]);
+    // Runs that started after `due` are the new daemon's. Its first run of the job
+    // without catch_up is its scheduled one, 3 s after the new daemon armed every
+    // schedule (in one go, at start, when catch_up is decided too).
+    let after_due = |name: &str| -> Vec<(u64, SystemTime)> {
+        starts(&d, name)
+            .into_iter()
+            .filter(|(_, at)| *at > due)
+            .collect()
+    };
+    let missed = wait_until("missed's first scheduled run", DEADLINE, || {
+        after_due("missed").first().copied()
+    });
+    let caught = after_due("caught");
+    let first = caught.first().expect("caught ran after the restart");
+    let ahead = missed.1.duration_since(first.1).unwrap_or_default();
+    assert!(
+        ahead >= Duration::from_secs(2),
+        "catch_up runs at start, {ahead:?} before the schedule's first time: {caught:?} / {missed:?}"
+    );
+    let early = caught
+        .iter()
+        .filter(|(_, at)| *at + Duration::from_secs(2) <= missed.1)
+        .count();
+    assert_eq!(early, 1, "once: {caught:?}");
+    let hourly = starts(&d, "hourly");
+    assert_eq!(
+        hourly.len(),
+        1,
+        "no time of an hourly schedule passed: {hourly:?}"
+    );
+    let log = d.stderr();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("catch_up: a scheduled time passed"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("caught"), "{log}");
+}
+
+/// `supctl status` takes its warning from the `status` answer: one request, no `ping`.
+/// A stand-in daemon answers and notes each method it is asked.
+#[test]
+fn supctl_status_shows_the_history_warning_from_its_one_status_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let server = std::thread::spawn(move || {
+        let (stream, _) = wait_until("supctl to connect", DEADLINE, || listener.accept().ok());
+        stream.set_nonblocking(false).expect("blocking");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut writer = stream.try_clone().expect("clone");
+        let mut methods = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let req: Value = serde_json::from_str(&line).expect("a JSON request");
+            let method = req["method"].as_str().unwrap_or_default().to_owned();
+            let result = match method.as_str() {
+                "status" => {
+                    json!({"jobs": [], "history_error": "cannot create state_dir /x: Not a directory"})
+                }
+                _ => {
+                    json!({"version": "0.1.0", "pid": 1, "uptime_ms": 1, "history_error": "asked by ping"})
+                }
+            };
+            let answer = json!({"jsonrpc": "2.0", "id": req["id"], "result": result});
+            writeln!(writer, "{answer}").expect("answer");
+            methods.push(method);
+        }
+        methods
+    });
+    let out = Command::new(bin("supctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("status")
+        .output()
+        .expect("run supctl");
+    let methods = server.join().expect("the stand-in daemon");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(methods, ["status"], "one round trip");
+    assert_eq!(
+        stdout.lines().next(),
+        Some("warning: run history off: cannot create state_dir /x: Not a directory"),
+        "{stdout}"
     );
 }
