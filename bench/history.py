@@ -33,6 +33,8 @@ REL = os.path.join(ROOT, "target", "release")
 SUPERVISORD = os.path.join(REL, "supervisord")
 SUPCTL = os.path.join(REL, "supctl")
 SHM = "/dev/shm"
+TICKS = os.sysconf("SC_CLK_TCK")
+CGROUP_OFF = True
 
 
 def loadavg():
@@ -57,6 +59,10 @@ class Daemon:
             "autostart = false",
             "start_secs = 0",
         ]
+        if CGROUP_OFF:
+            # As in bench/run.py: a cgroup per run would add the kernel's migration to
+            # every spawn, alike with and without the history.
+            lines[5:5] = ['cgroup = "off"']
         for i in range(n):
             lines += ["", f"[job.j{i}]", 'command = ["/bin/true"]']
         config = os.path.join(self.dir, "jobs.toml")
@@ -72,13 +78,43 @@ class Daemon:
                 raise RuntimeError(f"supervisord did not start; see {self.log.name}")
             time.sleep(0.02)
 
+    def cpu(self):
+        """The daemon's CPU time so far in ms (utime + stime): (every thread, the runtime
+        thread — the main thread, as the runtime is current-thread — the history writer)."""
+        total = main = writer = 0
+        task = f"/proc/{self.proc.pid}/task"
+        for tid in os.listdir(task):
+            try:
+                with open(f"{task}/{tid}/stat") as f:
+                    stat = f.read()
+            except FileNotFoundError:
+                continue  # a blocking-pool thread that just ended
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            ticks = int(fields[11]) + int(fields[12])
+            total += ticks
+            if int(tid) == self.proc.pid:
+                main += ticks
+            elif comm == "history-writer":
+                writer += ticks
+        # Threads that ended are only in the process's own total.
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total = max(total, int(fields[11]) + int(fields[12]))
+        ms = 1000 / TICKS
+        return (total * ms, main * ms, writer * ms)
+
     def round(self):
+        """One round: (wall ms, daemon CPU ms, runtime thread CPU ms, writer CPU ms)."""
+        c = self.cpu()
         t = time.perf_counter()
         for cmd in (["start", "--all"], ["wait", "--all"]):
             subprocess.run(
                 [SUPCTL, "--socket", self.sock, *cmd], check=True, stdout=subprocess.DEVNULL
             )
-        return (time.perf_counter() - t) * 1e3
+        wall = (time.perf_counter() - t) * 1e3
+        return (wall, *(b - a for a, b in zip(c, self.cpu())))
 
     def history_bytes(self):
         path = os.path.join(self.state, "history.jsonl")
@@ -107,7 +143,10 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    ap.add_argument("--cgroup", action="store_true", help='leave [supervisor] cgroup at its default')
     args = ap.parse_args()
+    global CGROUP_OFF
+    CGROUP_OFF = not args.cgroup
     if not args.no_build:
         subprocess.run(
             ["cargo", "build", "--release", "--locked", "-p", "supervisord", "-p", "supctl"],
@@ -132,25 +171,44 @@ def main():
         for d in daemons.values():
             d.close()
     after = loadavg()
-    s = {name: summary(v) for name, v in xs.items()}
+    wall = {name: [r[0] for r in v] for name, v in xs.items()}
+    s = {name: summary(v) for name, v in wall.items()}
     # Rounds next to each other in time share the machine's load: the median of the
     # per-round ratios is steadier than the ratio of the medians.
     paired = {
-        name: statistics.median(a / b for a, b in zip(v, xs["off"])) for name, v in xs.items()
+        name: statistics.median(a / b for a, b in zip(v, wall["off"])) for name, v in wall.items()
+    }
+    # CPU time the daemon spent per round: what the history costs it, whatever the load.
+    cpu = {
+        name: {
+            part: summary([r[i] for r in v])
+            for i, part in ((1, "daemon"), (2, "runtime thread"), (3, "history writer"))
+        }
+        for name, v in xs.items()
     }
     print(f"spawn + join {args.jobs} /bin/true, {args.reps} rounds each, taking turns")
     for name, x in s.items():
         ratio = x["median"] / s["off"]["median"]
         print(
-            f"  history {name:<10} median {x['median']:5.0f} ms "
+            f"  history {name:<10} wall median {x['median']:5.0f} ms "
             f"(min {x['min']:.0f}, max {x['max']:.0f})  {ratio:.3f}x off, "
             f"per round {paired[name]:.3f}x"
+        )
+    print("  daemon CPU per round (utime + stime from /proc, median ms (min-max)):")
+    for name, c in cpu.items():
+        d, m, w = c["daemon"], c["runtime thread"], c["history writer"]
+        print(
+            f"  history {name:<10} all threads {d['median']:5.0f} ({d['min']:.0f}-{d['max']:.0f}) "
+            f"{d['median'] / cpu['off']['daemon']['median']:.3f}x off; "
+            f"runtime thread {m['median']:5.0f} ({m['min']:.0f}-{m['max']:.0f}) "
+            f"{m['median'] / cpu['off']['runtime thread']['median']:.3f}x off; "
+            f"writer {w['median']:4.0f}"
         )
     print(f"  history.jsonl: {size} bytes at the end")
     print(f"  load average before: {before}; after: {after}; cores: {os.cpu_count()}")
     if args.json:
-        json.dump({"jobs": args.jobs, "results": s, "paired": paired, "load_before": before,
-                   "load_after": after}, sys.stdout)
+        json.dump({"jobs": args.jobs, "results": s, "paired": paired, "cpu": cpu,
+                   "load_before": before, "load_after": after}, sys.stdout)
         print()
 
 
