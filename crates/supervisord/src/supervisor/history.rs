@@ -49,11 +49,16 @@ impl RunLog {
         }
     }
 
-    /// Whether the job's last end record is on disk (or there is nothing to wait for).
-    /// When it is not, the writer wakes the supervisor once it is.
-    pub(super) fn on_disk(&self, name: &str) -> bool {
-        self.unsynced
-            .get(name)
+    /// Whether the last end records of these jobs are on disk (or there is nothing to
+    /// wait for). When they are not, the writer wakes the supervisor once they are.
+    pub(super) fn on_disk<'a>(&self, names: impl Iterator<Item = &'a str>) -> bool {
+        if self.unsynced.is_empty() {
+            return true;
+        }
+        // Sequence numbers grow and the writer syncs in order: the highest covers all.
+        names
+            .filter_map(|n| self.unsynced.get(n))
+            .max()
             .is_none_or(|seq| self.durable.covers(*seq))
     }
 

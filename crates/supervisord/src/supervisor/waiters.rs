@@ -164,18 +164,26 @@ impl Supervisor {
         let Some(e) = self.jobs.get(name) else {
             return true;
         };
-        // An answer that reports a run as ended waits until the run's end record is on
-        // disk (see `history.rs`).
-        let on_disk = || self.runs.on_disk(name);
         match until {
-            Until::Settled => e.life.state().is_settled() && on_disk(),
-            Until::Stopped(mark) => {
-                (e.life.state().is_settled() || e.life.stops() > mark) && on_disk()
-            }
+            Until::Settled => e.life.state().is_settled(),
+            Until::Stopped(mark) => e.life.state().is_settled() || e.life.stops() > mark,
             Until::Restarted => e.life.state() != JobState::Stopping && !e.life.restart_pending(),
             Until::Forgotten => !e.removing || forgettable(e),
-            Until::ReadyOrSettled => (e.life.state().is_settled() && on_disk()) || ready(e),
+            Until::ReadyOrSettled => e.life.state().is_settled() || ready(e),
         }
+    }
+
+    /// Whether an answer whose conditions are all met may go: one that reports a run as
+    /// ended waits until the run's end record is on disk (see `history.rs`). Asked only
+    /// once every condition is met, so a `wait --all` has the writer wake the loop once,
+    /// for its last record, not for each run that ends on the way.
+    fn on_disk(&self, conditions: &[(String, Until)]) -> bool {
+        let ended = conditions.iter().filter(|(n, u)| match u {
+            Until::Settled | Until::Stopped(_) => true,
+            Until::ReadyOrSettled => !self.jobs.get(n).is_some_and(ready),
+            Until::Restarted | Until::Forgotten => false,
+        });
+        self.runs.on_disk(ended.map(|(n, _)| n.as_str()))
     }
 
     fn answer_waiters(&mut self) {
@@ -203,6 +211,10 @@ impl Supervisor {
             };
             if let Some(held) = first_unmet {
                 self.waiters[i].held = held;
+                i += 1;
+                continue;
+            }
+            if !self.on_disk(&self.waiters[i].pending.conditions) {
                 i += 1;
                 continue;
             }
