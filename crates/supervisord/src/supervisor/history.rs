@@ -136,7 +136,6 @@ impl Supervisor {
     /// Each job's last run as the history said when supervisord started, by job name:
     /// what `catch_up` compares a schedule with (its `started_at`). Runs since are not
     /// in it.
-    #[allow(dead_code)] // the schedules' catch_up reads it
     pub(crate) fn last_runs(&self) -> &HashMap<String, Run> {
         &self.runs.last
     }
