@@ -187,6 +187,14 @@ impl Supervisor {
     /// `name` began a new run: restart its running dependents whose edge says
     /// `restart = true` (they then wait for it again).
     pub(super) fn restart_dependents(&mut self, name: &str) {
+        let jobs = &self.jobs;
+        let any_edge = *self.restart_edges.get_or_insert_with(|| {
+            jobs.values()
+                .any(|e| e.spec.depends_on.iter().any(|d| d.restart))
+        });
+        if !any_edge {
+            return;
+        }
         let Some(started) = self.jobs.get(name).map(|e| e.spec.clone()) else {
             return;
         };
