@@ -567,12 +567,19 @@ async fn write_lines(
     let _ = wr.shutdown().await;
 }
 
-/// A success response whose result is already encoded (see [`Answer`]).
-#[derive(serde::Serialize)]
-struct Success<'a> {
-    jsonrpc: &'a str,
-    id: &'a RawValue,
-    result: &'a RawValue,
+/// A success response around a result that is already encoded (see [`Answer`]): the
+/// envelope is written around the text, which is copied once and not parsed again.
+fn success_line(id: &RawValue, result: &Answer) -> String {
+    let (id, result) = (id.get(), result.get());
+    let mut line = String::with_capacity(result.len() + id.len() + 40);
+    line.push_str("{\"jsonrpc\":\"");
+    line.push_str(protocol::JSONRPC);
+    line.push_str("\",\"id\":");
+    line.push_str(id);
+    line.push_str(",\"result\":");
+    line.push_str(result);
+    line.push_str("}\n");
+    line
 }
 
 /// An error response with the request's id as sent.
@@ -796,11 +803,7 @@ impl Replier<'_> {
     async fn send(&self, result: Result<Answer, RpcError>) -> bool {
         let Some(id) = &self.id else { return true };
         let line = match result {
-            Ok(v) => to_line(&Success {
-                jsonrpc: protocol::JSONRPC,
-                id,
-                result: &v,
-            }),
+            Ok(v) => success_line(id, &v),
             Err(e) => to_line(&ErrorLine::new(id, &e)),
         };
         self.out.send(line).await.is_ok()

@@ -7,7 +7,7 @@
 //! [`Supervisor::call`] is one line per method.
 
 use super::waiters::{Outcome, Pending, Until};
-use super::{encode, Entry, Origin, Phase, Supervisor};
+use super::{encode, Answer, Entry, Origin, Phase, Supervisor};
 use crate::lifecycle::Input;
 use protocol::{
     AddParams, JobList, JobState, KillParams, LogsParams, NamesParams, PingResult, Request,
@@ -146,17 +146,18 @@ impl Supervisor {
         }))
     }
 
+    /// The table (or the selected part of it), written straight into the answer's text.
+    /// The history's failure rides along, for `supctl status`'s header.
     fn status(&self, sel: &Selection) -> Result<Outcome, RpcError> {
-        let names = if sel.is_empty() {
-            self.jobs.keys().cloned().collect()
+        let history_error = self.runs.error();
+        let text = if sel.is_empty() {
+            super::status::job_list(self.jobs.values(), history_error)
         } else {
-            self.select(sel, Daemons::Included)?
+            let names = self.select(sel, Daemons::Included)?;
+            let entries: Vec<&Entry> = names.iter().filter_map(|n| self.jobs.get(n)).collect();
+            super::status::job_list(entries.into_iter(), history_error)
         };
-        // The history's failure rides along, for `supctl status`'s header.
-        Ok(Outcome::Now(encode(&JobList {
-            history_error: self.runs.error().map(str::to_owned),
-            ..JobList::new(self.jobs_named(&names))
-        })))
+        Ok(Outcome::Now(Ok(Answer::trusted(text))))
     }
 
     fn start(&mut self, p: &protocol::StartParams) -> Result<Outcome, RpcError> {
