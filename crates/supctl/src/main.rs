@@ -286,7 +286,11 @@ impl From<ClientError> for Failure {
 
 fn main() -> ExitCode {
     pipe::quiet_when_reader_goes();
-    let cli = match Cli::try_parse() {
+    let parsed = match plain_status(std::env::args_os().skip(1)) {
+        Some(cli) => Ok(cli),
+        None => Cli::try_parse(),
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => match suggest::for_error(&e) {
             Some(line) => {
@@ -308,6 +312,43 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => report::failure(f, json_out, &found.trail),
     }
+}
+
+/// The command line of the most common command, `supctl [--socket P | -c F] [--json]
+/// status [NAME...]`, read without clap: building clap's tree of every command and flag
+/// costs more than the rest of a small `status`. Anything else — another flag, a value
+/// that looks like one, `--`, text that is not UTF-8 — is `None`, and clap reads it as
+/// always (errors and help included), so both readings agree wherever this one answers.
+fn plain_status(args: impl Iterator<Item = std::ffi::OsString>) -> Option<Cli> {
+    let mut args = args.map(|a| a.into_string().ok());
+    let (mut socket, mut config, mut json, mut status) = (None, None, false, false);
+    let mut names = Vec::new();
+    while let Some(arg) = args.next() {
+        let arg = arg?;
+        let value = |v: Option<Option<String>>| v.flatten().filter(|v| !v.starts_with('-'));
+        match arg.as_str() {
+            "--json" if !json => json = true,
+            "--socket" if socket.is_none() => socket = Some(value(args.next())?),
+            "--config" | "-c" if config.is_none() => config = Some(value(args.next())?),
+            "status" if !status => status = true,
+            a if a.starts_with('-') => return None,
+            name if status && !name.is_empty() => names.push(name.to_owned()),
+            _ => return None,
+        }
+    }
+    if !status || (socket.is_some() && config.is_some()) {
+        return None;
+    }
+    Some(Cli {
+        socket: socket.map(PathBuf::from),
+        config: config.map(PathBuf::from),
+        json,
+        command: Cmd::Status {
+            names,
+            group: None,
+            usage: false,
+        },
+    })
 }
 
 /// The commands that print something about supctl itself and need no daemon.
@@ -360,6 +401,19 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
     }
     let request = request(&cli.command)?;
     let mut client = Client::connect(socket)?;
+    if let Cmd::Status {
+        names,
+        group,
+        usage,
+    } = &cli.command
+    {
+        if !out.json {
+            let list: JobList = client.call_decoded(&request)?;
+            print!("{}", history_warning(&list));
+            print_status(out, &list, names.len() == 1 && group.is_none(), *usage);
+            return Ok(());
+        }
+    }
     let reply = client.call(&request)?;
     match cli.command {
         Cmd::IsAlive { .. } => print_is_alive(out, &reply),
@@ -374,20 +428,8 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
             failed_start(&cli.command, &reply.decode()?)
         }
         _ if out.json => print_raw(&reply),
-        Cmd::Status {
-            names,
-            group,
-            usage,
-        } => {
-            let list: JobList = reply.decode()?;
-            print!("{}", history_warning(&list));
-            match (names.len(), group, list.jobs.as_slice()) {
-                (1, None, [job]) => print!("{}", render::block(job)),
-                _ if usage => print!("{}", render::usage_table(&list.jobs, out.colour)),
-                _ => print!("{}", render::table(&list.jobs, out.colour)),
-            }
-            Ok(())
-        }
+        // Without --json, printed above.
+        Cmd::Status { .. } => Ok(()),
         Cmd::Start { .. } | Cmd::Restart(_) | Cmd::Add { .. } => {
             let list: JobList = reply.decode()?;
             print!("{}", render::table(&list.jobs, out.colour));
@@ -411,6 +453,17 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         Cmd::Metrics => print_metrics(&reply),
         Cmd::Completions { .. } | Cmd::Man { .. } | Cmd::Top => Ok(()),
     }
+}
+
+/// `status` for people: one job named alone as a block, otherwise the table (with usage
+/// columns when asked).
+fn print_status(out: Out, list: &JobList, one_named: bool, usage: bool) {
+    let text = match list.jobs.as_slice() {
+        [job] if one_named => render::block(job),
+        jobs if usage => render::usage_table(jobs, out.colour),
+        jobs => render::table(jobs, out.colour),
+    };
+    print!("{text}");
 }
 
 /// How output is printed.
@@ -840,4 +893,51 @@ fn print_metrics(reply: &Reply) -> Result<(), Failure> {
     let metrics: MetricsResult = reply.decode()?;
     print!("{}", metrics.text);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wherever the fast reading of `status` answers, it is what clap reads; everything
+    /// else is left to clap.
+    #[test]
+    fn plain_status_agrees_with_clap_or_declines() {
+        let lines: &[&[&str]] = &[
+            &["status"],
+            &["status", "a", "b"],
+            &["status", "status"],
+            &["--socket", "/run/s.sock", "status"],
+            &["status", "--socket", "/run/s.sock", "web"],
+            &["-c", "jobs.toml", "status", "x"],
+            &["--config", "jobs.toml", "--json", "status"],
+            &["status", "--json", "a"],
+            // Left to clap:
+            &[],
+            &["ping"],
+            &["start", "status"],
+            &["status", "-g", "g"],
+            &["status", "--usage"],
+            &["status", "--help"],
+            &["status", "--", "-x"],
+            &["--socket=/s", "status"],
+            &["--socket", "/s", "--config", "j.toml", "status"],
+            &["--socket", "-weird", "status"],
+            &["--json", "--json", "status"],
+            &["status", ""],
+            &["--version"],
+        ];
+        let mut fast = 0;
+        for line in lines {
+            let args = line.iter().map(std::ffi::OsString::from);
+            let Some(ours) = plain_status(args) else {
+                continue;
+            };
+            fast += 1;
+            let clap = Cli::try_parse_from(std::iter::once("supctl").chain(line.iter().copied()))
+                .unwrap_or_else(|e| panic!("{line:?}: clap refused what the fast path took: {e}"));
+            assert_eq!(format!("{ours:?}"), format!("{clap:?}"), "{line:?}");
+        }
+        assert_eq!(fast, 8, "the first eight lines take the fast path");
+    }
 }
