@@ -344,20 +344,22 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         let (logs, reports, timestamps) = (logs.clone(), reports.clone(), spec.log_timestamps);
         let watch = line_watch.cloned();
         readers.push(tracker.spawn(async move {
-            if let Err(error) = logs.open(key.clone(), target, timestamps).await {
-                let _ = reports.send(Report::OutputError {
-                    name: key.name.clone(),
-                    error,
-                });
-            }
+            // The sink's file is opened (by the writer thread) while the pipe is already
+            // read: a job that exits at once is not reported only after that round trip.
+            // The writer takes the open before anything this reader sends.
             let name = key.name.clone();
-            logs.capture(key, pipe, watch, |error| {
+            let report = |error| {
                 let _ = reports.send(Report::OutputError {
                     name: name.clone(),
                     error,
                 });
-            })
-            .await;
+            };
+            let opened = async {
+                if let Err(error) = logs.open(key.clone(), target, timestamps).await {
+                    report(error);
+                }
+            };
+            tokio::join!(opened, logs.capture(key.clone(), pipe, watch, report));
         }));
     }
 
@@ -373,6 +375,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
     };
     tracker.spawn(async move {
         let exitcode = watch(&signals, exit, rx, orders_rx).await;
+        tracing::trace!(job = %name, pid, exitcode, "run ended; waiting for its output");
         // Output written just before the exit is in the file before the exit is known.
         let _ = tokio::time::timeout(OUTPUT_GRACE, async {
             for r in readers {
@@ -380,6 +383,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
             }
         })
         .await;
+        tracing::trace!(job = %name, pid, "output closed; reporting the exit");
         let _ = reports.send(Report::Exited {
             name,
             run,
