@@ -344,22 +344,20 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         let (logs, reports, timestamps) = (logs.clone(), reports.clone(), spec.log_timestamps);
         let watch = line_watch.cloned();
         readers.push(tracker.spawn(async move {
-            // The sink's file is opened (by the writer thread) while the pipe is already
-            // read: a job that exits at once is not reported only after that round trip.
-            // The writer takes the open before anything this reader sends.
+            if let Err(error) = logs.open(key.clone(), target, timestamps).await {
+                let _ = reports.send(Report::OutputError {
+                    name: key.name.clone(),
+                    error,
+                });
+            }
             let name = key.name.clone();
-            let report = |error| {
+            logs.capture(key, pipe, watch, |error| {
                 let _ = reports.send(Report::OutputError {
                     name: name.clone(),
                     error,
                 });
-            };
-            let opened = async {
-                if let Err(error) = logs.open(key.clone(), target, timestamps).await {
-                    report(error);
-                }
-            };
-            tokio::join!(opened, logs.capture(key.clone(), pipe, watch, report));
+            })
+            .await;
         }));
     }
 
