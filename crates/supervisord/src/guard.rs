@@ -163,6 +163,7 @@ pub fn run() -> ! {
     crate::os::set_process_name(&format!("guard {}", nix::unistd::getppid()));
     // One pidfd per job: raise the open-files limit like supervisord does.
     crate::os::raise_fd_limit();
+    shed_program_text();
     // Each group's leader, held through a pidfd opened while supervisord still holds the
     // leader unreaped: at the end it tells whether the leader is still unreaped (so the
     // group's id is still the job's), and reaches a leader that left its group.
@@ -216,6 +217,63 @@ pub fn run() -> ! {
         }
     }
     std::process::exit(0)
+}
+
+/// Unmap the program text and read-only data this process has touched so far (start-up:
+/// the dynamic loader, std's runtime, `main`), so that what stays resident is what the
+/// loop below runs.
+///
+/// The guard is supervisord's own binary: starting it maps pages all over that binary's
+/// 8 MiB of code and libc's (the kernel maps 64 KiB around each page faulted in), about
+/// 3 MiB that then sat in the guard's resident set for the daemon's life. Those pages stay
+/// in the page cache (supervisord maps the same ones); dropping this process's mappings
+/// of them is what memory pressure does anyway to clean file pages. Only read-only file
+/// mappings that this process never wrote are dropped, so they read back the same;
+/// relocated data (RELRO) would not, and is left alone.
+fn shed_program_text() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    // (start, end, whether it may be dropped) of the mapping being read.
+    let mut mapping: Option<(usize, usize, bool)> = None;
+    for line in smaps.lines() {
+        if let Some((start, end, droppable)) = mapping_header(line) {
+            mapping = Some((start, end, droppable));
+            continue;
+        }
+        // Checked per mapping: a page this process wrote (relocated data) is its own copy
+        // and would be lost; only mappings with none are dropped.
+        let Some(anon) = line.strip_prefix("Anonymous:") else {
+            continue;
+        };
+        let Some((start, end, true)) = mapping.take() else {
+            continue;
+        };
+        if anon.trim() != "0 kB" {
+            continue;
+        }
+        // SAFETY: the range is a whole private, read-only mapping of a file, taken from
+        // /proc/self/smaps, with no page of its own (Anonymous: 0 kB): `MADV_DONTNEED`
+        // only drops this process's page table entries for it, and the next access maps
+        // the same file pages again.
+        unsafe {
+            let (addr, len) = (start as *mut nix::libc::c_void, end.saturating_sub(start));
+            nix::libc::madvise(addr, len, nix::libc::MADV_DONTNEED);
+        }
+    }
+}
+
+/// A mapping's first line in /proc/self/smaps: its range, and whether it is a private,
+/// read-only mapping of a file (the only kind [`shed_program_text`] drops).
+fn mapping_header(line: &str) -> Option<(usize, usize, bool)> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = fields.next()?;
+    let path = fields.nth(3).unwrap_or("");
+    let droppable = matches!(perms, "r-xp" | "r--p") && path.starts_with('/');
+    Some((start, end, droppable))
 }
 
 #[cfg(test)]

@@ -109,6 +109,7 @@ fn main() -> ExitCode {
     {
         guard::run();
     }
+    supervisord::os::tune_malloc();
     let args = Args::parse();
     if let Some(tool) = args.command {
         return run_tool(tool);

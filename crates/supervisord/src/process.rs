@@ -10,17 +10,19 @@ use crate::config::{JobSpec, Output};
 use crate::logs::{LineWatch, LogError, LogHub, SinkKey, Target};
 use crate::os;
 use protocol::{Signal, Stream};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::pin::Pin;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::task::TaskTracker;
 
 /// How long an exit report waits for the job's output pipes to reach end of file. A
@@ -181,18 +183,15 @@ pub struct Run {
     pub kill_group: bool,
     /// The run's own cgroup, when supervisord contains runs in cgroups.
     pub cgroup: Option<RunCgroup>,
-    /// Signals clients asked for (`kill`): bounded, and dropped when full.
-    control: mpsc::Sender<Signal>,
-    /// Signals the supervisor itself decided on (the stop signal, the stop_timeout
-    /// SIGKILL, a shutdown): never dropped, and at most a few per run, so unbounded.
-    orders: mpsc::UnboundedSender<Signal>,
+    /// Signals for the run's task to send.
+    mailbox: Arc<Mailbox>,
 }
 
 impl Run {
     /// Ask the child task to send a signal a client asked for. Never waits: the task
     /// drains its queue promptly, and a full queue already holds signals enough.
     pub fn signal(&self, sig: Signal) {
-        if self.control.try_send(sig).is_err() {
+        if !self.mailbox.post(sig, false) {
             tracing::debug!(pid = self.pid, signal = %sig, "signal queue full or run ended");
         }
     }
@@ -200,7 +199,73 @@ impl Run {
     /// Send a signal the supervisor decided on (stop, escalation). Never dropped, and
     /// never behind a client's signals.
     pub fn order(&self, sig: Signal) {
-        let _ = self.orders.send(sig);
+        self.mailbox.post(sig, true);
+    }
+}
+
+/// How many signals clients may queue for one run; more are dropped.
+const CONTROL_BACKLOG: usize = 8;
+
+/// The signals a run's task is to send: the supervisor's orders (the stop signal, the
+/// stop_timeout SIGKILL, a shutdown: never dropped, and at most a few per run) go before
+/// clients' (`kill`: at most [`CONTROL_BACKLOG`], dropped beyond).
+///
+/// One small shared block per run instead of a channel for each kind: a tokio channel
+/// allocates its first block of slots up front (about half a KiB each), and a sleeping
+/// job never receives a signal at all. The queues allocate only when used.
+#[derive(Debug, Default)]
+struct Mailbox {
+    queued: std::sync::Mutex<Queued>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    orders: VecDeque<Signal>,
+    control: VecDeque<Signal>,
+    /// The run's task has finished: nothing is sent any more.
+    closed: bool,
+}
+
+impl Mailbox {
+    fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
+        // Nothing panics while holding it; if something did, the queues are still valid.
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `sig` (an order, or a client's signal); false if it was dropped.
+    fn post(&self, sig: Signal, order: bool) -> bool {
+        {
+            let mut q = self.queued();
+            if q.closed {
+                return false;
+            }
+            if order {
+                q.orders.push_back(sig);
+            } else if q.control.len() < CONTROL_BACKLOG {
+                q.control.push_back(sig);
+            } else {
+                return false;
+            }
+        }
+        self.wake.notify_one();
+        true
+    }
+
+    fn next_order(&self) -> Option<Signal> {
+        self.queued().orders.pop_front()
+    }
+
+    fn next_control(&self) -> Option<Signal> {
+        self.queued().control.pop_front()
+    }
+
+    /// The run's task is done: later signals are dropped, and what is queued goes.
+    fn close(&self) {
+        let mut q = self.queued();
+        q.closed = true;
+        q.orders = VecDeque::new();
+        q.control = VecDeque::new();
     }
 }
 
@@ -361,8 +426,8 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         }));
     }
 
-    let (control, rx) = mpsc::channel(8);
-    let (orders, orders_rx) = mpsc::unbounded_channel();
+    let mailbox = Arc::new(Mailbox::default());
+    let inbox = Arc::clone(&mailbox);
     let name = spec.name.clone();
     let kill_group = spec.kill_group;
     let reports = reports.clone();
@@ -372,7 +437,8 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         cgroup: cgroup.clone(),
     };
     tracker.spawn(async move {
-        let exitcode = watch(&signals, exit, rx, orders_rx).await;
+        let exitcode = watch(&signals, exit, &inbox).await;
+        inbox.close();
         tracing::trace!(job = %name, pid, exitcode, "run ended; waiting for its output");
         // Output written just before the exit is in the file before the exit is known.
         let _ = tokio::time::timeout(OUTPUT_GRACE, async {
@@ -393,8 +459,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         pid,
         kill_group,
         cgroup,
-        control,
-        orders,
+        mailbox,
     })
 }
 
@@ -417,34 +482,46 @@ impl Signals {
 
 /// Wait for the child to end (without reaping it), carrying out signal requests
 /// meanwhile. Every signal goes out while the child is unreaped, so `pid` and its
-/// process group are still ours.
-async fn watch(
-    signals: &Signals,
-    mut exit: Exit,
-    mut control: mpsc::Receiver<Signal>,
-    mut orders: mpsc::UnboundedReceiver<Signal>,
-) -> i32 {
-    let (mut control_open, mut orders_open) = (true, true);
-    // Without pidfds, look again this often.
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
+/// process group are still ours. Orders go out before the end is looked at, clients'
+/// signals only while the child has not ended.
+async fn watch(signals: &Signals, mut exit: Exit, mailbox: &Mailbox) -> i32 {
+    // Without pidfds, look again this often (made when first needed).
+    let mut poll = None;
     loop {
+        // Registered before the queues are looked at, so a signal posted from here on
+        // wakes this task.
+        let woken = mailbox.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        while let Some(sig) = mailbox.next_order() {
+            signals.send(sig);
+        }
+        let control = mailbox.next_control();
+        let has_control = control.is_some();
         tokio::select! {
             biased;
-            sig = orders.recv(), if orders_open => match sig {
-                Some(sig) => signals.send(sig),
-                None => orders_open = false,
-            },
             ended = ended(signals.pid, &mut exit, &mut poll) => return ended,
-            sig = control.recv(), if control_open => match sig {
-                Some(sig) => signals.send(sig),
-                None => control_open = false,
-            },
+            () = async {
+                if !has_control {
+                    woken.await;
+                }
+            } => {}
+        }
+        if let Some(sig) = control {
+            signals.send(sig);
         }
     }
 }
 
+/// The 50 ms interval of a run whose end is looked for by polling.
+async fn tick(poll: &mut Option<tokio::time::Interval>) {
+    poll.get_or_insert_with(|| tokio::time::interval(Duration::from_millis(50)))
+        .tick()
+        .await;
+}
+
 /// Resolves with the exit once the child has ended (it stays a zombie).
-async fn ended(pid: u32, exit: &mut Exit, poll: &mut tokio::time::Interval) -> i32 {
+async fn ended(pid: u32, exit: &mut Exit, poll: &mut Option<tokio::time::Interval>) -> i32 {
     loop {
         match exit {
             Exit::Pidfd(Watched(fd)) => {
@@ -455,7 +532,7 @@ async fn ended(pid: u32, exit: &mut Exit, poll: &mut tokio::time::Interval) -> i
                     ready.clear_ready();
                     continue;
                 }
-                poll.tick().await;
+                tick(poll).await;
             }
             Exit::Sigchld(sigchld) => {
                 if let Some(code) = os::exited(pid, None) {
@@ -467,7 +544,7 @@ async fn ended(pid: u32, exit: &mut Exit, poll: &mut tokio::time::Interval) -> i
                 continue;
             }
             Exit::Poll => {
-                poll.tick().await;
+                tick(poll).await;
             }
         }
         if let Some(code) = os::exited(pid, None) {

@@ -338,7 +338,7 @@ impl Supervisor {
     /// A supervisor for `config` and the handle to reach it. `batch` is
     /// `--exit-when-done` (or the file's `exit_when_done`).
     pub fn new(
-        config: Config,
+        mut config: Config,
         batch: bool,
         logs: LogHub,
         guard: Option<Guard>,
@@ -347,10 +347,11 @@ impl Supervisor {
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let (checks_tx, checks_rx) = mpsc::unbounded_channel();
-        let jobs = config
-            .jobs
-            .iter()
-            .map(|spec| (spec.name.clone(), Entry::new(spec.clone(), Origin::File)))
+        // The table owns the specs; the file is kept without them (a second copy of every
+        // spec was most of a KiB a job).
+        let jobs = std::mem::take(&mut config.jobs)
+            .into_iter()
+            .map(|spec| (spec.name.clone(), Entry::new(spec, Origin::File)))
             .collect();
         let sup = Supervisor {
             config,

@@ -92,7 +92,7 @@ pub(super) fn plan<'a>(
 impl Supervisor {
     /// Apply a job file read from disk, or refuse it whole (1003) and change nothing.
     pub(super) fn reload(&mut self, config: Result<Config, ConfigError>) -> Outcome {
-        let new = match config {
+        let mut new = match config {
             Ok(new) => new,
             Err(e) => return Outcome::Now(Err(e.to_rpc())),
         };
@@ -114,6 +114,8 @@ impl Supervisor {
             plan.warnings.insert(0, w);
         }
         self.apply(&plan, &new);
+        // The table has the specs now (see `Supervisor::new`).
+        new.jobs = Vec::new();
         tracing::info!(
             added = plan.added.len(),
             removed = plan.removed.len(),
