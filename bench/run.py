@@ -608,6 +608,7 @@ def scale(n, output):
         guard = children(d.pid)
         guard = [p for p in guard if open(f"/proc/{p}/comm").read().startswith("guard")]
         pss = pss_kib([d.pid])
+        guard_rss = sum(proc_sample(p)[2] for p in guard)
         slab = unreclaimable_kib() - slab0
         c = d.conn()
         req = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
@@ -629,6 +630,7 @@ def scale(n, output):
             "start_s": started,
             "rss_kib": rss,
             "pss_kib": pss,
+            "guard_rss_kib": guard_rss,
             "guard_pss_kib": pss_kib(guard),
             "fds": fds,
             "fds_per_job": fds / n,
@@ -1147,18 +1149,22 @@ def report(res, args):
             f"all running (a job holds its pipes, and a pidfd for the first {PIDFD_BUDGET} runs alive;",
             f"log files are open only while written, {OPEN_LOG_FILES} at most). Kernel: growth of",
             "`SUnreclaim` in /proc/meminfo per job (machine-wide: the job's own process too).",
+            "Memory: the daemon and its guard process apart, once every job runs (RSS from",
+            "/proc/PID/status, PSS from smaps_rollup: pages the two share, the same binary and libc,",
+            "count whole in each RSS and split in PSS).",
             f"Open-files hard limit here: {res.get('fd_hard_limit', '?')}; load average at the end of each run shown.",
             "",
-            "| jobs | output | start | descriptors (per job) | RSS / PSS | kernel per job | status RPC | `supctl status` | shutdown | load |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| jobs | output | start | descriptors (per job) | daemon RSS / PSS | guard RSS / PSS | kernel per job | status RPC | `supctl status` | shutdown | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in res["scale"]:
             if "error" in s or "skipped" in s:
-                L.append(f"| {s['jobs']} | {s['output']} | {s.get('error') or s.get('skipped')} |||||||| ")
+                L.append(f"| {s['jobs']} | {s['output']} | {s.get('error') or s.get('skipped')} ||||||||| ")
                 continue
             L.append(
                 f"| {s['jobs']} | {s['output']} | {s['start_s']:.2f} s | {s['fds']} ({s['fds_per_job']:.2f}) "
-                f"| {s['rss_kib'] / 1024:.1f} / {s['pss_kib'] / 1024:.1f} MiB | {s['kernel_kib_per_job']:.1f} KiB "
+                f"| {s['rss_kib'] / 1024:.1f} / {s['pss_kib'] / 1024:.1f} MiB "
+                f"| {s.get('guard_rss_kib', 0) / 1024:.1f} / {s.get('guard_pss_kib', 0) / 1024:.1f} MiB | {s['kernel_kib_per_job']:.1f} KiB "
                 f"| {fmt(s['status_rpc'])} | {fmt(s['status_cli'])} | {s['shutdown_s']:.2f} s | {s['load']:.1f} |"
             )
         L += ["", f"Limits here: pid_max {m['pid_max']}, threads-max {m['threads_max']}.", ""]

@@ -28,7 +28,7 @@ pub(super) struct RunLog {
     /// Why the history is not being written.
     error: Option<String>,
     /// The run each live job is in, as recorded at its start.
-    open: HashMap<String, Run>,
+    open: HashMap<String, OpenRun>,
     /// Jobs whose last end record may not be on disk yet, with its sequence number.
     unsynced: HashMap<String, u64>,
     /// Each job's last run as the history said at start (see [`Supervisor::last_runs`]).
@@ -73,6 +73,16 @@ impl RunLog {
     pub(super) fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }
+}
+
+/// A run that started and has not ended: what its start record was made of, to make the
+/// end record from. Kept this small because every running job has one (the whole record,
+/// with its strings, was about 0.4 KiB a job).
+struct OpenRun {
+    id: u64,
+    spec: Arc<JobSpec>,
+    started: SystemTime,
+    pid: Option<u32>,
 }
 
 /// A run's end as the lifecycle remembers it, from its history record.
@@ -165,7 +175,8 @@ impl Supervisor {
             if t.to == JobState::Starting && !t.from.is_alive() {
                 self.run_started(name, spec);
             } else if t.from.is_alive() && !t.to.is_alive() {
-                if let Some(run) = self.runs.open.remove(name) {
+                if let Some(open) = self.runs.open.remove(name) {
+                    let run = new_run(open.id, &open.spec, Some(open.started), open.pid);
                     self.run_ended(name, run, t);
                 }
             }
@@ -179,11 +190,17 @@ impl Supervisor {
         let Some(id) = e.run.as_ref().map(|r| r.id) else {
             return;
         };
-        let run = new_run(id, spec, e.life.started_at(), e.life.pid());
+        let started = e.life.started_at().unwrap_or_else(SystemTime::now);
+        let open = OpenRun {
+            id,
+            spec: Arc::clone(&e.spec),
+            started,
+            pid: e.life.pid(),
+        };
         if let Some(log) = self.runs.log.as_mut() {
-            log.started(run.clone());
+            log.started(new_run(id, spec, Some(started), open.pid));
         }
-        self.runs.open.insert(name.to_owned(), run);
+        self.runs.open.insert(name.to_owned(), open);
     }
 
     fn run_ended(&mut self, name: &str, mut run: Run, t: &Transition) {
