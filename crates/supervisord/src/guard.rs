@@ -320,6 +320,27 @@ mod tests {
     }
 
     #[test]
+    fn only_private_read_only_file_mappings_may_be_dropped() {
+        let text = "5581d0a00000-5581d1200000 r-xp 00400000 fd:01 1234 /usr/sbin/supervisord";
+        assert_eq!(
+            mapping_header(text),
+            Some((0x5581d0a00000, 0x5581d1200000, true))
+        );
+        let relro = "7f00a0000000-7f00a0001000 r--p 00000000 fd:01 99 /usr/lib/libc.so.6";
+        assert_eq!(mapping_header(relro).map(|m| m.2), Some(true));
+        for other in [
+            "7f00a0000000-7f00a0001000 rw-p 00000000 fd:01 99 /usr/lib/libc.so.6",
+            "7ffd1c5f0000-7ffd1c5f2000 r-xp 00000000 00:00 0 [vdso]",
+            "7f00a0000000-7f00a0001000 r--s 00000000 fd:01 99 /dev/shm/x",
+            "7f00a0000000-7f00a0021000 rw-p 00000000 00:00 0",
+        ] {
+            assert_eq!(mapping_header(other).map(|m| m.2), Some(false), "{other}");
+        }
+        assert_eq!(mapping_header("Rss:                 120 kB"), None);
+        assert_eq!(mapping_header("Anonymous:             0 kB"), None);
+    }
+
+    #[test]
     fn a_closed_pipe_is_an_error() {
         struct Closed;
         impl Write for Closed {

@@ -881,3 +881,30 @@ fn spawn_problem(spec: &JobSpec, in_cgroup: bool, e: &std::io::Error) -> SpawnEr
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The supervisor's orders are never dropped and go before clients' signals; clients'
+    /// signals are bounded; nothing is queued once the run's task is done.
+    #[test]
+    fn orders_are_never_dropped_and_clients_signals_are_bounded() {
+        let mailbox = Mailbox::default();
+        for _ in 0..CONTROL_BACKLOG {
+            assert!(mailbox.post(Signal::Hup, false));
+        }
+        assert!(!mailbox.post(Signal::Hup, false), "a ninth client signal");
+        for _ in 0..100 {
+            assert!(mailbox.post(Signal::Term, true));
+        }
+        assert_eq!(mailbox.next_order(), Some(Signal::Term));
+        assert_eq!(mailbox.next_control(), Some(Signal::Hup));
+        assert!(mailbox.post(Signal::Usr1, false), "room again");
+        mailbox.close();
+        assert_eq!(mailbox.next_order(), None);
+        assert_eq!(mailbox.next_control(), None);
+        assert!(!mailbox.post(Signal::Kill, true));
+        assert!(!mailbox.post(Signal::Hup, false));
+    }
+}
