@@ -815,17 +815,16 @@ impl Tree {
         }
     }
 
-    /// Make the cgroup of a run, write its `limits` into it, and open its `cgroup.procs`
-    /// for the child to enter by. An error names the file.
+    /// Make the cgroup of a run, write its `limits` into it, and open its folder for the
+    /// child to be born in (or, spawned by fork, to enter through its `cgroup.procs`). An
+    /// error names the file.
     pub fn create(&self, job: &str, run: u64, limits: &Limits) -> io::Result<(RunCgroup, OwnedFd)> {
         let dir = self.dir.join(format!("{job}@{run}"));
         std::fs::create_dir(&dir)?;
         let cg = RunCgroup { dir };
-        let opened = write_limits(&cg.dir, limits).and_then(|()| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(cg.dir.join("cgroup.procs"))
-        });
+        // The folder itself, open: what a spawn born in the cgroup (`CLONE_INTO_CGROUP`)
+        // needs, and where a fork-and-exec spawn finds `cgroup.procs` to write itself to.
+        let opened = write_limits(&cg.dir, limits).and_then(|()| std::fs::File::open(&cg.dir));
         match opened {
             Ok(f) => Ok((cg, OwnedFd::from(f))),
             Err(e) => {

@@ -78,6 +78,11 @@ impl Watched {
 }
 
 impl Watched {
+    /// Whether a new run may be watched through a pidfd (so its spawn should ask for one).
+    fn room() -> bool {
+        PIDFDS.load(Ordering::Relaxed) < pidfd_budget()
+    }
+
     /// Watch the run through `pidfd` (the one its spawn gave) while the budget has room,
     /// else through a new pidfd while the budget has room; `None` past the budget.
     fn adopt(pid: u32, pidfd: Option<OwnedFd>) -> Option<Watched> {
@@ -697,20 +702,9 @@ fn launch(
             ChildFd::Stdout => out,
             ChildFd::Null => null,
         };
-        let dir = match cgroup {
-            Some((cg, _)) => {
-                Some(
-                    std::fs::File::open(cg.dir()).map_err(|e| SpawnError::Other {
-                        program: program(),
-                        reason: format!("cannot open its cgroup {}: {e}", cg.dir().display()),
-                    })?,
-                )
-            }
-            None => None,
-        };
-        let dir = dir.as_ref().map(AsFd::as_fd);
-        match os::spawn::spawn(&plan, out, err, dir) {
-            os::spawn::Outcome::Running { pid, pidfd } => return Ok((pid, Some(pidfd))),
+        let dir = cgroup.map(|(_, dir)| dir.as_fd());
+        match os::spawn::spawn(&plan, out, err, dir, Watched::room()) {
+            os::spawn::Outcome::Running { pid, pidfd } => return Ok((pid, pidfd)),
             os::spawn::Outcome::Failed { step, error } => {
                 return Err(step_problem(spec, step, &error))
             }
@@ -762,12 +756,15 @@ fn launch_with_std(
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
-    if let Some((_, procs)) = cgroup {
-        let procs = procs.try_clone().map_err(|e| SpawnError::Other {
-            program: spec.command[0].clone(),
-            reason: format!("cannot enter its cgroup: {e}"),
-        })?;
-        os::enter_cgroup(&mut cmd, procs);
+    if let Some((cg, _)) = cgroup {
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(cg.dir().join("cgroup.procs"))
+            .map_err(|e| SpawnError::Other {
+                program: spec.command[0].clone(),
+                reason: format!("cannot enter its cgroup: {e}"),
+            })?;
+        os::enter_cgroup(&mut cmd, procs.into());
     }
     os::set_credentials(&mut cmd, spec.user.as_ref(), spec.umask, &spec.limits);
     if death == DeathWatch::ParentDeathSignal {

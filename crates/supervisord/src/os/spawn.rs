@@ -235,12 +235,12 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 /// What a spawn came to.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The program runs: its pid, and its pidfd.
+    /// The program runs: its pid, and its pidfd if one was asked for.
     Running {
         /// The child's pid.
         pid: u32,
         /// Readable once the child has ended.
-        pidfd: OwnedFd,
+        pidfd: Option<OwnedFd>,
     },
     /// The child could not set itself up or run the program (it has been reaped).
     Failed {
@@ -458,12 +458,14 @@ static SLOTS: std::sync::Mutex<Option<Slots>> = std::sync::Mutex::new(None);
 static SHARE_FILES: AtomicBool = AtomicBool::new(true);
 
 /// Spawn the plan with stdin on `/dev/null` and `stdout`, `stderr` as its descriptors 1
-/// and 2, inside the cgroup whose folder `cgroup` is open, when given.
+/// and 2, inside the cgroup whose folder `cgroup` is open, when given, with a pidfd if
+/// `pidfd` (a descriptor not asked for is never made, not even for a moment).
 pub fn spawn(
     plan: &Plan,
     stdout: BorrowedFd<'_>,
     stderr: BorrowedFd<'_>,
     cgroup: Option<BorrowedFd<'_>>,
+    pidfd: bool,
 ) -> Outcome {
     if !available() {
         return Outcome::Unsupported;
@@ -490,7 +492,7 @@ pub fn spawn(
     let outcome = STACK.with(|stack| match stack {
         Some(stack) => {
             let share = SHARE_FILES.load(Ordering::Relaxed);
-            let first = spawn_on(stack, plan, stdio, share.then(|| slots.above()), cgroup);
+            let first = spawn_on(stack, plan, stdio, share.then(|| slots.above()), cgroup, pidfd);
             match first {
                 Outcome::Failed {
                     step: Step::Unshare,
@@ -498,7 +500,7 @@ pub fn spawn(
                 } => {
                     SHARE_FILES.store(false, Ordering::Relaxed);
                     tracing::info!(%error, "close_range cannot unshare descriptor tables here; each spawn copies the whole table");
-                    spawn_on(stack, plan, stdio, None, cgroup)
+                    spawn_on(stack, plan, stdio, None, cgroup, pidfd)
                 }
                 other => other,
             }
@@ -515,6 +517,7 @@ fn spawn_on(
     stdio: [RawFd; 3],
     unshare_below: Option<RawFd>,
     cgroup: Option<BorrowedFd<'_>>,
+    want_pidfd: bool,
 ) -> Outcome {
     let shared = Shared {
         plan,
@@ -525,13 +528,16 @@ fn spawn_on(
     };
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
-        flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
-        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        flags: CLONE_VM | CLONE_VFORK,
         exit_signal: libc::SIGCHLD as u64,
         stack: stack.base as u64,
         stack_size: stack.len as u64,
         ..CloneArgs::default()
     };
+    if want_pidfd {
+        args.flags |= CLONE_PIDFD;
+        args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
+    }
     if unshare_below.is_some() {
         args.flags |= CLONE_FILES;
     }
@@ -576,8 +582,9 @@ fn spawn_on(
     let Ok(pid) = libc::pid_t::try_from(ret) else {
         return Outcome::CloneFailed(std::io::Error::other("clone3 returned no pid"));
     };
-    // SAFETY: the kernel wrote a new descriptor there (CLONE_PIDFD), owned by nobody else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    // SAFETY: asked for, the kernel wrote a new descriptor there (CLONE_PIDFD), owned by
+    // nobody else.
+    let pidfd = (want_pidfd && pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     let step = shared.step.load(Ordering::Acquire);
     if step == 0 {
         return Outcome::Running {
