@@ -245,7 +245,14 @@ pub fn cpu_quota(cpus: f64) -> Result<u64, String> {
 fn write_limits(dir: &Path, limits: &Limits) -> io::Result<()> {
     for (file, value) in limits.files() {
         let path = dir.join(file);
-        std::fs::write(&path, value.as_bytes()).map_err(|e| {
+        // Never created: a cgroup's files are the kernel's, and one that is not there
+        // (no such controller) is an error, not a new plain file.
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
+        written.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot write {value:?} to {}: {e}", path.display()),
@@ -1133,7 +1140,11 @@ mod tests {
         assert!(Limits::default().files().is_empty());
         assert!(Limits::default().controllers().is_empty());
 
+        // A folder laid out like a cgroup with the three controllers: the files exist.
         let dir = tempfile::tempdir().expect("tempdir");
+        for file in ["memory.max", "cpu.max", "pids.max"] {
+            std::fs::write(dir.path().join(file), "max\n").expect("controller file");
+        }
         write_limits(dir.path(), &l).expect("write");
         for (file, text) in [
             ("memory.max", "536870912"),
@@ -1179,11 +1190,9 @@ mod tests {
             "{e}"
         );
         // Tree::create removes the run's cgroup again when it cannot be made whole (a
-        // plain folder has no cgroup.procs to open).
+        // plain folder has no pids.max to write).
         let tree = Tree::at(dir.path().to_path_buf());
-        let e = tree
-            .create("j", 2, &Limits::default())
-            .expect_err("no cgroup.procs here");
+        let e = tree.create("j", 2, &l).expect_err("no pids.max here");
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
         assert!(
             !dir.path().join("j@2").exists(),
