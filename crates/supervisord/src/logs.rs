@@ -222,6 +222,20 @@ impl LogHub {
         target: Target,
         timestamps: bool,
     ) -> Result<(), LogError> {
+        self.open_sent(key, target, timestamps)
+            .await
+            .await
+            .unwrap_or(Err(LogError::Stopped))
+    }
+
+    /// [`open`](Self::open), without waiting for the answer: once this returns, the
+    /// writer has the request ahead of anything sent for the sink after it.
+    pub async fn open_sent(
+        &self,
+        key: SinkKey,
+        target: Target,
+        timestamps: bool,
+    ) -> oneshot::Receiver<Result<(), LogError>> {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Open {
             key,
@@ -230,7 +244,7 @@ impl LogHub {
             reply,
         })
         .await;
-        rx.await.unwrap_or(Err(LogError::Stopped))
+        rx
     }
 
     /// Copy a pipe into a sink until end of file, then close the sink once everything read

@@ -413,13 +413,19 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
         };
         let (logs, reports, timestamps) = (logs.clone(), reports.clone(), spec.log_timestamps);
         let watch = line_watch.cloned();
+        let opener = tracker.clone();
         readers.push(tracker.spawn(async move {
-            if let Err(error) = logs.open(key.clone(), target, timestamps).await {
-                let _ = reports.send(Report::OutputError {
-                    name: key.name.clone(),
-                    error,
-                });
-            }
+            // The sink is asked for first (the writer takes messages in order), but its
+            // answer — which only matters when the file cannot be opened — is heard on a
+            // task of its own: the exit of a run that wrote nothing is not held up while
+            // the writer thread creates its log file.
+            let opened = logs.open_sent(key.clone(), target, timestamps).await;
+            let (name, problems) = (key.name.clone(), reports.clone());
+            opener.spawn(async move {
+                if let Err(error) = opened.await.unwrap_or(Err(LogError::Stopped)) {
+                    let _ = problems.send(Report::OutputError { name, error });
+                }
+            });
             let name = key.name.clone();
             logs.capture(key, pipe, watch, |error| {
                 let _ = reports.send(Report::OutputError {
