@@ -300,6 +300,28 @@ pub fn reap_orphans(expected: usize, ours: impl FnOnce() -> HashSet<u32>) -> (us
     (reaped, true)
 }
 
+/// A job's `limits` as `setrlimit` takes them: resource, and the value for both the soft
+/// and the hard limit (`RLIM_INFINITY` for "unlimited").
+pub fn rlimits(
+    limits: &[(crate::config::Resource, crate::config::Rlim)],
+) -> Vec<(nix::libc::__rlimit_resource_t, nix::libc::rlim_t)> {
+    use crate::config::Resource;
+    use nix::libc;
+    limits
+        .iter()
+        .map(|&(r, v)| {
+            let r = match r {
+                Resource::Nofile => libc::RLIMIT_NOFILE,
+                Resource::Nproc => libc::RLIMIT_NPROC,
+                Resource::Core => libc::RLIMIT_CORE,
+                Resource::Stack => libc::RLIMIT_STACK,
+                Resource::Memlock => libc::RLIMIT_MEMLOCK,
+            };
+            (r, v.unwrap_or(libc::RLIM_INFINITY))
+        })
+        .collect()
+}
+
 /// Set the job's rlimits, umask and identity in the child, in that order: rlimits first,
 /// while the child may still raise a hard limit; the identity last, since dropping root
 /// is what takes the right away. Does nothing (and so keeps std's `posix_spawn` path)
@@ -313,25 +335,12 @@ pub fn set_credentials(
     umask: Option<u32>,
     limits: &[(crate::config::Resource, crate::config::Rlim)],
 ) {
-    use crate::config::Resource;
     use nix::libc;
     use std::os::unix::process::CommandExt;
     if user.is_none() && umask.is_none() && limits.is_empty() {
         return;
     }
-    let limits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)> = limits
-        .iter()
-        .map(|&(r, v)| {
-            let r = match r {
-                Resource::Nofile => libc::RLIMIT_NOFILE,
-                Resource::Nproc => libc::RLIMIT_NPROC,
-                Resource::Core => libc::RLIMIT_CORE,
-                Resource::Stack => libc::RLIMIT_STACK,
-                Resource::Memlock => libc::RLIMIT_MEMLOCK,
-            };
-            (r, v.unwrap_or(libc::RLIM_INFINITY))
-        })
-        .collect();
+    let limits = rlimits(limits);
     let identity = user
         .filter(|_| nix::unistd::geteuid().is_root())
         .map(|u| (u.uid, u.gid, u.groups.clone()));

@@ -187,20 +187,7 @@ impl Plan {
         &mut self,
         limits: &[(crate::config::Resource, crate::config::Rlim)],
     ) -> &mut Plan {
-        use crate::config::Resource;
-        self.limits = limits
-            .iter()
-            .map(|&(r, v)| {
-                let r = match r {
-                    Resource::Nofile => libc::RLIMIT_NOFILE,
-                    Resource::Nproc => libc::RLIMIT_NPROC,
-                    Resource::Core => libc::RLIMIT_CORE,
-                    Resource::Stack => libc::RLIMIT_STACK,
-                    Resource::Memlock => libc::RLIMIT_MEMLOCK,
-                };
-                (r, v.unwrap_or(libc::RLIM_INFINITY))
-            })
-            .collect();
+        self.limits = super::rlimits(limits);
         self
     }
 
