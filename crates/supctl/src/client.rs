@@ -100,13 +100,8 @@ impl Client {
         })
     }
 
-    /// Send a request and wait for its answer. Notifications that arrive first go to
-    /// `on_note`.
-    pub fn call_with(
-        &mut self,
-        request: &Request,
-        mut on_note: impl FnMut(Notification),
-    ) -> Result<Reply, ClientError> {
+    /// Write `request` with the next id; returns the id its answer will carry.
+    fn send(&mut self, request: &Request) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut line = request.to_line(id);
@@ -114,6 +109,17 @@ impl Client {
         self.writer
             .write_all(line.as_bytes())
             .map_err(ClientError::Io)?;
+        Ok(id)
+    }
+
+    /// Send a request and wait for its answer. Notifications that arrive first go to
+    /// `on_note`.
+    pub fn call_with(
+        &mut self,
+        request: &Request,
+        mut on_note: impl FnMut(Notification),
+    ) -> Result<Reply, ClientError> {
+        let id = self.send(request)?;
         loop {
             match self.read()? {
                 Message::Response {
@@ -146,13 +152,8 @@ impl Client {
         &mut self,
         request: &Request,
     ) -> Result<T, ClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut line = request.to_line(id);
-        line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(ClientError::Io)?;
+        let id = self.send(request)?;
+        let mut line = String::new();
         loop {
             line.clear();
             match self.reader.read_line(&mut line) {
