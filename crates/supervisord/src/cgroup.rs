@@ -23,6 +23,7 @@ use protocol::Signal;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -542,6 +543,7 @@ pub fn setup(setting: Setting) -> Containment {
                     dir,
                     offer: offer_of(&parent),
                     parent: parent.clone(),
+                    memory: false,
                     _lock: Some(std::sync::Arc::new(lock)),
                 });
             }
@@ -599,8 +601,10 @@ pub fn run_cgroup_of(pid: u32, job: &str) -> Option<RunCgroup> {
     if !name.starts_with(&format!("{job}@")) || !parent.starts_with("supervisord-") {
         return None;
     }
+    let dir = mount.join(path.trim_start_matches('/'));
     Some(RunCgroup {
-        dir: mount.join(path.trim_start_matches('/')),
+        memory: dir.join("memory.events").exists(),
+        dir,
     })
 }
 
@@ -769,6 +773,8 @@ pub struct Tree {
     offer: Offer,
     /// The cgroup it is in (supervisord's own).
     parent: PathBuf,
+    /// Whether runs' cgroups have the memory controller (so count OOM kills).
+    memory: bool,
     /// Held while the daemon lives: tells other daemons the subtree is not a dead one's.
     _lock: Option<std::sync::Arc<nix::fcntl::Flock<std::fs::File>>>,
 }
@@ -780,6 +786,7 @@ impl Tree {
             parent: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
             dir,
             offer: Offer::default(),
+            memory: false,
             _lock: None,
         }
     }
@@ -820,6 +827,9 @@ impl Tree {
                 }
             }
         }
+        self.memory = words(&self.dir.join("cgroup.subtree_control"))
+            .iter()
+            .any(|w| w == Controller::Memory.name());
     }
 
     /// Make the cgroup of a run, write its `limits` into it, and open its folder for the
@@ -828,10 +838,19 @@ impl Tree {
     pub fn create(&self, job: &str, run: u64, limits: &Limits) -> io::Result<(RunCgroup, OwnedFd)> {
         let dir = self.dir.join(format!("{job}@{run}"));
         std::fs::create_dir(&dir)?;
-        let cg = RunCgroup { dir };
-        // The folder itself, open: what a spawn born in the cgroup (`CLONE_INTO_CGROUP`)
-        // needs, and where a fork-and-exec spawn finds `cgroup.procs` to write itself to.
-        let opened = write_limits(&cg.dir, limits).and_then(|()| std::fs::File::open(&cg.dir));
+        let cg = RunCgroup {
+            dir,
+            memory: self.memory,
+        };
+        // The folder itself: what a spawn born in the cgroup (`CLONE_INTO_CGROUP`) needs
+        // (a path descriptor is enough, and spares the kernel opening the folder), and
+        // where a fork-and-exec spawn finds `cgroup.procs` to write itself to.
+        let opened = write_limits(&cg.dir, limits).and_then(|()| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+                .open(&cg.dir)
+        });
         match opened {
             Ok(f) => Ok((cg, OwnedFd::from(f))),
             Err(e) => {
@@ -862,6 +881,8 @@ impl Tree {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RunCgroup {
     dir: PathBuf,
+    /// Whether it has the memory controller (`memory.events` counts OOM kills).
+    memory: bool,
 }
 
 impl RunCgroup {
@@ -893,13 +914,24 @@ impl RunCgroup {
 
     /// Remove the cgroup (it must be empty). True once it is gone.
     pub fn remove(&self) -> bool {
-        match std::fs::remove_dir(&self.dir) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        match self.remove_if_empty() {
+            Ok(gone) => gone,
             Err(e) => {
                 tracing::debug!(cgroup = %self.dir.display(), error = %e, "cannot remove a run's cgroup yet");
                 false
             }
+        }
+    }
+
+    /// Remove the cgroup if it is empty: `Ok(true)` once it is gone, `Ok(false)` while
+    /// processes are left in it (the kernel refuses with `EBUSY`). One system call, and
+    /// the quickest way to learn that a run's cgroup emptied when it almost always has.
+    pub fn remove_if_empty(&self) -> io::Result<bool> {
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -924,10 +956,11 @@ impl RunCgroup {
     /// Whether the OOM killer killed a process of the run (`memory.events` `oom_kill`),
     /// where the memory controller is on.
     pub fn oom_killed(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("memory.events"))
-            .ok()
-            .and_then(|t| counter(&t, "oom_kill"))
-            .is_some_and(|n| n > 0)
+        self.memory
+            && std::fs::read_to_string(self.dir.join("memory.events"))
+                .ok()
+                .and_then(|t| counter(&t, "oom_kill"))
+                .is_some_and(|n| n > 0)
     }
 }
 
@@ -1072,6 +1105,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cg = RunCgroup {
             dir: dir.path().to_path_buf(),
+            memory: true,
         };
         assert_eq!(cg.cpu_ms(), None);
         assert_eq!(cg.memory_bytes(), None);
@@ -1096,6 +1130,14 @@ mod tests {
         )
         .expect("write");
         assert!(cg.oom_killed());
+        let without = RunCgroup {
+            memory: false,
+            ..cg.clone()
+        };
+        assert!(
+            !without.oom_killed(),
+            "a cgroup without the memory controller is not asked"
+        );
     }
 
     #[test]

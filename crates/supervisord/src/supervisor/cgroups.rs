@@ -35,6 +35,11 @@ impl Supervisor {
     /// A run's cgroup after its leader ended: removed if empty, else watched until it
     /// is. True when `exit` is held until then.
     pub(super) fn keep_cgroup(&mut self, cg: RunCgroup, job: &str, exit: Option<i32>) -> bool {
+        // Most runs' cgroups are empty by the time their leader has ended: removing it
+        // is then the whole work, and what tells so.
+        if let Ok(true) = cg.remove_if_empty() {
+            return false;
+        }
         if self.cgroup_watch.is_none() {
             match Watcher::new() {
                 Ok(w) => self.cgroup_watch = Some(w),
