@@ -1352,6 +1352,7 @@ mod tests {
             dir: tree.clone(),
             parent: parent.clone(),
             offer,
+            memory: false,
             _lock: None,
         };
         // Nothing wanted: nothing written.
@@ -1370,6 +1371,11 @@ mod tests {
         std::fs::write(parent.join("cgroup.subtree_control"), "cpu\n").expect("write");
         t.enable(&[Controller::Cpu]);
         assert_eq!(read(&tree), "cpu\n");
+        assert!(!t.memory, "no memory controller: OOM kills are not looked for");
+        std::fs::write(tree.join("cgroup.subtree_control"), "cpu memory\n").expect("write");
+        t.enable(&[]);
+        assert!(t.memory, "runs have the memory controller: OOM kills are counted");
+        std::fs::write(tree.join("cgroup.subtree_control"), "cpu\n").expect("write");
         // Offered, but the subtree does not get it after all: refused from then on.
         std::fs::write(parent.join("cgroup.controllers"), "cpu pids\n").expect("write");
         let mut t = Tree {
