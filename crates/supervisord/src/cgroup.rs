@@ -1371,10 +1371,16 @@ mod tests {
         std::fs::write(parent.join("cgroup.subtree_control"), "cpu\n").expect("write");
         t.enable(&[Controller::Cpu]);
         assert_eq!(read(&tree), "cpu\n");
-        assert!(!t.memory, "no memory controller: OOM kills are not looked for");
+        assert!(
+            !t.memory,
+            "no memory controller: OOM kills are not looked for"
+        );
         std::fs::write(tree.join("cgroup.subtree_control"), "cpu memory\n").expect("write");
         t.enable(&[]);
-        assert!(t.memory, "runs have the memory controller: OOM kills are counted");
+        assert!(
+            t.memory,
+            "runs have the memory controller: OOM kills are counted"
+        );
         std::fs::write(tree.join("cgroup.subtree_control"), "cpu\n").expect("write");
         // Offered, but the subtree does not get it after all: refused from then on.
         std::fs::write(parent.join("cgroup.controllers"), "cpu pids\n").expect("write");

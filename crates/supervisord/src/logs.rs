@@ -26,7 +26,7 @@
 //! start of its stream are taken at the same point: no line is missed or repeated.
 
 use protocol::Stream;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -435,6 +435,19 @@ struct Writer {
     open_count: usize,
     /// Counts writes, to tell which open file was used since it was queued.
     tick: u64,
+    /// Log files this writer created or opened without a problem (a hash of each path):
+    /// a sink for one of them is not opened again just to check it, so a job that runs
+    /// again and again costs the writer nothing until it writes. Forgotten when the file
+    /// cannot be opened, and at a reopen (an outside rotation moved files away).
+    checked: HashSet<u64>,
+}
+
+/// The key of `path` in [`Writer::checked`]: 8 bytes a file however long its path. Two
+/// paths with the same hash would only spare one of them its check at start.
+fn path_key(path: &Path) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(path.as_os_str())
 }
 
 struct Sink {
@@ -531,6 +544,7 @@ impl Writer {
     }
 
     fn reopen(&mut self) -> usize {
+        self.checked.clear();
         let mut n = 0;
         for (key, sink) in &mut self.sinks {
             // A file not held open is opened at its path when next written anyway.
@@ -570,11 +584,16 @@ impl Writer {
             }
         }
         // Opened here to create it and to say at once when it cannot be, then closed: a
-        // job holds no log descriptor until it writes.
+        // job holds no log descriptor until it writes. Once per file: its size is read
+        // again when it is opened to write.
         let (size, result) = match &target {
             Target::Stdout => (0, Ok(())),
+            Target::File { path, .. } if self.checked.contains(&path_key(path)) => (0, Ok(())),
             Target::File { path, .. } => match open_log(path) {
-                Ok((_, size)) => (size, Ok(())),
+                Ok((_, size)) => {
+                    self.checked.insert(path_key(path));
+                    (size, Ok(()))
+                }
                 Err(e) => {
                     let err = LogError::Open {
                         path: path.display().to_string(),
@@ -701,6 +720,7 @@ impl Writer {
                 true
             }
             Err(e) => {
+                self.checked.remove(&path_key(&path));
                 if sink.failing.is_none() {
                     tracing::error!(job = %key.name, stream = key.stream.as_str(), path = %path.display(), error = %e, "cannot open log file again; discarding output until it can be");
                     sink.failing = Some(0);
@@ -1228,6 +1248,55 @@ mod tests {
         for (i, k) in keys.iter().enumerate() {
             let got = std::fs::read_to_string(dir.path().join(format!("j{i}.log"))).expect("read");
             assert_eq!(got, format!("{0} 0\n{0} 1\n{0} 2\n", k.name));
+        }
+    }
+
+    /// A run of a job whose log file was created by an earlier run costs the writer no
+    /// open until the job writes; rotation sees the file's real size all the same; a file
+    /// that cannot be opened is checked (and refused) every time.
+    #[test]
+    fn a_log_file_is_checked_once_and_its_size_read_when_it_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.stdout.log");
+        let target = || Target::File {
+            path: path.clone(),
+            max_bytes: 20,
+            backups: 1,
+        };
+        let mut w = Writer::default();
+        w.open(key(), target(), false).expect("first run");
+        assert!(path.exists(), "the first run creates its log file");
+        w.data(&key(), b"0123456789abcde\n");
+        w.close(&key());
+        std::fs::rename(&path, dir.path().join("moved")).expect("move it away");
+        w.open(key(), target(), false).expect("second run");
+        assert!(!path.exists(), "checked before: not opened again");
+        std::fs::rename(dir.path().join("moved"), &path).expect("put it back");
+        w.data(&key(), b"fghij\n");
+        w.close(&key());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("j.stdout.log.1")).expect("rotated"),
+            "0123456789abcde\n",
+            "the 16 bytes already there counted: the next line rotated the file"
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "fghij\n");
+        // A reopen (after an outside rotation) forgets what was checked.
+        w.reopen();
+        std::fs::remove_file(&path).expect("remove");
+        w.open(key(), target(), false).expect("after a reopen");
+        assert!(path.exists(), "checked again, so created again");
+        w.close(&key());
+        // A folder where the file should be: refused at every open.
+        let folder = dir.path().join("folder.log");
+        std::fs::create_dir(&folder).expect("a folder in the way");
+        for _ in 0..2 {
+            let t = Target::File {
+                path: folder.clone(),
+                max_bytes: 0,
+                backups: 1,
+            };
+            w.open(key(), t, false).expect_err("not a file");
+            w.close(&key());
         }
     }
 
