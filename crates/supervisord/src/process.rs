@@ -564,9 +564,18 @@ async fn ended(pid: u32, exit: &mut Exit, poll: &mut Option<tokio::time::Interva
     }
 }
 
-/// A pipe from the child as an async reader.
+/// The read end of a pipe from the child (made by `child_fd`) as an async reader.
 fn async_pipe(fd: OwnedFd) -> Option<Box<dyn AsyncRead + Unpin + Send>> {
-    match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+    // The read end of a pipe made by `child_fd`, whose flags are `O_RDONLY` alone: made
+    // non-blocking in one call, and handed over without the checks (fstat, F_GETFL) that
+    // `from_owned_fd` makes of a descriptor it knows nothing about.
+    let nonblocking = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(std::io::Error::from)
+    .and_then(|_| tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd));
+    match nonblocking {
         Ok(rx) => Some(growing(rx)),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read a job's output pipe");
