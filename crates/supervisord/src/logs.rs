@@ -1333,6 +1333,43 @@ mod tests {
         }
     }
 
+    /// Output waiting for the writer holds back readers, never a sink being opened or
+    /// closed: a burst of starts does not queue behind a chatty job's chunks.
+    #[tokio::test]
+    async fn opens_and_closes_never_wait_for_room_that_output_took() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (hub, writer) = start().expect("writer");
+        let taken = Arc::clone(&hub.room)
+            .acquire_many_owned(u32::try_from(QUEUE).expect("small"))
+            .await
+            .expect("all the room");
+        let target = Target::File {
+            path: dir.path().join("j.stdout.log"),
+            max_bytes: 0,
+            backups: 1,
+        };
+        let opened = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            hub.open(key(), target, false),
+        )
+        .await
+        .expect("an open does not wait for room");
+        assert!(opened.is_ok(), "{opened:?}");
+        assert!(dir.path().join("j.stdout.log").exists());
+        let printed = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            hub.print("held".into()),
+        )
+        .await;
+        assert!(
+            printed.is_err(),
+            "a line to print waits for room like output"
+        );
+        drop(taken);
+        drop(hub);
+        writer.join();
+    }
+
     #[test]
     fn unwritable_folder_reports_and_discards() {
         let mut w = Writer::default();
