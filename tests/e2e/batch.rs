@@ -240,10 +240,11 @@ backoff = "100ms"
     assert_eq!(j.restarts, 2);
 }
 
-/// Three jobs on `every 1s` whose runs last 2.5s, one per overlap mode. From the event
-/// stream: `skip` starts again only at a later tick (a gap after each end), `queue`
-/// starts the held run the moment the last one ends, `replace` stops the run at the
-/// next tick (SIGTERM) and starts again.
+/// Three jobs on `every 2s` whose runs last 2.2s, one per overlap mode. From the event
+/// stream: `skip` starts again only at a later tick (a gap of ~1.8s after each end),
+/// `queue` starts the held run the moment the last one ends, `replace` stops the run at
+/// the next tick (SIGTERM) and starts again. The gaps are told apart at 0.9s, so a busy
+/// machine that delays a start by a few hundred milliseconds does not blur them.
 #[test]
 fn overlap_skip_queue_and_replace() {
     let d = Daemon::prepare(
@@ -253,18 +254,18 @@ start_secs = 0
 autostart = false
 
 [job.skip]
-command = ["sleep", "2.5"]
-schedule = "every 1s"
+command = ["sleep", "2.2"]
+schedule = "every 2s"
 overlap = "skip"
 
 [job.queue]
-command = ["sleep", "2.5"]
-schedule = "every 1s"
+command = ["sleep", "2.2"]
+schedule = "every 2s"
 overlap = "queue"
 
 [job.replace]
-command = ["sleep", "2.5"]
-schedule = "every 1s"
+command = ["sleep", "2.2"]
+schedule = "every 2s"
 overlap = "replace"
 "#,
     )
@@ -304,11 +305,11 @@ overlap = "replace"
     let skip = &gaps["skip"];
     let queue = &gaps["queue"];
     assert!(
-        skip.iter().all(|g| *g >= Duration::from_millis(250)),
+        skip.iter().all(|g| *g >= Duration::from_millis(900)),
         "skip restarted at once: {skip:?}"
     );
     assert!(
-        queue.iter().all(|g| *g < Duration::from_millis(250)),
+        queue.iter().all(|g| *g < Duration::from_millis(900)),
         "queue did not start the held run at once: {queue:?}"
     );
 }
