@@ -5,10 +5,84 @@
 //!                        prints the wall time in microseconds
 //!   floor stamp FILE     write CLOCK_REALTIME in nanoseconds to FILE and exit at once
 //!                        (the job of the exit-detection workload)
+//!   floor spawn-cgroup N DIR
+//!                        the same as `spawn N`, each child born in a cgroup of its own
+//!                        made below DIR (a cgroup v2 folder): mkdir, clone3 with
+//!                        CLONE_INTO_CGROUP | CLONE_VFORK, exec; then reap them all and
+//!                        remove the cgroups. The OS work of a cgroup per run, which
+//!                        supervisord with `cgroup = "auto"` asks for; prints microseconds
 
+use std::ffi::CString;
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+extern "C" {
+    fn syscall(num: i64, ...) -> i64;
+    fn execve(path: *const i8, argv: *const *const i8, envp: *const *const i8) -> i32;
+    fn dup2(old: i32, new: i32) -> i32;
+    fn _exit(code: i32) -> !;
+    fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+}
+
+/// `struct clone_args` of clone3(2), up to `cgroup`.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const SYS_CLONE3: i64 = 435; // x86-64
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const SIGCHLD: u64 = 17;
+const O_PATH: i32 = 0o10000000;
+const O_DIRECTORY: i32 = 0o200000;
+
+/// Spawn `/bin/true` with stdin, stdout and stderr on /dev/null, born in the cgroup whose
+/// folder `cgroup` is open. Without CLONE_VM the child is a copy of this small process, so
+/// it may call what it likes before exec; CLONE_VFORK returns once it has exec'd.
+fn spawn_into(cgroup: i32, null: i32) -> i32 {
+    let path = CString::new("/bin/true").expect("no NUL");
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    let mut args = CloneArgs {
+        flags: CLONE_VFORK | CLONE_INTO_CGROUP,
+        exit_signal: SIGCHLD,
+        cgroup: cgroup as u64,
+        ..CloneArgs::default()
+    };
+    let pid = unsafe {
+        syscall(
+            SYS_CLONE3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        unsafe {
+            dup2(null, 0);
+            dup2(null, 1);
+            dup2(null, 2);
+            execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            _exit(127);
+        }
+    }
+    assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
+    pid as i32
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -35,6 +109,38 @@ fn main() {
             }
             println!("{}", t.elapsed().as_micros());
         }
+        Some("spawn-cgroup") => {
+            let (Some(n), Some(parent)) = (
+                args.get(2).and_then(|s| s.parse::<usize>().ok()),
+                args.get(3),
+            ) else {
+                panic!("usage: floor spawn-cgroup N DIR");
+            };
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .expect("open /dev/null");
+            let t = Instant::now();
+            let mut children = Vec::with_capacity(n);
+            for i in 0..n {
+                let dir = std::path::Path::new(parent).join(format!("j{i}"));
+                std::fs::create_dir(&dir).expect("mkdir a cgroup");
+                let cg = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(O_PATH | O_DIRECTORY)
+                    .open(&dir)
+                    .expect("open the cgroup");
+                let pid = spawn_into(cg.as_raw_fd(), null.as_raw_fd());
+                children.push((pid, dir));
+            }
+            for (pid, dir) in children {
+                let mut status = 0;
+                unsafe { waitpid(pid, &mut status, 0) };
+                std::fs::remove_dir(&dir).expect("rmdir the emptied cgroup");
+            }
+            println!("{}", t.elapsed().as_micros());
+        }
         Some("stamp") => {
             let path = args.get(2).expect("usage: floor stamp FILE");
             let ns = SystemTime::now()
@@ -45,7 +151,7 @@ fn main() {
             write!(f, "{ns}").expect("write stamp");
         }
         _ => {
-            eprintln!("usage: floor spawn N | floor stamp FILE");
+            eprintln!("usage: floor spawn N | floor spawn-cgroup N DIR | floor stamp FILE");
             std::process::exit(2);
         }
     }

@@ -385,11 +385,41 @@ def sleep_jobs(n):
     return {f"j{i}": SLEEP for i in range(n)}
 
 
+def cgroup_floor_parent():
+    """A new, empty cgroup v2 folder below this script's own cgroup, for `floor spawn-cgroup`
+    to make its children's cgroups in; None where it cannot be made (not root, no v2)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounts = [l.split() for l in f if " - cgroup2 " in l]
+        with open("/proc/self/cgroup") as f:
+            own = next(l.strip()[3:] for l in f if l.startswith("0::"))
+        if not mounts:
+            return None
+        fields = mounts[0]
+        root, mount = fields[3], fields[4]
+        rel = own[len(root):] if root != "/" and own.startswith(root) else own
+        d = os.path.join(mount, rel.lstrip("/"), f"svb-floor-{os.getpid()}")
+        os.mkdir(d)
+        return d
+    except (OSError, StopIteration):
+        return None
+
+
 def spawn_join(n, reps, systems):
     """(a) start N short jobs and wait until all have ended."""
     out = {}
     if "floor" in systems:
         out["floor"] = summary([wall([FLOOR, "spawn", str(n)]) * 1e3 for _ in range(reps)], "ms")
+        # With a cgroup per run, the same spawns each born in a cgroup of their own: the
+        # kernel's part of that (mkdir, the clone into it, rmdir) is not supervisord's.
+        parent = cgroup_floor_parent() if EXTRA_SUPERVISOR.get("cgroup") == "auto" else None
+        if parent:
+            try:
+                out["floor_cgroup"] = summary(
+                    [wall([FLOOR, "spawn-cgroup", str(n), parent]) * 1e3 for _ in range(reps)], "ms"
+                )
+            finally:
+                os.rmdir(parent)
     if "ours" in systems:
         d = Ours(true_jobs(n), {"autostart": False, "start_secs": 0})
         try:
@@ -1077,6 +1107,21 @@ def report(res, args):
                 f" | {fmt(r.get('theirs'))} | {ratio(r.get('theirs'), r.get('floor'))} |"
             )
         L.append("")
+        if any("floor_cgroup" in r for r in res["spawn"].values()):
+            L += [
+                "With a cgroup per run: the floor again with each child born in a cgroup of its",
+                "own (`bench/floor spawn-cgroup N DIR`: mkdir, clone3 with CLONE_INTO_CGROUP,",
+                "exec, reap, rmdir), the OS work a cgroup per run asks for with nothing around it.",
+                "",
+                "| N | floor, a cgroup per spawn | supervisord | ratio | kernel's cgroup cost (vs floor) |",
+                "|---|---|---|---|---|",
+            ]
+            for n, r in res["spawn"].items():
+                L.append(
+                    f"| {n} | {fmt(r.get('floor_cgroup'))} | {fmt(r.get('ours'))} | "
+                    f"{ratio(r.get('ours'), r.get('floor_cgroup'))} | {ratio(r.get('floor_cgroup'), r.get('floor'))} |"
+                )
+            L.append("")
     if "idle" in res:
         L += [
             "## (b) idle: N `sleep` jobs running, nothing asked, 10 s",
