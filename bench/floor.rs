@@ -3,6 +3,9 @@
 //!
 //!   floor spawn N        spawn N `/bin/true` with std::process, then reap them all;
 //!                        prints the wall time in microseconds
+//!   floor spawn-sleep N  spawn N `/bin/sleep 100000` (stdio on /dev/null) and print the
+//!                        microseconds until the last one is running; then kill and reap
+//!                        them (the start of the scale workload, with nothing around it)
 //!   floor stamp FILE     write CLOCK_REALTIME in nanoseconds to FILE and exit at once
 //!                        (the job of the exit-detection workload)
 //!   floor spawn-cgroup N DIR
@@ -109,6 +112,32 @@ fn main() {
             }
             println!("{}", t.elapsed().as_micros());
         }
+        Some("spawn-sleep") => {
+            let n: usize = args
+                .get(2)
+                .and_then(|s| s.parse().ok())
+                .expect("usage: floor spawn-sleep N");
+            let t = Instant::now();
+            let mut children = Vec::with_capacity(n);
+            for _ in 0..n {
+                children.push(
+                    Command::new("/bin/sleep")
+                        .arg("100000")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("spawn /bin/sleep"),
+                );
+            }
+            println!("{}", t.elapsed().as_micros());
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            for mut c in children {
+                let _ = c.wait();
+            }
+        }
         Some("spawn-cgroup") => {
             let (Some(n), Some(parent)) = (
                 args.get(2).and_then(|s| s.parse::<usize>().ok()),
@@ -151,7 +180,7 @@ fn main() {
             write!(f, "{ns}").expect("write stamp");
         }
         _ => {
-            eprintln!("usage: floor spawn N | floor spawn-cgroup N DIR | floor stamp FILE");
+            eprintln!("usage: floor spawn N | floor spawn-sleep N | floor spawn-cgroup N DIR | floor stamp FILE");
             std::process::exit(2);
         }
     }

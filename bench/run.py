@@ -1071,6 +1071,11 @@ def fmt(s, digits=1):
     return f"{f.format(s['median'])} ({f.format(s['min'])}–{f.format(s['max'])}) {s['unit']}"
 
 
+def floor_s(row):
+    f = row.get("floor_start_s")
+    return f"{f:.2f} s" if f else "—"
+
+
 def ratio(a, b):
     if not a or not b:
         return "—"
@@ -1199,7 +1204,10 @@ def report(res, args):
             "count whole in each RSS and split in PSS).",
             f"Open-files hard limit here: {res.get('fd_hard_limit', '?')}; load average at the end of each run shown.",
             "",
-            "| jobs | output | start | descriptors (per job) | daemon RSS / PSS | guard RSS / PSS | kernel per job | status RPC | `supctl status` | shutdown | load |",
+            "Floor: `bench/floor spawn-sleep N`, the same N `sleep` processes spawned by a bare",
+            "loop (stdio on /dev/null) until the last is running.",
+            "",
+            "| jobs | output | start (floor) | descriptors (per job) | daemon RSS / PSS | guard RSS / PSS | kernel per job | status RPC | `supctl status` | shutdown | load |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in res["scale"]:
@@ -1207,7 +1215,7 @@ def report(res, args):
                 L.append(f"| {s['jobs']} | {s['output']} | {s.get('error') or s.get('skipped')} ||||||||| ")
                 continue
             L.append(
-                f"| {s['jobs']} | {s['output']} | {s['start_s']:.2f} s | {s['fds']} ({s['fds_per_job']:.2f}) "
+                f"| {s['jobs']} | {s['output']} | {s['start_s']:.2f} s ({floor_s(s)}) | {s['fds']} ({s['fds_per_job']:.2f}) "
                 f"| {s['rss_kib'] / 1024:.1f} / {s['pss_kib'] / 1024:.1f} MiB "
                 f"| {s.get('guard_rss_kib', 0) / 1024:.1f} / {s.get('guard_pss_kib', 0) / 1024:.1f} MiB | {s['kernel_kib_per_job']:.1f} KiB "
                 f"| {fmt(s['status_rpc'])} | {fmt(s['status_cli'])} | {s['shutdown_s']:.2f} s | {s['load']:.1f} |"
@@ -1366,7 +1374,15 @@ def main():
                     continue
                 log(f"scale: {n} jobs, output {output} (open-files hard limit {hard}) ...")
                 try:
-                    res["scale"].append(scale(n, output))
+                    row = scale(n, output)
+                    # The floor of the start: N sleeping processes spawned by a bare loop
+                    # (std::process, posix_spawn), once per N.
+                    if n not in res.setdefault("scale_floor", {}):
+                        r = subprocess.run([FLOOR, "spawn-sleep", str(n)], capture_output=True, text=True)
+                        if r.returncode == 0 and r.stdout.strip().isdigit():
+                            res["scale_floor"][n] = int(r.stdout.strip()) / 1e6
+                    row["floor_start_s"] = res["scale_floor"].get(n)
+                    res["scale"].append(row)
                 except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
                     res["scale"].append({"jobs": n, "output": output, "error": str(e)})
                 save()
