@@ -964,6 +964,59 @@ impl RunCgroup {
     }
 }
 
+/// Removes emptied runs' cgroups on a thread of its own: `rmdir` of a cgroup is the
+/// costliest step of a run's end (the kernel takes down its files and its controllers'
+/// state), and nothing waits for it — the run's end is known once the cgroup is found
+/// empty. Dropping the janitor lets it finish what it was given; [`Janitor::finish`]
+/// waits for that.
+pub struct Janitor {
+    tx: Option<std::sync::mpsc::Sender<RunCgroup>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Janitor {
+    /// Start the thread.
+    pub fn start() -> io::Result<Janitor> {
+        let (tx, rx) = std::sync::mpsc::channel::<RunCgroup>();
+        let thread = std::thread::Builder::new()
+            .name("cgroup-janitor".into())
+            .spawn(move || {
+                for cg in rx {
+                    match cg.remove_if_empty() {
+                        Ok(true) => {}
+                        // Found empty by the supervisor: only something outside can have
+                        // moved a process in since. It stays, and is killed with the
+                        // subtree at shutdown.
+                        Ok(false) => tracing::warn!(cgroup = %cg.dir().display(), "an emptied run's cgroup has processes again; left until shutdown"),
+                        Err(e) => tracing::warn!(cgroup = %cg.dir().display(), error = %e, "cannot remove an emptied run's cgroup"),
+                    }
+                }
+            })?;
+        Ok(Janitor {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Remove `cg`, which was found empty, soon. False if the thread is gone (the caller
+    /// removes it then).
+    pub fn remove(&self, cg: RunCgroup) -> Result<(), RunCgroup> {
+        match &self.tx {
+            Some(tx) => tx.send(cg).map_err(|e| e.0),
+            None => Err(cg),
+        }
+    }
+
+    /// Let the thread remove what it was given, and wait until it has. Blocking: call it
+    /// off the runtime.
+    pub fn finish(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Watches run cgroups' `cgroup.events` (one inotify descriptor for all of them) and says
 /// which ones emptied.
 pub struct Watcher {

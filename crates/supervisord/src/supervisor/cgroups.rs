@@ -3,7 +3,7 @@
 //! shutdown.
 
 use super::Supervisor;
-use crate::cgroup::{Controller, Offer, RunCgroup, Watcher};
+use crate::cgroup::{Controller, Janitor, Offer, RunCgroup, Watcher};
 use crate::lifecycle::Input;
 use std::time::Duration;
 
@@ -15,6 +15,19 @@ pub(super) struct CgroupLeft {
 }
 
 impl Supervisor {
+    /// The janitor thread that removes emptied runs' cgroups, where runs have cgroups
+    /// (without one, they are removed on the runtime).
+    pub(super) fn start_janitor(&mut self) {
+        if self.cgroups.is_some() && self.janitor.is_none() {
+            match Janitor::start() {
+                Ok(j) => self.janitor = Some(j),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the cgroup janitor thread; runs' cgroups are removed on the runtime")
+                }
+            }
+        }
+    }
+
     /// Which controllers runs' cgroups can have (a job file asking for others is refused).
     pub(super) fn offer(&self) -> Offer {
         match &self.cgroups {
@@ -35,8 +48,17 @@ impl Supervisor {
     /// A run's cgroup after its leader ended: removed if empty, else watched until it
     /// is. True when `exit` is held until then.
     pub(super) fn keep_cgroup(&mut self, cg: RunCgroup, job: &str, exit: Option<i32>) -> bool {
-        // Most runs' cgroups are empty by the time their leader has ended: removing it
-        // is then the whole work, and what tells so.
+        // Most runs' cgroups are empty by the time their leader has ended. When the exit
+        // is reported at once (not held for a stop), an empty one is handed to the
+        // janitor thread, which removes it off the runtime.
+        let cg = match (&self.janitor, exit) {
+            (Some(janitor), None) if !cg.populated() => match janitor.remove(cg) {
+                Ok(()) => return false,
+                Err(cg) => cg,
+            },
+            _ => cg,
+        };
+        // Else removing it is the whole work when it is empty, and what tells so.
         if let Ok(true) = cg.remove_if_empty() {
             return false;
         }
@@ -85,6 +107,10 @@ impl Supervisor {
     /// At shutdown: kill what is left in runs' cgroups, wait a moment for them to empty,
     /// remove them and the subtree.
     pub(super) async fn end_cgroups(&mut self) {
+        // What the janitor was given is removed before the subtree is.
+        if let Some(janitor) = self.janitor.take() {
+            let _ = tokio::task::spawn_blocking(move || janitor.finish()).await;
+        }
         for cg in self.cgroups_left.keys() {
             cg.kill();
         }

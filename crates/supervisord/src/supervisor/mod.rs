@@ -327,6 +327,8 @@ pub struct Supervisor {
     containment: String,
     /// Watches the cgroups in `cgroups_left` (made on first use).
     cgroup_watch: Option<Watcher>,
+    /// Removes emptied runs' cgroups off the runtime.
+    janitor: Option<crate::cgroup::Janitor>,
     /// Cgroups of runs whose leader ended while processes were left in them, until they
     /// empty: with the exit to report then (a stop: the run has ended only once its
     /// cgroup is empty), or none (the exit was reported; what is left goes at the job's
@@ -386,6 +388,7 @@ impl Supervisor {
             cgroups: None,
             containment: "process groups only".into(),
             cgroup_watch: None,
+            janitor: None,
             cgroups_left: HashMap::new(),
         };
         (sup, SupervisorHandle { tx })
@@ -407,6 +410,7 @@ impl Supervisor {
     pub fn contained(mut self, containment: &Containment) -> Supervisor {
         self.containment = containment.describe();
         self.cgroups = containment.tree().cloned();
+        self.start_janitor();
         if let (Some(g), Some(t)) = (self.guard.as_mut(), &self.cgroups) {
             g.watch_tree(t.dir());
         }
