@@ -508,16 +508,8 @@ impl Writer {
                 self.append(&buf, sync);
             }
             self.buf = buf;
-            // Only end records are waited for, and only when an answer is held back for
-            // one does the supervisor's loop take a turn for it.
-            if let Some(seq) = last_seq {
-                if self.durable.reached(seq, &mut self.woken) {
-                    let _ = self.notes.send(Note::Durable(seq));
-                }
-            }
-            for (params, reply) in queries {
-                let _ = reply.send(self.answer(&params));
-            }
+            // Compacted before anyone hears that the batch is written: an answer that
+            // waited for it never finds the file past `history_max_bytes`.
             if self.max_bytes > 0 && self.size > self.max_bytes && self.file.is_some() {
                 match compact(&self.path, self.max_bytes) {
                     Ok(f) => {
@@ -528,6 +520,16 @@ impl Writer {
                     }
                     Err(e) => self.fail(format!("cannot compact {}: {e}", self.path.display())),
                 }
+            }
+            // Only end records are waited for, and only when an answer is held back for
+            // one does the supervisor's loop take a turn for it.
+            if let Some(seq) = last_seq {
+                if self.durable.reached(seq, &mut self.woken) {
+                    let _ = self.notes.send(Note::Durable(seq));
+                }
+            }
+            for (params, reply) in queries {
+                let _ = reply.send(self.answer(&params));
             }
         }
     }
