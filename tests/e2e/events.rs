@@ -73,6 +73,94 @@ autostart = false
     assert_eq!(e4["signal"], "SIGTERM");
 }
 
+/// A job that ends on its own: its `exited` event comes after `starting` and `running`,
+/// carries the exit, and a `status` asked right after it says the same — though the
+/// `status` asked while the job ran had its text kept for the next answer (a kept text
+/// that outlived the change would still say `running`).
+#[test]
+fn an_exit_is_one_exited_event_in_order_and_status_shows_it_at_once() {
+    let d = Daemon::prepare("");
+    let go = d.dir.path().join("go");
+    let body = format!(
+        r#"
+[job.quick]
+command = ["sh", "-c", "while [ ! -e {go} ]; do sleep 0.01; done; exit 3"]
+autostart = false
+restart = "never"
+
+[job.other]
+command = ["sleep", "30"]
+"#,
+        go = go.display()
+    );
+    std::fs::write(&d.config, jobs(&body)).expect("job file");
+    let d = d.launch(&[]);
+    let mut sub = d.conn();
+    sub.call("subscribe", Value::Null);
+    let mut ctl = d.conn();
+    for run in 1..=2 {
+        let r = ctl.call("start", json!({ "names": ["quick"] }));
+        assert!(r.get("error").is_none(), "{r}");
+        let mut seen = Vec::new();
+        let exited = loop {
+            let e = next_event(&mut sub);
+            if e["name"] != "quick" {
+                continue;
+            }
+            seen.push((
+                e["from"].as_str().unwrap_or("?").to_owned(),
+                e["to"].as_str().unwrap_or("?").to_owned(),
+            ));
+            if e["to"] == "running" {
+                // Asked while it runs: every job's text is kept for the next answer.
+                let status = ctl.call("status", Value::Null);
+                let job = &status["result"]["jobs"][0];
+                assert_eq!(
+                    (&job["name"], &job["state"]),
+                    (&json!("quick"), &json!("running")),
+                    "{status}"
+                );
+                std::fs::write(&go, "").expect("go");
+            }
+            if e["to"] == "exited" {
+                break e;
+            }
+        };
+        let from = if run == 1 { "stopped" } else { "exited" };
+        assert_eq!(
+            seen,
+            [
+                (from, "starting"),
+                ("starting", "running"),
+                ("running", "exited")
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned())),
+            "run {run}"
+        );
+        assert_eq!(
+            (&exited["exitcode"], &exited["signal"]),
+            (&json!(3), &Value::Null)
+        );
+        let status = ctl.call("status", json!({ "names": ["quick"] }));
+        let job = &status["result"]["jobs"][0];
+        assert_eq!(job["state"], "exited", "{status}");
+        assert_eq!(job["alive"], false, "{status}");
+        assert_eq!(job["exitcode"], 3, "{status}");
+        assert_eq!(job["success"], false, "{status}");
+        assert_eq!(job["uptime_ms"], Value::Null, "{status}");
+        assert_eq!(job["pid"], Value::Null, "no live process: {status}");
+        assert!(exited["pid"].is_u64(), "the run's pid: {exited}");
+        assert!(job["ended_at"].is_string(), "{status}");
+        std::fs::remove_file(&go).expect("rm go");
+    }
+    let other = d.job("other");
+    assert_eq!(
+        other.state.as_str(),
+        "running",
+        "the other job is untouched"
+    );
+}
+
 /// `supctl events --json`: one JSON object per line; without it, one readable line each.
 #[test]
 fn supctl_events_prints_json_lines_or_readable_lines() {

@@ -254,10 +254,18 @@ impl Supervisor {
     /// are dropped.
     pub(super) fn waiting_in_line(&mut self) -> Vec<String> {
         let mut waiting = Vec::new();
-        for e in self.jobs.values_mut() {
+        let mut done = Vec::new();
+        for e in self.jobs.values() {
             if e.life.state() == JobState::Waiting {
                 waiting.push((e.slot_ticket.unwrap_or(u64::MAX), e.spec.name.clone()));
-            } else {
+            } else if e.slot_ticket.is_some() {
+                done.push(e.spec.name.clone());
+            }
+        }
+        // Only the entries that change are taken to change (which drops their status text;
+        // this runs after every turn).
+        for name in done {
+            if let Some(e) = self.jobs.get_mut(&name) {
                 e.slot_ticket = None;
             }
         }

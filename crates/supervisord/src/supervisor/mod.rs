@@ -37,6 +37,7 @@ mod history;
 mod reload;
 mod requests;
 mod status;
+mod table;
 mod waiters;
 
 pub use batch::LastStarted;
@@ -51,13 +52,13 @@ use crate::logs::LogHub;
 use crate::os;
 use crate::process::{self, DeathWatch, Report, Run, SpawnContext};
 use cgroups::CgroupLeft;
-use indexmap::IndexMap;
 use protocol::{code, signal_name, Event, HealthChange, Job, RpcError, Stream};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use table::Table;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
@@ -83,14 +84,21 @@ const COMMAND_QUEUE: usize = 256;
 const SWEEP_SOON: Duration = Duration::from_millis(100);
 /// How often a group that outlived its leader is looked at again.
 const SWEEP_AGAIN: Duration = Duration::from_secs(1);
+/// How long after a SIGCHLD adopted orphans are looked for (and the guard checked). Not at
+/// once: the SIGCHLD of a run's end comes with the end itself, and the look (a read of
+/// `/proc/self/task/*/children` per thread, some 30 system calls) would otherwise run
+/// before the run's `exited` event goes out. Waiting also makes a burst of exits one
+/// look instead of one per signal. An orphan stays a zombie that much longer.
+const REAP_AFTER: Duration = Duration::from_millis(10);
 
 /// How long a shutdown runs quietly before naming the jobs it is still waiting for.
 const STOP_HINT_AFTER: Duration = Duration::from_secs(1);
 
 /// A request's result, already encoded as JSON text. The job table is written once,
 /// straight from the table into the text that goes on the socket (no `serde_json::Value`
-/// tree, no `Job` structs in between: see `status::write_job`), and the server puts the
-/// envelope around it without parsing or copying it through serde again.
+/// tree, no `Job` structs in between: see `status::job_list`), and the server puts the
+/// envelope around it without parsing or copying it (one `writev` of the envelope's
+/// head, this text and its end). Its buffer is kept for the next answer when dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer(String);
 
@@ -103,6 +111,13 @@ impl Answer {
     /// Text this crate wrote itself and knows to be one JSON value.
     fn trusted(json: String) -> Answer {
         Answer(json)
+    }
+}
+
+impl Drop for Answer {
+    /// Its buffer is kept for the next `status` answer (see `status::spare`).
+    fn drop(&mut self) {
+        status::spare::give(std::mem::take(&mut self.0));
     }
 }
 
@@ -236,6 +251,8 @@ struct Entry {
     queued_run: bool,
     /// Its place in its group's line while it waits for a slot.
     slot_ticket: Option<u64>,
+    /// Its `status` text while it does not change (dropped by the table on every change).
+    encoded: status::Encoded,
 }
 
 /// Where a job came from.
@@ -261,6 +278,7 @@ impl Entry {
             schedule_epoch: 0,
             queued_run: false,
             slot_ticket: None,
+            encoded: status::Encoded::default(),
         }
     }
 }
@@ -276,7 +294,7 @@ struct TimerEntry {
 /// [`Supervisor::run`].
 pub struct Supervisor {
     config: Config,
-    jobs: IndexMap<String, Entry>,
+    jobs: Table,
     commands: mpsc::Receiver<Command>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
@@ -299,6 +317,10 @@ pub struct Supervisor {
     lingering: HashMap<u32, String>,
     /// When `sweep` runs next (while anything is held).
     next_sweep: Option<tokio::time::Instant>,
+    /// When adopted orphans are looked for, after a SIGCHLD (see [`REAP_AFTER`]).
+    reap_at: Option<tokio::time::Instant>,
+    /// Whether this turn published an event (the loop lets subscribers send it first).
+    published: bool,
     /// Whether some job's `depends_on` restarts it with its dependency (`restart = true`),
     /// worked out when first needed after each command (only a command adds a job or
     /// changes a spec). Most job files have none, and then a new run needs no scan of the
@@ -374,6 +396,8 @@ impl Supervisor {
             batch,
             lingering: HashMap::new(),
             next_sweep: None,
+            reap_at: None,
+            published: false,
             restart_edges: None,
             prints: Vec::new(),
             exit_code: 0,
@@ -462,7 +486,14 @@ impl Supervisor {
             {
                 break;
             }
+            if std::mem::take(&mut self.published) && self.events.receiver_count() > 0 {
+                // One runtime thread runs everything: without this the loop would take its
+                // next ready input (a SIGCHLD, a timer) and hand the history its records
+                // before the subscribers' connections could write this turn's events.
+                tokio::task::yield_now().await;
+            }
             self.runs.flush();
+            let reap_at = self.reap_at;
             let cgroup_watch = self.cgroup_watch.as_mut().filter(|w| !w.is_empty());
             let stop_hint = self.stop_hint.map(|began| began + STOP_HINT_AFTER);
             tokio::select! {
@@ -482,6 +513,14 @@ impl Supervisor {
                 Some(()) = async {
                     match sigchld.as_mut() {
                         Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.reap_at.get_or_insert_with(|| tokio::time::Instant::now() + REAP_AFTER);
+                }
+                () = async {
+                    match reap_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
                         None => std::future::pending().await,
                     }
                 } => {
@@ -645,6 +684,7 @@ impl Supervisor {
     /// SIGCHLD: reap adopted orphans and forget process groups that emptied. Says whether
     /// supervisord had any child besides its runs, held leaders, guard and exec checks.
     fn reap(&mut self) -> bool {
+        self.reap_at = None;
         self.mend_guard();
         // Exec checks are children too but not counted here: while one runs, the set is
         // built (an over-count could hide an orphan, an under-count only costs time).
@@ -864,6 +904,7 @@ impl Supervisor {
     }
 
     fn publish(&mut self, spec: &JobSpec, t: &Transition) {
+        self.published = true;
         let signal = t.exitcode.and_then(signal_name);
         tracing::info!(
             job = %spec.name,

@@ -57,20 +57,22 @@ pub(super) fn job_status_at(e: &Entry, now: SystemTime) -> Job {
 /// `{"jobs":[...]}` of these entries (and `"history_error"` when given), written straight
 /// into one buffer: the same text as serde writes for the `JobList` of
 /// `entries.map(job_status)`, without building a `Job` (and its dozen strings) per job or
-/// going through serde. This is the `status` answer, the request clients poll; for 200
-/// jobs it is about a fifth of the instructions.
+/// going through serde. This is the `status` answer, the request clients poll. Each job's
+/// text is kept from one answer to the next while the job does not change ([`Encoded`]),
+/// so an answer is mostly copies; only `uptime_ms` is written anew, counted up to one
+/// `now` for the whole answer.
 pub(super) fn job_list<'a>(
     entries: impl ExactSizeIterator<Item = &'a Entry>,
     history_error: Option<&str>,
 ) -> String {
     let now = SystemTime::now();
-    let mut out = String::with_capacity(16 + entries.len() * 480);
+    let mut out = spare::take(16 + entries.len() * 480);
     out.push_str("{\"jobs\":[");
     for (i, e) in entries.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_job(&mut out, e, now);
+        e.encoded.text(e).write(&mut out, now);
     }
     out.push(']');
     if let Some(why) = history_error {
@@ -81,8 +83,72 @@ pub(super) fn job_list<'a>(
     out
 }
 
-/// One job as JSON, field for field what serde writes for [`job_status_at`]`(e, now)`.
-pub(super) fn write_job(out: &mut String, e: &Entry, now: SystemTime) {
+/// A job's status text, kept while the job does not change. Written at the first `status`
+/// after a change; dropped by the table on every change (`table.rs` hands out no
+/// `&mut Entry` without dropping it). Costs the text's bytes (~400 a job) while kept.
+#[derive(Default)]
+pub(super) struct Encoded(std::cell::OnceCell<Box<Text>>);
+
+impl Encoded {
+    /// The text of `e`, which this belongs to.
+    fn text(&self, e: &Entry) -> &Text {
+        self.0.get_or_init(|| Box::new(Text::of(e)))
+    }
+
+    /// The job is changing.
+    pub(super) fn clear(&mut self) {
+        self.0.take();
+    }
+
+    /// Whether a text is kept (for tests).
+    #[cfg(test)]
+    pub(super) fn is_kept(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+/// One job's JSON object, all but the value of `uptime_ms` when the job has one.
+struct Text {
+    json: Box<str>,
+    /// Where the value of `uptime_ms` goes, and when the live process started; `None`:
+    /// no process is alive, `"uptime_ms":null` is in `json`.
+    uptime: Option<(usize, SystemTime)>,
+}
+
+impl Text {
+    fn of(e: &Entry) -> Text {
+        let mut out = String::with_capacity(480);
+        write_head(&mut out, e);
+        let alive = e.life.state().is_alive();
+        let uptime = match e.life.started_at().filter(|_| alive) {
+            Some(t) => Some((out.len(), t)),
+            None => {
+                out.push_str("null");
+                None
+            }
+        };
+        write_tail(&mut out, e);
+        Text {
+            json: out.into_boxed_str(),
+            uptime,
+        }
+    }
+
+    /// The object, its uptime counted up to `now`.
+    fn write(&self, out: &mut String, now: SystemTime) {
+        let Some((at, started)) = self.uptime else {
+            out.push_str(&self.json);
+            return;
+        };
+        let (head, tail) = self.json.split_at(at);
+        out.push_str(head);
+        json::opt_uint(out, now.duration_since(started).ok().map(millis));
+        out.push_str(tail);
+    }
+}
+
+/// A job's JSON object up to `"uptime_ms":`.
+fn write_head(out: &mut String, e: &Entry) {
     let l = &e.life;
     let state = l.state();
     let alive = state.is_alive();
@@ -128,12 +194,12 @@ pub(super) fn write_job(out: &mut String, e: &Entry, now: SystemTime) {
     out.push_str(",\"ended_at\":");
     json::opt_time(out, l.ended_at());
     out.push_str(",\"uptime_ms\":");
-    let uptime = l
-        .started_at()
-        .filter(|_| alive)
-        .and_then(|t| now.duration_since(t).ok())
-        .map(millis);
-    json::opt_uint(out, uptime);
+}
+
+/// A job's JSON object after the value of `uptime_ms`.
+fn write_tail(out: &mut String, e: &Entry) {
+    let l = &e.life;
+    let alive = l.state().is_alive();
     out.push_str(",\"spawn_error\":");
     json::opt_string(out, l.spawn_error());
     out.push_str(",\"cause\":");
@@ -175,7 +241,47 @@ pub(super) fn write_job(out: &mut String, e: &Entry, now: SystemTime) {
     out.push('}');
 }
 
-/// The pieces of JSON [`write_job`] writes, each exactly as serde_json writes it.
+/// Answer buffers kept for the next answer. Without them each `status` took its buffer
+/// (80 KiB for 200 jobs) from the top of the heap, touched fresh pages, and freeing it
+/// trimmed the heap again: a `brk` up, page faults and a `brk` down per request, half of
+/// the daemon's time on the request. Buffers of an answer with thousands of jobs (MiBs,
+/// served by their own `mmap`) are not kept: they would stay resident for good.
+pub(super) mod spare {
+    use std::sync::Mutex;
+
+    /// Buffers kept: one for each of a couple of answers in flight at once.
+    const KEPT: usize = 2;
+    /// The largest buffer kept.
+    const MAX_BYTES: usize = 512 * 1024;
+    /// The smallest worth keeping.
+    const MIN_BYTES: usize = 4 * 1024;
+
+    static SPARE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// An empty buffer with room for at least `bytes`: a kept one if one is that large.
+    pub fn take(bytes: usize) -> String {
+        let kept = SPARE.lock().ok().and_then(|mut s| {
+            let at = s.iter().position(|b| b.capacity() >= bytes)?;
+            Some(s.swap_remove(at))
+        });
+        kept.unwrap_or_else(|| String::with_capacity(bytes))
+    }
+
+    /// A buffer that was sent: kept for the next answer if its size is worth it.
+    pub fn give(mut buf: String) {
+        if !(MIN_BYTES..=MAX_BYTES).contains(&buf.capacity()) {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut s) = SPARE.lock() {
+            if s.len() < KEPT {
+                s.push(buf);
+            }
+        }
+    }
+}
+
+/// The pieces of JSON a job's text is made of, each exactly as serde_json writes it.
 mod json {
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -451,6 +557,71 @@ autostart = false
         assert_eq!(get("sleeper").health, Some(protocol::Health::Unknown));
         assert!(get("sleeper").uptime_ms.is_some());
         h.finish().await;
+    }
+
+    /// The answer as serde writes it for the table's `Job`s, and as `status` writes it.
+    fn both(sup: &super::super::Supervisor) -> (String, String) {
+        let jobs = sup.jobs.values().map(job_status).collect();
+        let slow = serde_json::to_string(&JobList::new(jobs)).expect("encode");
+        let fast = job_list(sup.jobs.values(), None);
+        (without_uptimes(&fast), without_uptimes(&slow))
+    }
+
+    /// A job's text is kept from one answer to the next while nothing changes — also across
+    /// the loop's work after a turn — and a change through the table (any field: a state
+    /// change fed to the lifecycle, an output error, a schedule) drops that job's text
+    /// only, so the next answer says what changed.
+    #[tokio::test]
+    async fn kept_texts_last_until_their_job_changes() {
+        let (mut sup, _handle, _writer) = harness::build(JOBS, false);
+        let kept = |sup: &super::super::Supervisor| -> Vec<String> {
+            sup.jobs
+                .values()
+                .filter(|e| e.encoded.is_kept())
+                .map(|e| e.spec.name.clone())
+                .collect()
+        };
+        assert!(kept(&sup).is_empty());
+        let (fast, slow) = both(&sup);
+        assert_eq!(fast, slow);
+        assert_eq!(kept(&sup).len(), sup.jobs.len());
+        sup.after_turn();
+        assert_eq!(
+            kept(&sup).len(),
+            sup.jobs.len(),
+            "a turn with no change keeps them"
+        );
+
+        let e = sup.jobs.get_mut("failed").expect("failed");
+        e.output_error = Some("cannot open its log: \"disk\" full".into());
+        assert!(!kept(&sup).contains(&"failed".to_owned()));
+        assert_eq!(
+            kept(&sup).len(),
+            sup.jobs.len() - 1,
+            "only the changed job's text goes"
+        );
+        let (fast, slow) = both(&sup);
+        assert!(fast.contains("disk\\\" full"), "{fast}");
+        assert_eq!(fast, slow);
+
+        let e = sup.jobs.get_mut("idle").expect("idle");
+        e.next_run_at = Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        let (fast, slow) = both(&sup);
+        assert!(
+            fast.contains("\"next_run_at\":\"2027-01-15T08:00:00.000Z\""),
+            "{fast}"
+        );
+        assert_eq!(fast, slow);
+
+        // A state change fed to the lifecycle: `idle` starts (a real `true` process).
+        sup.feed("idle", crate::lifecycle::Input::Start);
+        let (fast, slow) = both(&sup);
+        assert_eq!(fast, slow);
+        let started = job_list(sup.jobs.values(), None);
+        let list: JobList = serde_json::from_str(&started).expect("a job list");
+        let idle = list.jobs.iter().find(|j| j.name == "idle").expect("idle");
+        assert!(idle.alive, "{idle:?}");
+        assert!(idle.uptime_ms.is_some() && idle.pid.is_some(), "{idle:?}");
     }
 
     #[test]
