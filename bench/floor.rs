@@ -17,11 +17,16 @@
 //!                        CLONE_INTO_CGROUP | CLONE_VFORK, exec; then reap them all and
 //!                        remove the cgroups. The OS work of a cgroup per run, which
 //!                        supervisord with `cgroup = "auto"` asks for; prints microseconds
+//!   floor answer SOCK FILE  listen on the Unix socket SOCK, take one connection and
+//!                        answer each line read from it with the bytes of FILE (one
+//!                        line): the status RPC's floor, the same client and answer
+//!                        size with no work behind the answer
 
 use std::ffi::CString;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -183,8 +188,25 @@ fn main() {
                 .to_string();
             f.write_all(ns.as_bytes()).expect("write stamp");
         }
+        Some("answer") => {
+            let usage = "usage: floor answer SOCK FILE";
+            let sock = args.get(2).expect(usage);
+            let answer = std::fs::read(args.get(3).expect(usage)).expect("read the answer");
+            let listener = UnixListener::bind(sock).expect("bind the socket");
+            let (stream, _) = listener.accept().expect("accept");
+            let mut rd = BufReader::new(stream.try_clone().expect("clone the stream"));
+            let mut wr = stream;
+            let mut request = Vec::new();
+            loop {
+                request.clear();
+                if rd.read_until(b'\n', &mut request).expect("read") == 0 {
+                    break;
+                }
+                wr.write_all(&answer).expect("write the answer");
+            }
+        }
         _ => {
-            eprintln!("usage: floor spawn N | floor spawn-sleep N | floor spawn-cgroup N DIR | floor stamp FILE");
+            eprintln!("usage: floor spawn N | floor spawn-sleep N | floor spawn-cgroup N DIR | floor stamp FILE | floor answer SOCK FILE");
             std::process::exit(2);
         }
     }

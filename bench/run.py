@@ -517,6 +517,7 @@ def status_and_terminate(n, rpc_reps, cli_reps, term_reps, systems):
                 c.raw_round_trip(req)
                 xs.append((time.perf_counter() - t) * 1e6)
             out["rpc"]["ours"] = summary(xs, "us")
+            out["rpc"]["floor"] = status_floor(c.raw_round_trip(req) + b"\n", rpc_reps)
             out["cli"]["ours"] = summary(
                 [wall(d.ctl("status")) * 1e3 for _ in range(cli_reps)], "ms"
             )
@@ -552,6 +553,33 @@ def status_and_terminate(n, rpc_reps, cli_reps, term_reps, systems):
         finally:
             d.close()
     return out
+
+
+def status_floor(answer, reps):
+    """The status RPC's floor: the same client loop against `floor answer`, which answers
+    every request with these bytes at once (no work behind them)."""
+    tmp = tempfile.mkdtemp(prefix="svb-answer-")
+    try:
+        path, sock = os.path.join(tmp, "answer"), os.path.join(tmp, "s.sock")
+        with open(path, "wb") as f:
+            f.write(answer)
+        p = subprocess.Popen([FLOOR, "answer", sock, path])
+        STARTED.append(p)
+        wait_for(lambda: os.path.exists(sock), 10, "the floor's socket", 0.01)
+        c = Conn(sock)
+        req = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
+        for _ in range(20):
+            c.raw_round_trip(req)
+        xs = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            c.raw_round_trip(req)
+            xs.append((time.perf_counter() - t) * 1e6)
+        c.close()
+        stop_process(p)
+        return summary(xs, "us")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_stamp(path):
@@ -1189,13 +1217,15 @@ def report(res, args):
             f"## (c) status of {args.status_jobs} jobs, (d) terminate one of them",
             "",
             "RPC: round trip on one open connection, measured in this script (request sent →",
-            "whole answer line read; Supervisor's includes XML-RPC decoding in Python).",
+            "whole answer line read; Supervisor's includes XML-RPC decoding in Python). Floor: the",
+            "same loop against `bench/floor answer`, which sends back the same answer at once.",
             "Whole command: wall time of `supctl status` / `supervisorctl status` vs `/bin/true`.",
             "Terminate: `terminate` (waits for the exit) of one `sleep` job, over RPC.",
             "",
             "| measure | supervisord | Supervisor |",
             "|---|---|---|",
             f"| status RPC median (min–max) | {fmt(r['rpc'].get('ours'))} | {fmt(r['rpc'].get('theirs'), 0)} |",
+            f"| ... floor: the same answer from `floor answer` (no work) | {fmt(r['rpc'].get('floor'))} | — |",
             f"| status RPC p99 | {r['rpc']['ours']['p99']:.1f} us |"
             + (f" {r['rpc']['theirs']['p99']:.0f} us |" if r["rpc"].get("theirs") else " — |")
             if r["rpc"].get("ours")

@@ -318,10 +318,22 @@ stderr = "null"
                     .await
             })
         };
-        // The records the supervisor handed over: a start, then an end.
+        // The records the supervisor handed over: a start, then an end. Looked for without
+        // blocking the test's runtime, which the supervisor runs on too (a turn that
+        // published events yields before it hands records over).
         let mut seqs = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while seqs.len() < 2 {
-            match rx.recv_timeout(Duration::from_secs(10)).expect("a record") {
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    assert!(std::time::Instant::now() < deadline, "no record");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                Err(e) => panic!("the records' channel: {e}"),
+            };
+            match msg {
                 Msg::Records(records) => {
                     for r in records {
                         assert_eq!(r.end, r.line.record == Kind::End, "{:?}", r.line);
