@@ -681,8 +681,9 @@ impl Supervisor {
         }
     }
 
-    /// SIGCHLD: reap adopted orphans and forget process groups that emptied. Says whether
-    /// supervisord had any child besides its runs, held leaders, guard and exec checks.
+    /// After a SIGCHLD (by [`REAP_AFTER`]) and on each sweep: reap adopted orphans and
+    /// replace a guard that died. Says whether supervisord had any child besides its runs,
+    /// held leaders, guard and exec checks.
     fn reap(&mut self) -> bool {
         self.reap_at = None;
         self.mend_guard();
