@@ -31,7 +31,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -165,7 +165,7 @@ enum Msg {
     /// Where to tell about a sink's write failures (the latest run's capture).
     Watch {
         key: SinkKey,
-        problems: mpsc::UnboundedSender<LogError>,
+        problems: Weak<Problems>,
     },
     Tail {
         key: SinkKey,
@@ -267,18 +267,16 @@ impl LogHub {
         mut watch: Option<LineWatch>,
         mut on_problem: impl FnMut(LogError),
     ) {
-        let (problems, mut heard) = mpsc::unbounded_channel();
+        let heard = Arc::new(Problems::default());
         self.send(Msg::Watch {
             key: key.clone(),
-            problems,
+            problems: Arc::downgrade(&heard),
         });
         let mut want = FIRST_READ;
         let mut sent = false;
         loop {
             // Write failures only happen while data flows, so checking here is enough.
-            while let Ok(problem) = heard.try_recv() {
-                on_problem(problem);
-            }
+            heard.take().into_iter().for_each(&mut on_problem);
             let mut buf = Vec::with_capacity(want);
             match pipe.read_buf(&mut buf).await {
                 Ok(0) => break,
@@ -315,9 +313,7 @@ impl LogHub {
         if sent {
             let _ = done.await;
         }
-        while let Ok(problem) = heard.try_recv() {
-            on_problem(problem);
-        }
+        heard.take().into_iter().for_each(&mut on_problem);
     }
 
     /// The last `lines` lines of a log file (across rotated files), and, when `follow`,
@@ -364,6 +360,35 @@ impl LogHub {
     /// which it never is.
     async fn room(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.room).acquire_owned().await.ok()
+    }
+}
+
+/// The write failures the writer thread has told one run's capture about, which the
+/// capture looks at between reads. A shared list, not a channel: a tokio channel
+/// allocates a block of 32 slots up front (about 2.8 KiB for a [`LogError`]) for each
+/// captured stream, while a failure is rare and told once per episode. The writer holds
+/// it weakly, so what it tells a capture that has ended goes nowhere.
+#[derive(Debug, Default)]
+struct Problems(std::sync::Mutex<Vec<LogError>>);
+
+impl Problems {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<LogError>> {
+        // Nothing panics while holding it; if something did, the list is still valid.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tell the capture, if it still listens.
+    fn tell(to: Option<&Weak<Problems>>, problem: LogError) {
+        if let Some(problems) = to.and_then(Weak::upgrade) {
+            problems.list().push(problem);
+        }
+    }
+
+    /// What was told since the last look, oldest first.
+    fn take(&self) -> Vec<LogError> {
+        std::mem::take(&mut *self.list())
     }
 }
 
@@ -484,7 +509,7 @@ struct Sink {
     /// writes succeed. The failure is logged once, and once more when it ends.
     failing: Option<u64>,
     /// Who hears about write failures: the capture of the latest run.
-    problems: Option<mpsc::UnboundedSender<LogError>>,
+    problems: Option<Weak<Problems>>,
 }
 
 impl Sink {
@@ -750,12 +775,13 @@ impl Writer {
                 if sink.failing.is_none() {
                     tracing::error!(job = %key.name, stream = key.stream.as_str(), path = %path.display(), error = %e, "cannot open log file again; discarding output until it can be");
                     sink.failing = Some(0);
-                    if let Some(tx) = &sink.problems {
-                        let _ = tx.send(LogError::Open {
+                    Problems::tell(
+                        sink.problems.as_ref(),
+                        LogError::Open {
                             path: path.display().to_string(),
                             reason: e.to_string(),
-                        });
-                    }
+                        },
+                    );
                 }
                 false
             }
@@ -942,13 +968,16 @@ fn write_raw(key: &SinkKey, sink: &mut Sink, bytes: &[u8], ends: &[usize]) {
             None => {
                 tracing::error!(job = %key.name, stream = key.stream.as_str(), error = %e, "writing log failed; discarding output until it works again");
                 sink.failing = Some(lost);
-                if let (Some(tx), Target::File { path, .. }) = (&sink.problems, &sink.target) {
+                if let Target::File { path, .. } = &sink.target {
                     let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-                    let _ = tx.send(LogError::Write {
-                        path: path.display().to_string(),
-                        at: at.to_string(),
-                        reason: e.to_string(),
-                    });
+                    Problems::tell(
+                        sink.problems.as_ref(),
+                        LogError::Write {
+                            path: path.display().to_string(),
+                            at: at.to_string(),
+                            reason: e.to_string(),
+                        },
+                    );
                 }
             }
         },
@@ -1438,5 +1467,30 @@ mod tests {
         assert!(w.feed(b"\nnope\n"));
         assert!(!w.feed(b"x\n"));
         assert!(found.is_cancelled());
+    }
+
+    #[test]
+    fn a_capture_hears_a_write_failure_once_and_nothing_after_it_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.stdout.log");
+        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
+        let mut w = file_sink(&path, 0, 0);
+        let heard = Arc::new(Problems::default());
+        w.sinks.get_mut(&key()).expect("sink").problems = Some(Arc::downgrade(&heard));
+        w.data(&key(), b"lost\n");
+        w.data(&key(), b"lost too\n");
+        let told = heard.take();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(
+            matches!(&told[0], LogError::Write { path: p, .. } if p == &path.display().to_string()),
+            "{told:?}"
+        );
+        assert!(heard.take().is_empty());
+        // The capture has ended: what the writer would tell goes nowhere.
+        drop(heard);
+        Problems::tell(
+            w.sinks.get(&key()).and_then(|s| s.problems.as_ref()),
+            LogError::Stopped,
+        );
     }
 }
