@@ -145,7 +145,8 @@ pub struct Config {
     defaults_file_env: Vec<(String, String)>,
     /// The jobs, in file order.
     pub jobs: Vec<JobSpec>,
-    /// The file's text, parsed again (without the disk) to scale a job's replicas.
+    /// The file's text, parsed again (without the disk) to scale a job's replicas; empty
+    /// when no job has replicas.
     text: String,
     /// Every env file the job file read, as read: scaling sees the same values.
     files: Files,
@@ -321,7 +322,7 @@ pub struct JobSpec {
     /// What its end for good does to supervisord.
     pub on_exit: OnExit,
     /// Who the job runs as (`None`: supervisord's own user).
-    pub user: Option<RunAs>,
+    pub user: Option<Box<RunAs>>,
     /// The job's umask (`None`: supervisord's).
     pub umask: Option<u32>,
     /// rlimits set before the program runs (soft = hard).
@@ -329,13 +330,13 @@ pub struct JobSpec {
     /// cgroup limits (`memory`, `cpu`, `tasks`), written into each run's cgroup.
     pub cgroup_limits: crate::cgroup::Limits,
     /// `[job.X.ready]`: when a start counts as `running` (default: up for `start_secs`).
-    pub ready: Option<ReadySpec>,
+    pub ready: Option<Box<ReadySpec>>,
     /// `[job.X.health]`: checked while running.
-    pub health: Option<HealthSpec>,
+    pub health: Option<Box<HealthSpec>>,
     /// `depends_on`, in file order.
     pub depends_on: Vec<Dependency>,
     /// `schedule` with `timezone`, `overlap` and `catch_up`.
-    pub schedule: Option<crate::schedule::ScheduleSpec>,
+    pub schedule: Option<Box<crate::schedule::ScheduleSpec>>,
     /// `retries`: failed runs in a row run again (`None`: no bound).
     pub retries: Option<u32>,
 }
@@ -1036,7 +1037,13 @@ fn parse_with(
         defaults,
         defaults_file_env: layers.defaults_file_env,
         jobs,
-        text: text.to_owned(),
+        // Only `scaled` reads it again, and only for a job with replicas: without any,
+        // the text is not kept (it is ~50 bytes a job).
+        text: if facts.replicas.is_empty() {
+            String::new()
+        } else {
+            text.to_owned()
+        },
         files: Files::new(),
         replicas: facts.replicas,
         groups,
@@ -1232,14 +1239,14 @@ fn resolve(
         env_files: Vec::new(),
         replica_of: None,
         on_exit: raw.on_exit.unwrap_or_default(),
-        user,
+        user: user.map(Box::new),
         umask,
         limits: limits.rlimits,
         cgroup_limits: limits.cgroup,
-        ready,
-        health,
+        ready: ready.map(Box::new),
+        health: health.map(Box::new),
         depends_on,
-        schedule,
+        schedule: schedule.map(Box::new),
         retries: raw.retries,
     };
     if let Some(why) = checks::uncaptured_log_check(&spec) {
@@ -1917,5 +1924,27 @@ daemon = true
             .expect_err("bad duration")
             .to_string();
         assert!(e.contains("bad duration"), "{e}");
+    }
+
+    /// Every job's spec lives as long as the job: the sections most jobs leave out
+    /// (`ready`, `health`, `schedule`, `user`) are boxed, a pointer each when absent.
+    #[test]
+    fn a_job_spec_is_small_and_its_boxed_sections_read_back() {
+        assert!(
+            std::mem::size_of::<JobSpec>() <= 512,
+            "JobSpec grew to {} bytes",
+            std::mem::size_of::<JobSpec>()
+        );
+        let c = parse_str(
+            "[job.a]\ncommand = [\"x\"]\nuser = \"root\"\nschedule = \"every 5s\"\n[job.a.ready]\ntcp = \"127.0.0.1:1\"\n[job.a.health]\nexec = [\"true\"]\n[job.b]\ncommand = [\"x\"]\n",
+        )
+        .expect("valid");
+        let a = &c.jobs[0];
+        assert_eq!(a.user.as_deref().map(|u| (u.uid, u.gid)), Some((0, 0)));
+        assert!(a.ready.is_some() && a.health.is_some() && a.schedule.is_some());
+        let b = &c.jobs[1];
+        assert!(
+            b.user.is_none() && b.ready.is_none() && b.health.is_none() && b.schedule.is_none()
+        );
     }
 }

@@ -781,7 +781,7 @@ fn launch_with_std(
             })?;
         os::enter_cgroup(&mut cmd, procs.into());
     }
-    os::set_credentials(&mut cmd, spec.user.as_ref(), spec.umask, &spec.limits);
+    os::set_credentials(&mut cmd, spec.user.as_deref(), spec.umask, &spec.limits);
     if death == DeathWatch::ParentDeathSignal {
         os::die_with_parent(&mut cmd);
     }

@@ -191,7 +191,7 @@ impl Supervisor {
         let ctx = ExecContext {
             cwd: e.spec.cwd.clone(),
             env: e.spec.env.clone(),
-            user: e.spec.user.clone(),
+            user: e.spec.user.as_deref().cloned(),
             umask: e.spec.umask,
         };
         let job = name.to_owned();
