@@ -60,6 +60,8 @@ pub const FILE: &str = "history.jsonl";
 
 /// How many records the writer takes into one batch at most.
 const BATCH: usize = 4096;
+/// The most of the batch buffer kept between batches (a usual batch is a few lines).
+const KEEP_BUF: usize = 64 * 1024;
 
 /// How many garbled lines are named one by one in the log at start.
 const NAMED_BAD_LINES: usize = 5;
@@ -507,6 +509,10 @@ impl Writer {
             if !buf.is_empty() {
                 self.append(&buf, sync);
             }
+            // A burst (10,000 jobs starting in one turn) grows the buffer to megabytes;
+            // kept at that size it would stay resident for the daemon's life.
+            buf.clear();
+            buf.shrink_to(KEEP_BUF);
             self.buf = buf;
             // Compacted before anyone hears that the batch is written: an answer that
             // waited for it never finds the file past `history_max_bytes`.
