@@ -355,13 +355,13 @@ impl Supervisor {
             return;
         };
         let output = e.checks.track.as_ref().and_then(|t| t.output.clone());
-        let _ = self.events.send(Published::Health(HealthChange {
+        let _ = self.events.send(Published::Health(Box::new(HealthChange {
             name: name.to_owned(),
             group: e.spec.group.clone(),
             health,
             output: output.clone(),
             at: rfc3339(std::time::SystemTime::now()),
-        }));
+        })));
         tracing::info!(
             job = name,
             health = health.as_str(),
