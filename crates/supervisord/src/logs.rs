@@ -46,9 +46,9 @@ const QUEUE: usize = 64;
 const READ_CHUNK: usize = 128 * 1024;
 /// The most a `logs` answer reads from the files, across rotated ones.
 const MAX_TAIL_BYTES: usize = 16 * 1024 * 1024;
-/// The buffer a reader waits with. A quiet job's reader holds only this much while it
-/// waits; the buffer doubles after each read that fills it, up to [`READ_CHUNK`], so a
-/// chatty job still moves its output in large chunks.
+/// The first read's buffer. A reader takes its buffer only once the pipe is readable
+/// (a quiet job's reader holds none); the buffer doubles after each read that fills it,
+/// up to [`READ_CHUNK`], so a chatty job still moves its output in large chunks.
 const FIRST_READ: usize = 512;
 /// How many follow chunks a slow follower may fall behind before it skips.
 const FOLLOW_BACKLOG: usize = 1024;
@@ -263,7 +263,7 @@ impl LogHub {
     pub async fn capture(
         &self,
         key: SinkKey,
-        mut pipe: impl tokio::io::AsyncRead + Unpin,
+        mut pipe: impl OutputPipe,
         mut watch: Option<LineWatch>,
         mut on_problem: impl FnMut(LogError),
     ) {
@@ -277,6 +277,9 @@ impl LogHub {
         loop {
             // Write failures only happen while data flows, so checking here is enough.
             heard.take().into_iter().for_each(&mut on_problem);
+            // Waited for without a buffer: a quiet job's reader holds none. (An error
+            // here is met again by the read.)
+            let _ = std::future::poll_fn(|cx| pipe.poll_read_ready(cx)).await;
             let mut buf = Vec::with_capacity(want);
             match pipe.read_buf(&mut buf).await {
                 Ok(0) => break,
@@ -360,6 +363,25 @@ impl LogHub {
     /// which it never is.
     async fn room(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.room).acquire_owned().await.ok()
+    }
+}
+
+/// A job's output pipe as a capture reads it: read, and also waited on until readable,
+/// so that a reader takes its buffer only once there is something to read.
+pub trait OutputPipe: tokio::io::AsyncRead + Unpin + Send {
+    /// Ready once a read would not wait: bytes, end of file or an error are there.
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>>;
+}
+
+impl<P: OutputPipe + ?Sized> OutputPipe for Box<P> {
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
     }
 }
 

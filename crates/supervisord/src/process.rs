@@ -7,7 +7,7 @@
 
 use crate::cgroup::{RunCgroup, Tree};
 use crate::config::{JobSpec, Output};
-use crate::logs::{LineWatch, LogError, LogHub, SinkKey, Target};
+use crate::logs::{LineWatch, LogError, LogHub, OutputPipe, SinkKey, Target};
 use crate::os;
 use protocol::{Signal, Stream};
 use std::collections::VecDeque;
@@ -148,7 +148,13 @@ impl<R: AsyncRead + AsFd + Unpin> AsyncRead for GrowingPipe<R> {
     }
 }
 
-fn growing(rx: tokio::net::unix::pipe::Receiver) -> Box<dyn AsyncRead + Unpin + Send> {
+impl OutputPipe for GrowingPipe<tokio::net::unix::pipe::Receiver> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.inner.poll_read_ready(cx)
+    }
+}
+
+fn growing(rx: tokio::net::unix::pipe::Receiver) -> Box<dyn OutputPipe> {
     Box::new(GrowingPipe {
         inner: rx,
         grown: false,
@@ -565,7 +571,7 @@ async fn ended(pid: u32, exit: &mut Exit, poll: &mut Option<tokio::time::Interva
 }
 
 /// The read end of a pipe from the child (made by `child_fd`) as an async reader.
-fn async_pipe(fd: OwnedFd) -> Option<Box<dyn AsyncRead + Unpin + Send>> {
+fn async_pipe(fd: OwnedFd) -> Option<Box<dyn OutputPipe>> {
     // The read end of a pipe made by `child_fd`, whose flags are `O_RDONLY` alone: made
     // non-blocking in one call, and handed over without the checks (fstat, F_GETFL) that
     // `from_owned_fd` makes of a descriptor it knows nothing about.
