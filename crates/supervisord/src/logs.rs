@@ -361,8 +361,18 @@ impl LogHub {
 
     /// Wait for room for one more chunk in flight. `None` only if the room was closed,
     /// which it never is.
+    ///
+    /// Room is nearly always there at once; only a wait for it is a future of its own,
+    /// boxed: inline, the semaphore's wait (~0.1 KiB) would be part of every reader
+    /// task's state for as long as its job runs.
     async fn room(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.room).acquire_owned().await.ok()
+        match Arc::clone(&self.room).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(tokio::sync::TryAcquireError::Closed) => None,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                Box::pin(Arc::clone(&self.room).acquire_owned()).await.ok()
+            }
+        }
     }
 }
 
