@@ -95,6 +95,22 @@ fn spawn_into(cgroup: i32, null: i32) -> i32 {
     pid as i32
 }
 
+/// Spawn `n` of `program` with `args`, stdin, stdout and stderr on /dev/null (std's
+/// `Command`: posix_spawn), one after the other.
+fn spawn_all(n: usize, program: &str, args: &[&str]) -> Vec<std::process::Child> {
+    (0..n)
+        .map(|_| {
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {program}: {e}"))
+        })
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -104,17 +120,7 @@ fn main() {
                 .and_then(|s| s.parse().ok())
                 .expect("usage: floor spawn N");
             let t = Instant::now();
-            let mut children = Vec::with_capacity(n);
-            for _ in 0..n {
-                children.push(
-                    Command::new("/bin/true")
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("spawn /bin/true"),
-                );
-            }
+            let children = spawn_all(n, "/bin/true", &[]);
             for mut c in children {
                 c.wait().expect("wait");
             }
@@ -126,18 +132,7 @@ fn main() {
                 .and_then(|s| s.parse().ok())
                 .expect("usage: floor spawn-sleep N");
             let t = Instant::now();
-            let mut children = Vec::with_capacity(n);
-            for _ in 0..n {
-                children.push(
-                    Command::new("/bin/sleep")
-                        .arg("100000")
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("spawn /bin/sleep"),
-                );
-            }
+            let mut children = spawn_all(n, "/bin/sleep", &["100000"]);
             println!("{}", t.elapsed().as_micros());
             for c in &mut children {
                 let _ = c.kill();

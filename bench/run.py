@@ -508,16 +508,8 @@ def status_and_terminate(n, rpc_reps, cli_reps, term_reps, systems):
         try:
             wait_running(d, n, 120)
             c = d.conn()
-            req = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
-            for _ in range(20):
-                c.raw_round_trip(req)
-            xs = []
-            for _ in range(rpc_reps):
-                t = time.perf_counter()
-                c.raw_round_trip(req)
-                xs.append((time.perf_counter() - t) * 1e6)
-            out["rpc"]["ours"] = summary(xs, "us")
-            out["rpc"]["floor"] = status_floor(c.raw_round_trip(req) + b"\n", rpc_reps)
+            out["rpc"]["ours"] = status_round_trips(c, rpc_reps)
+            out["rpc"]["floor"] = status_floor(c.raw_round_trip(STATUS_REQUEST) + b"\n", rpc_reps)
             out["cli"]["ours"] = summary(
                 [wall(d.ctl("status")) * 1e3 for _ in range(cli_reps)], "ms"
             )
@@ -555,6 +547,21 @@ def status_and_terminate(n, rpc_reps, cli_reps, term_reps, systems):
     return out
 
 
+STATUS_REQUEST = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
+
+
+def status_round_trips(c, reps):
+    """`reps` status round trips on connection `c` after 20 to warm up, in microseconds."""
+    for _ in range(20):
+        c.raw_round_trip(STATUS_REQUEST)
+    xs = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        c.raw_round_trip(STATUS_REQUEST)
+        xs.append((time.perf_counter() - t) * 1e6)
+    return summary(xs, "us")
+
+
 def status_floor(answer, reps):
     """The status RPC's floor: the same client loop against `floor answer`, which answers
     every request with these bytes at once (no work behind them)."""
@@ -567,17 +574,10 @@ def status_floor(answer, reps):
         STARTED.append(p)
         wait_for(lambda: os.path.exists(sock), 10, "the floor's socket", 0.01)
         c = Conn(sock)
-        req = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
-        for _ in range(20):
-            c.raw_round_trip(req)
-        xs = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            c.raw_round_trip(req)
-            xs.append((time.perf_counter() - t) * 1e6)
+        times = status_round_trips(c, reps)
         c.close()
         stop_process(p)
-        return summary(xs, "us")
+        return times
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
