@@ -51,17 +51,25 @@ impl Supervisor {
         // Most runs' cgroups are empty by the time their leader has ended. When the exit
         // is reported at once (not held for a stop), an empty one is handed to the
         // janitor thread, which removes it off the runtime.
+        // Otherwise removing it is the whole work when it is empty, and what tells so.
+        // A cgroup just read as populated goes straight to the watch.
         let cg = match (&self.janitor, exit) {
-            (Some(janitor), None) if !cg.populated() => match janitor.remove(cg) {
-                Ok(()) => return false,
-                Err(cg) => cg,
+            (Some(janitor), None) => {
+                if cg.populated() {
+                    cg
+                } else {
+                    match janitor.remove(cg) {
+                        Ok(()) => return false,
+                        Err(cg) if cg.remove() => return false,
+                        Err(cg) => cg,
+                    }
+                }
+            }
+            _ => match cg.remove_if_empty() {
+                Ok(true) => return false,
+                _ => cg,
             },
-            _ => cg,
         };
-        // Else removing it is the whole work when it is empty, and what tells so.
-        if let Ok(true) = cg.remove_if_empty() {
-            return false;
-        }
         if self.cgroup_watch.is_none() {
             match Watcher::new() {
                 Ok(w) => self.cgroup_watch = Some(w),
