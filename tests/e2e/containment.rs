@@ -93,9 +93,13 @@ fn a_double_forked_setsid_process_is_gone_when_terminate_returns() {
     let r = d.ok("terminate", json!({ "names": ["escape"] }));
     assert_eq!(r["jobs"][0]["state"], "stopped", "{r}");
     // No polling: when terminate answers, the run has ended, which with cgroups means
-    // its cgroup is empty and removed.
+    // its cgroup is empty (and, killed, removed soon after).
     assert!(!alive(pid), "the escaped process {pid} outlived the stop");
-    assert!(!dir.exists(), "{} removed after the run", dir.display());
+    assert!(
+        !dir.exists() || empty(&dir),
+        "{} empty after the run",
+        dir.display()
+    );
 }
 
 #[test]
@@ -127,10 +131,30 @@ fn with_cgroup_off_a_setsid_process_escapes_the_stop_as_documented() {
     let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
+/// The cgroups below the daemon's subtree (its runs' and its jobs' kept ones).
+fn cgroups_in(tree: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(tree)
+        .expect("the subtree")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether a cgroup holds no process (`cgroup.events`).
+fn empty(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .is_ok_and(|t| t.lines().any(|l| l == "populated 0"))
+}
+
 /// The job's very first instruction already runs in the run's cgroup (it is entered
-/// before exec), each run has its own, and both it and supervisord's subtree are removed.
+/// before exec); a run that ended with its cgroup empty leaves it to the job's next run
+/// (the kernel makes and removes no cgroup per run), and the job's cgroup and
+/// supervisord's subtree are removed at shutdown.
 #[test]
-fn each_run_has_its_cgroup_from_its_first_instruction_and_they_are_removed() {
+fn each_run_is_in_its_jobs_cgroup_from_its_first_instruction_and_it_is_removed() {
     let d = Daemon::start(&jobs(
         r#"
 [job.once]
@@ -141,7 +165,7 @@ start_secs = 0
     ));
     let Some(tree) = subtree(
         &d,
-        "each_run_has_its_cgroup_from_its_first_instruction_and_they_are_removed",
+        "each_run_is_in_its_jobs_cgroup_from_its_first_instruction_and_it_is_removed",
     ) else {
         return;
     };
@@ -150,6 +174,7 @@ start_secs = 0
         .and_then(|n| n.to_str())
         .expect("subtree name")
         .to_owned();
+    assert_eq!(cgroups_in(&tree), Vec::<String>::new(), "none before a run");
     for _ in 0..2 {
         d.ok("start", json!({ "names": ["once"] }));
         let r = d.ok("wait", json!({ "names": ["once"] }));
@@ -164,27 +189,145 @@ start_secs = 0
             "{r} is a run cgroup of {own}"
         );
     }
-    assert_ne!(runs[0], runs[1], "a cgroup per run");
-    // Removed once empty, off the runtime (a thread of its own), so soon after the exit.
-    let left = || -> Vec<_> {
-        std::fs::read_dir(&tree)
-            .expect("the subtree")
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name())
-            .collect()
-    };
-    wait_until("the runs' cgroups removed", DEADLINE, || {
-        left().is_empty().then_some(())
-    });
-    // A run that ends just before shutdown: its cgroup, handed to the janitor thread, is
-    // gone before supervisord removes its subtree (which it could not with one inside).
+    assert_eq!(
+        runs[0], runs[1],
+        "the second run used the first one's cgroup again"
+    );
+    let kept = Path::new(runs[0])
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(cgroups_in(&tree), [kept.as_str()], "one cgroup for the job");
+    assert!(empty(&tree.join(&kept)), "and nothing in it between runs");
+    // A run that ends just before shutdown: its cgroup is gone before supervisord
+    // removes its subtree (which it could not with one inside).
     d.ok("start", json!({ "names": ["once"] }));
     d.ok("wait", json!({ "names": ["once"] }));
     d.ok("shutdown", Value::Null);
     let mut d = d;
     assert_eq!(d.wait_exit(), 0);
     assert!(!tree.exists(), "{} removed at shutdown", tree.display());
+}
+
+/// No two runs are ever in one cgroup: a run whose predecessor left a process behind
+/// gets a cgroup of its own, and a stop ends what both left.
+#[test]
+fn a_run_whose_predecessor_left_a_process_gets_a_cgroup_of_its_own() {
+    let mark = marker("cg-two");
+    let d = Daemon::start(&jobs(&format!(
+        r#"
+[job.forker]
+command = ["sh", "-c", "setsid sh -c 'sleep 600; : {mark}' & cat /proc/self/cgroup"]
+autostart = false
+start_secs = 0
+"#
+    )));
+    let Some(tree) = subtree(
+        &d,
+        "a_run_whose_predecessor_left_a_process_gets_a_cgroup_of_its_own",
+    ) else {
+        return;
+    };
+    let mut left = Vec::new();
+    for n in 1..=2 {
+        d.ok("start", json!({ "names": ["forker"] }));
+        let r = d.ok("wait", json!({ "names": ["forker"] }));
+        assert_eq!(r["jobs"][0]["state"], "exited", "{r}");
+        let pids = wait_until("the runs' leftovers", DEADLINE, || {
+            let p = pids_with_arg(&mark);
+            (p.len() == n).then_some(p)
+        });
+        left = pids;
+    }
+    let cgroups: Vec<String> = left.iter().filter_map(|p| cgroup_of(*p)).collect();
+    assert_eq!(cgroups.len(), 2, "{left:?}");
+    assert_ne!(
+        cgroups[0], cgroups[1],
+        "each leftover in its own run's cgroup"
+    );
+    let log = std::fs::read_to_string(d.dir.path().join("logs/forker.stdout.log")).expect("log");
+    let runs: Vec<&str> = log.lines().filter_map(|l| l.strip_prefix("0::")).collect();
+    assert_eq!(runs.len(), 2, "{log}");
+    assert_ne!(runs[0], runs[1], "{log}");
+    assert_eq!(cgroups_in(&tree).len(), 2, "{:?}", cgroups_in(&tree));
+    d.ok("terminate", json!({ "names": ["forker"] }));
+    for p in &left {
+        wait_until("the leftovers to be killed", DEADLINE, || {
+            (!alive(*p)).then_some(())
+        });
+    }
+    // Both were killed (`cgroup.kill`), so neither is used again: both removed, and the
+    // next run (which a killed cgroup would SIGKILL at birth on Linux 6.18) gets a new
+    // one and runs its course.
+    wait_until("both cgroups removed", DEADLINE, || {
+        cgroups_in(&tree).is_empty().then_some(())
+    });
+    d.ok("start", json!({ "names": ["forker"] }));
+    let r = d.ok("wait", json!({ "names": ["forker"] }));
+    assert_eq!(r["jobs"][0]["exitcode"], 0, "{r}");
+    let log = std::fs::read_to_string(d.dir.path().join("logs/forker.stdout.log")).expect("log");
+    let third = log.lines().filter_map(|l| l.strip_prefix("0::")).nth(2);
+    assert!(
+        third.is_some_and(|t| !runs.contains(&t)),
+        "a new cgroup: {log}"
+    );
+    d.ok("terminate", json!({ "names": ["forker"] }));
+}
+
+/// A run killed with SIGKILL (`cgroup.kill`) or stopped with processes left: the job's
+/// next runs still start and run (a cgroup that was killed is never used again), and a
+/// stop that found the cgroup empty keeps it for the next run.
+#[test]
+fn after_a_kill_or_a_stop_the_next_run_runs() {
+    let d = Daemon::start(&jobs(
+        r#"
+[job.svc]
+command = ["sh", "-c", "cat /proc/self/cgroup; exec sleep 600"]
+start_secs = 0
+restart = "always"
+backoff = "100ms"
+"#,
+    ));
+    let Some(tree) = subtree(&d, "after_a_kill_or_a_stop_the_next_run_runs") else {
+        return;
+    };
+    let first = d.running_pid("svc");
+    let r = d.ok("kill", json!({ "names": ["svc"], "signal": "KILL" }));
+    assert!(r.is_object(), "{r}");
+    d.wait_job("svc", "running again", |j| {
+        j.state.as_str() == "running" && j.pid.is_some_and(|p| p != first)
+    });
+    let second = d.running_pid("svc");
+    // A stop of a run whose cgroup empties with its leader: not killed, so kept.
+    d.ok("terminate", json!({ "names": ["svc"] }));
+    d.ok("start", json!({ "names": ["svc"] }));
+    let third = d.running_pid("svc");
+    assert!(alive(third));
+    let log = wait_until("the third run's line in the log", DEADLINE, || {
+        let log = std::fs::read_to_string(d.dir.path().join("logs/svc.stdout.log")).ok()?;
+        (log.lines().filter(|l| l.starts_with("0::")).count() == 3).then_some(log)
+    });
+    let runs: Vec<&str> = log.lines().filter_map(|l| l.strip_prefix("0::")).collect();
+    assert_ne!(
+        runs[0], runs[1],
+        "the killed cgroup was not used again: {log}"
+    );
+    assert_eq!(
+        runs[1], runs[2],
+        "the stopped run's empty cgroup was: {log}"
+    );
+    assert_eq!(cgroup_of(third).as_deref(), Some(runs[2]));
+    let status = d.job("svc");
+    assert_eq!(status.state.as_str(), "running", "{second} then {third}");
+    assert_eq!(cgroups_in(&tree).len(), 1, "{:?}", cgroups_in(&tree));
+    // Stopped, its empty cgroup is kept until the job goes: then at once.
+    d.ok("terminate", json!({ "names": ["svc"] }));
+    let kept = tree.join(Path::new(runs[2]).file_name().expect("name"));
+    assert!(empty(&kept), "{} kept, empty", kept.display());
+    d.ok("remove", json!({ "names": ["svc"] }));
+    assert!(!kept.exists(), "{} removed with the job", kept.display());
+    assert_eq!(cgroups_in(&tree), Vec::<String>::new());
 }
 
 /// The guard's pid among the daemon's children.
@@ -286,6 +429,7 @@ command = ["sh", "-c", "setsid sh -c 'sleep 600; : {mark}' & echo forked"]
     wait_until("the leftover to be killed", DEADLINE, || {
         (!alive(pid)).then_some(())
     });
+    // Killed, it is not used again.
     wait_until("its cgroup to be removed", DEADLINE, || {
         (!dir.exists()).then_some(())
     });
@@ -315,6 +459,57 @@ command = ["sh", "-c", "setsid sh -c 'while :; do :; done; : {mark}' & exec slee
     assert!(job["memory_bytes"].as_u64().expect("memory") > 0, "{job}");
     d.ok("terminate", json!({ "names": ["busy"] }));
     assert!(!alive(pid));
+}
+
+/// A job's next run in the same cgroup counts its own CPU time only: the kernel's
+/// counter keeps the earlier runs', which `status --usage` leaves out.
+#[test]
+fn usage_of_a_run_in_its_jobs_cgroup_again_is_that_runs_own() {
+    let d = Daemon::prepare(&jobs(
+        r#"
+[job.twice]
+command = ["sh", "-c", "if [ -e \"$$0\" ]; then exec sleep 600; fi; : > \"$$0\"; read s _ </proc/uptime; s=$${s%.*}$${s#*.}; while :; do read n _ </proc/uptime; n=$${n%.*}$${n#*.}; [ $$((n - s)) -ge 100 ] && exit 0; done", "FLAG"]
+autostart = false
+start_secs = 0
+"#,
+    ));
+    let flag = d.dir.path().join("burned");
+    let text = std::fs::read_to_string(&d.config).expect("job file");
+    std::fs::write(&d.config, text.replace("FLAG", &flag.to_string_lossy())).expect("write");
+    let d = d.launch(&[]);
+    let Some(tree) = subtree(
+        &d,
+        "usage_of_a_run_in_its_jobs_cgroup_again_is_that_runs_own",
+    ) else {
+        return;
+    };
+    // The first run burns CPU for a second of wall time, then exits 0.
+    d.ok("start", json!({ "names": ["twice"] }));
+    let r = d.ok("wait", json!({ "names": ["twice"] }));
+    assert_eq!(r["jobs"][0]["exitcode"], 0, "{r}");
+    d.ok("start", json!({ "names": ["twice"] }));
+    let pid = d.running_pid("twice");
+    let cg = cgroup_of(pid).expect("its cgroup");
+    let dir = tree.join(Path::new(&cg).file_name().expect("name"));
+    assert_eq!(
+        cgroups_in(&tree).len(),
+        1,
+        "the first run's cgroup, used again"
+    );
+    let stat = std::fs::read_to_string(dir.join("cpu.stat")).expect("cpu.stat");
+    let total_ms = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("usage_usec")
+        / 1000;
+    assert!(total_ms >= 150, "the first run burned CPU: {stat}");
+    let r = d.ok("status", json!({ "names": ["twice"], "usage": true }));
+    let own = r["jobs"][0]["cpu_ms"].as_u64().expect("cpu_ms");
+    assert!(
+        own + 100 < total_ms,
+        "this run's {own} ms leaves out the first run's (the cgroup counted {total_ms} ms)"
+    );
 }
 
 /// `--check` says which containment would be in force, and why not cgroups.

@@ -5,17 +5,26 @@
 //! `/proc/self/mountinfo`: on hybrid hosts it is not `/sys/fs/cgroup`), its own cgroup in
 //! it (`/proc/self/cgroup`'s `0::` line), and tries to create `supervisord-<pid>` below
 //! its own cgroup. That works as root, or in a service systemd delegated (`Delegate=yes`).
-//! If it works, every run gets `<that>/<job>@<run>`, which the child enters between fork
-//! and exec (it writes `0` to the cgroup's `cgroup.procs`), so the program and all it
-//! forks are inside before any of it runs. If it does not, supervisord uses process
-//! groups as before and says why ([`Containment`]).
+//! If it works, every run is in a cgroup of its own, `<that>/<job>@<n>`, which the child
+//! is born in (`clone3` with `CLONE_INTO_CGROUP`; the fork-and-exec fallback writes `0`
+//! to its `cgroup.procs` before exec), so the program and all it forks are inside before
+//! any of it runs. If it does not, supervisord uses process groups as before and says why
+//! ([`Containment`]).
 //!
-//! A cgroup ends in three ways: its run stopped (`cgroup.kill`, then the run has ended
-//! once `cgroup.events` says `populated 0`, seen through inotify, no polling); its leader
-//! exited on its own and left processes (kept until they end, killed at the next stop of
-//! the job or at shutdown); supervisord died (the guard writes `cgroup.kill` on the whole
-//! `supervisord-<pid>` subtree; if the guard died too, the next supervisord to start below
-//! the same cgroup kills and removes subtrees whose daemon is gone).
+//! A run that ends with its cgroup empty leaves it to the job's next run (never to two
+//! runs at once): making and removing a cgroup is most of what a cgroup costs a spawn.
+//! Its counters are cumulative, so each run reads them against a [`Baseline`] taken at
+//! its start. A cgroup is not used again once it was killed (`cgroup.kill`), nor by a run
+//! with other limits.
+//!
+//! A cgroup ends in four ways: its run stopped (`cgroup.kill` when processes are left,
+//! then the run has ended once `cgroup.events` says `populated 0`, seen through inotify,
+//! no polling); its leader exited on its own and left processes (kept until they end,
+//! killed at the next stop of the job or at shutdown); its job was removed or supervisord
+//! stopped (an empty one kept between runs is removed then); supervisord died (the guard
+//! writes `cgroup.kill` on the whole `supervisord-<pid>` subtree; if the guard died too,
+//! the next supervisord to start below the same cgroup kills and removes subtrees whose
+//! daemon is gone).
 
 use crate::os;
 use nix::sys::inotify::{AddWatchFlags, WatchDescriptor};
@@ -25,6 +34,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `[supervisor] cgroup`.
@@ -586,28 +597,6 @@ fn refused(dir: &Path, e: &io::Error) -> Containment {
     }
 }
 
-/// The run cgroup job `job`'s process `pid` is in, if it is in one (with containment off,
-/// or for a run spawned before, it is not). Blocking: reads `/proc`.
-pub fn run_cgroup_of(pid: u32, job: &str) -> Option<RunCgroup> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let (mount, root) = v2_mount(&mountinfo)?;
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let path = own_path(&text)?;
-    let path = path
-        .strip_prefix(root.trim_end_matches('/'))
-        .unwrap_or(path);
-    let name = path.rsplit('/').next()?;
-    let parent = path.rsplit('/').nth(1)?;
-    if !name.starts_with(&format!("{job}@")) || !parent.starts_with("supervisord-") {
-        return None;
-    }
-    let dir = mount.join(path.trim_start_matches('/'));
-    Some(RunCgroup {
-        memory: dir.join("memory.events").exists(),
-        dir,
-    })
-}
-
 /// Where this daemon's subtree would go, or why there is none. Creates nothing: this is
 /// also what `--check` reports.
 pub fn probe(setting: Setting) -> Result<PathBuf, String> {
@@ -832,27 +821,44 @@ impl Tree {
             .any(|w| w == Controller::Memory.name());
     }
 
-    /// Make the cgroup of a run, write its `limits` into it, and open its folder for the
-    /// child to be born in (or, spawned by fork, to enter through its `cgroup.procs`). An
-    /// error names the file.
-    pub fn create(&self, job: &str, run: u64, limits: &Limits) -> io::Result<(RunCgroup, OwnedFd)> {
+    /// The cgroup for run `run` of `job`, with `limits` written into it, and its folder
+    /// opened for the child to be born in (`CLONE_INTO_CGROUP`, or a fork-and-exec
+    /// spawn entering through its `cgroup.procs`). `spare` is the job's cgroup from an
+    /// earlier run, found empty when that run ended: it is used again when it has the
+    /// same limits (no `mkdir`/`rmdir` for the kernel to do on every run), else removed.
+    /// A new one is `<job>@<run>`. An error names the file.
+    pub fn create(
+        &self,
+        job: &str,
+        run: u64,
+        limits: &Limits,
+        spare: Option<RunCgroup>,
+    ) -> io::Result<(RunCgroup, OwnedFd)> {
+        if let Some(spare) = spare {
+            if spare.limits == *limits && spare.reusable() {
+                match spare.again() {
+                    Ok(again) => return Ok(again),
+                    Err(e) => {
+                        tracing::debug!(cgroup = %spare.dir.display(), error = %e, "cannot use a job's cgroup again; making another")
+                    }
+                }
+            }
+            spare.remove();
+        }
         let dir = self.dir.join(format!("{job}@{run}"));
         std::fs::create_dir(&dir)?;
         let cg = RunCgroup {
             dir,
             memory: self.memory,
+            limits: *limits,
+            base: Baseline::default(),
+            killed: Arc::default(),
         };
         // The folder itself: what a spawn born in the cgroup (`CLONE_INTO_CGROUP`) needs
         // (a path descriptor is enough, and spares the kernel opening the folder), and
         // where a fork-and-exec spawn finds `cgroup.procs` to write itself to.
-        let opened = write_limits(&cg.dir, limits).and_then(|()| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
-                .open(&cg.dir)
-        });
-        match opened {
-            Ok(f) => Ok((cg, OwnedFd::from(f))),
+        match write_limits(&cg.dir, limits).and_then(|()| open_path(&cg.dir)) {
+            Ok(fd) => Ok((cg, fd)),
             Err(e) => {
                 cg.remove();
                 Err(e)
@@ -877,12 +883,56 @@ impl Tree {
     }
 }
 
-/// One run's cgroup.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The folder `dir` opened as a path (what `CLONE_INTO_CGROUP` takes).
+fn open_path(dir: &Path) -> io::Result<OwnedFd> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+        .open(dir)
+        .map(OwnedFd::from)
+}
+
+/// One run's cgroup. A job's next run uses it again once it is empty (never two runs at
+/// once), so the counters that are the run's own are read against where they stood when
+/// the run began.
+#[derive(Debug, Clone)]
 pub struct RunCgroup {
     dir: PathBuf,
     /// Whether it has the memory controller (`memory.events` counts OOM kills).
     memory: bool,
+    /// The limits written into it.
+    limits: Limits,
+    /// Its counters when this run began (zero in a new cgroup).
+    base: Baseline,
+    /// Set once `cgroup.kill` was written (by any copy): such a cgroup is never used
+    /// again. Linux 6.18 (at least) SIGKILLs every child later born into a cgroup whose
+    /// `cgroup.kill` was ever written (`clone3` with `CLONE_INTO_CGROUP` compares the
+    /// target's kill count with the parent cgroup's), so its next run would die at once.
+    killed: Arc<AtomicBool>,
+}
+
+/// A cgroup's cumulative counters as they stood when a run began in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Baseline {
+    /// `cpu.stat` `usage_usec`.
+    pub cpu_usec: u64,
+    /// `memory.events` `oom_kill`.
+    pub oom_kills: u64,
+}
+
+// A cgroup is its folder: the same one whatever run it is counted for.
+impl PartialEq for RunCgroup {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+    }
+}
+
+impl Eq for RunCgroup {}
+
+impl std::hash::Hash for RunCgroup {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.dir.hash(state);
+    }
 }
 
 impl RunCgroup {
@@ -895,8 +945,11 @@ impl RunCgroup {
     /// unreaped, so it is signalled by its pid; the others through pidfds. SIGKILL is
     /// `cgroup.kill`, which also reaches a process forked while the list was read.
     pub fn signal(&self, leader: u32, sig: Signal) {
-        if sig == Signal::Kill && std::fs::write(self.dir.join("cgroup.kill"), b"1").is_ok() {
-            return;
+        if sig == Signal::Kill {
+            self.killed.store(true, Ordering::Relaxed);
+            if std::fs::write(self.dir.join("cgroup.kill"), b"1").is_ok() {
+                return;
+            }
         }
         os::send_signal(leader, false, sig);
         signal_listed(&self.dir, sig, Some(leader));
@@ -904,7 +957,13 @@ impl RunCgroup {
 
     /// SIGKILL everything left in the cgroup.
     pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
         kill(&self.dir);
+    }
+
+    /// Whether a later run may use the cgroup again: never once it was killed.
+    pub fn reusable(&self) -> bool {
+        !self.killed.load(Ordering::Relaxed)
     }
 
     /// Whether processes are left (`cgroup.events`).
@@ -935,11 +994,37 @@ impl RunCgroup {
         }
     }
 
+    /// The cgroup for another run of the same job, found empty when the last one ended:
+    /// its counters read as they stand now (this run's start), its folder opened.
+    fn again(&self) -> io::Result<(RunCgroup, OwnedFd)> {
+        let fd = open_path(&self.dir)?;
+        let cpu_usec = read_counter(&self.dir.join("cpu.stat"), "usage_usec")?;
+        let oom_kills = if self.memory {
+            read_counter(&self.dir.join("memory.events"), "oom_kill")?
+        } else {
+            0
+        };
+        let cg = RunCgroup {
+            base: Baseline {
+                cpu_usec,
+                oom_kills,
+            },
+            ..self.clone()
+        };
+        Ok((cg, fd))
+    }
+
+    /// Where this run's counters started.
+    pub fn baseline(&self) -> Baseline {
+        self.base
+    }
+
     /// CPU time of every process the run had (`cpu.stat` `usage_usec`, kept by the kernel
-    /// even without the cpu controller), in milliseconds.
+    /// even without the cpu controller, less what earlier runs in the cgroup used), in
+    /// milliseconds.
     pub fn cpu_ms(&self) -> Option<u64> {
         let text = std::fs::read_to_string(self.dir.join("cpu.stat")).ok()?;
-        counter(&text, "usage_usec").map(|us| us / 1000)
+        counter(&text, "usage_usec").map(|us| us.saturating_sub(self.base.cpu_usec) / 1000)
     }
 
     /// Memory charged to the cgroup (`memory.current`), where the memory controller is on.
@@ -953,15 +1038,21 @@ impl RunCgroup {
         procs(&self.dir)
     }
 
-    /// Whether the OOM killer killed a process of the run (`memory.events` `oom_kill`),
-    /// where the memory controller is on.
+    /// Whether the OOM killer killed a process of this run (`memory.events` `oom_kill`
+    /// above where it stood when the run began), where the memory controller is on.
     pub fn oom_killed(&self) -> bool {
         self.memory
             && std::fs::read_to_string(self.dir.join("memory.events"))
                 .ok()
                 .and_then(|t| counter(&t, "oom_kill"))
-                .is_some_and(|n| n > 0)
+                .is_some_and(|n| n > self.base.oom_kills)
     }
+}
+
+/// A counter of a flat-keyed cgroup file; a file without it reads as 0 (a kernel that
+/// does not keep it).
+fn read_counter(file: &Path, key: &str) -> io::Result<u64> {
+    Ok(counter(&std::fs::read_to_string(file)?, key).unwrap_or(0))
 }
 
 /// Removes emptied runs' cgroups on a thread of its own: `rmdir` of a cgroup is the
@@ -1159,6 +1250,9 @@ mod tests {
         let cg = RunCgroup {
             dir: dir.path().to_path_buf(),
             memory: true,
+            limits: Limits::default(),
+            base: Baseline::default(),
+            killed: Arc::default(),
         };
         assert_eq!(cg.cpu_ms(), None);
         assert_eq!(cg.memory_bytes(), None);
@@ -1191,6 +1285,92 @@ mod tests {
             !without.oom_killed(),
             "a cgroup without the memory controller is not asked"
         );
+    }
+
+    #[test]
+    fn a_jobs_next_run_uses_its_empty_cgroup_again_counting_from_its_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = Tree {
+            memory: true,
+            ..Tree::at(dir.path().to_path_buf())
+        };
+        let (first, _fd) = tree.create("j", 1, &Limits::default(), None).expect("made");
+        assert_eq!(first.dir(), dir.path().join("j@1"));
+        assert_eq!(first.baseline(), Baseline::default());
+        // What the kernel keeps in a cgroup across runs: the first run used 5 ms of CPU
+        // and had a process killed by the OOM killer.
+        let stat = first.dir().join("cpu.stat");
+        let events = first.dir().join("memory.events");
+        std::fs::write(&stat, "usage_usec 5000\nuser_usec 4000\n").expect("write");
+        std::fs::write(&events, "oom 1\noom_kill 1\n").expect("write");
+        assert_eq!(first.cpu_ms(), Some(5));
+        assert!(first.oom_killed());
+
+        let (second, _fd) = tree
+            .create("j", 2, &Limits::default(), Some(first.clone()))
+            .expect("used again");
+        assert_eq!(second, first, "the same cgroup");
+        assert!(!dir.path().join("j@2").exists(), "no new one made");
+        assert_eq!(
+            second.baseline(),
+            Baseline {
+                cpu_usec: 5000,
+                oom_kills: 1
+            }
+        );
+        assert_eq!(
+            second.cpu_ms(),
+            Some(0),
+            "the first run's CPU is not this run's"
+        );
+        assert!(!second.oom_killed(), "nor its OOM kill");
+        std::fs::write(&stat, "usage_usec 7600\n").expect("write");
+        std::fs::write(&events, "oom 2\noom_kill 2\n").expect("write");
+        assert_eq!(second.cpu_ms(), Some(2));
+        assert!(second.oom_killed());
+
+        // Killed (`cgroup.kill` written, as a stop that found processes left does): never
+        // used again.
+        let (killed, _fd) = tree
+            .create("j", 5, &Limits::default(), Some(second.clone()))
+            .expect("used again");
+        assert_eq!(killed, second);
+        assert!(killed.reusable());
+        killed.kill();
+        assert!(!second.reusable(), "every copy knows");
+        let (other, _fd) = tree
+            .create("j", 6, &Limits::default(), Some(second.clone()))
+            .expect("made");
+        assert_eq!(other.dir(), dir.path().join("j@6"));
+        assert!(other.remove());
+        std::fs::remove_file(second.dir().join("cgroup.kill")).expect("rm");
+
+        // Other limits (a reload changed them): the old cgroup goes, a new one is made
+        // (with the new limits written, which a plain folder here cannot show).
+        std::fs::remove_file(&stat).expect("rm");
+        std::fs::remove_file(&events).expect("rm");
+        let limited = RunCgroup {
+            limits: Limits {
+                tasks: Some(Some(7)),
+                ..Limits::default()
+            },
+            killed: Arc::default(),
+            ..second
+        };
+        assert!(limited.reusable(), "only its limits differ");
+        let (third, _fd) = tree
+            .create("j", 3, &Limits::default(), Some(limited))
+            .expect("made");
+        assert_eq!(third.dir(), dir.path().join("j@3"));
+        assert!(!dir.path().join("j@1").exists(), "the old one is removed");
+        assert_eq!(third.baseline(), Baseline::default());
+
+        // A spare that is gone (removed from outside): a new one is made.
+        assert!(third.remove());
+        let (fourth, _fd) = tree
+            .create("j", 4, &Limits::default(), Some(third))
+            .expect("made");
+        assert_eq!(fourth.dir(), dir.path().join("j@4"));
     }
 
     #[test]
@@ -1287,7 +1467,7 @@ mod tests {
         // Tree::create removes the run's cgroup again when it cannot be made whole (a
         // plain folder has no pids.max to write).
         let tree = Tree::at(dir.path().to_path_buf());
-        let e = tree.create("j", 2, &l).expect_err("no pids.max here");
+        let e = tree.create("j", 2, &l, None).expect_err("no pids.max here");
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
         assert!(
             !dir.path().join("j@2").exists(),
@@ -1544,7 +1724,7 @@ mod tests {
             assert!(words(&tree_dir.join("cgroup.subtree_control")).contains(&"hugetlb".to_owned()));
             let tree = Tree::at(tree_dir.clone());
             let (run, _procs) = tree
-                .create("job", 1, &Limits::default())
+                .create("job", 1, &Limits::default(), None)
                 .expect("run cgroup");
             assert!(
                 words(&run.dir().join("cgroup.controllers")).contains(&"hugetlb".to_owned()),
@@ -1589,7 +1769,7 @@ mod tests {
                 words(&leaf_tree.join("cgroup.subtree_control")).contains(&"hugetlb".to_owned())
             );
             let (run, _procs) = Tree::at(leaf_tree.clone())
-                .create("job", 2, &Limits::default())
+                .create("job", 2, &Limits::default(), None)
                 .expect("run cgroup");
             assert!(words(&run.dir().join("cgroup.controllers")).contains(&"hugetlb".to_owned()));
             assert!(run.remove());

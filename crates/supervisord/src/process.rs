@@ -352,8 +352,14 @@ pub struct SpawnContext<'a> {
     pub cgroups: Option<&'a Tree>,
 }
 
-/// Spawn `spec` as a new process group and start its task.
-pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, SpawnError> {
+/// Spawn `spec` as a new process group and start its task. `spare`: the job's cgroup
+/// from an earlier run, empty, for this one to use again.
+pub fn spawn(
+    spec: &JobSpec,
+    run: u64,
+    ctx: &SpawnContext<'_>,
+    spare: Option<RunCgroup>,
+) -> Result<Run, SpawnError> {
     let SpawnContext {
         logs,
         reports,
@@ -365,7 +371,7 @@ pub fn spawn(spec: &JobSpec, run: u64, ctx: &SpawnContext<'_>) -> Result<Run, Sp
     let io = child_io(spec)?;
     let cgroup = match cgroups {
         Some(tree) => Some(
-            tree.create(&spec.name, run, &spec.cgroup_limits)
+            tree.create(&spec.name, run, &spec.cgroup_limits, spare)
                 .map_err(|e| SpawnError::Other {
                     program: spec.command[0].clone(),
                     reason: format!("cannot create its cgroup: {e}"),

@@ -12,6 +12,7 @@
 //! group (`setsid`), and orphans reaped by supervisord. Memory is the sum of each live
 //! process's RSS, so pages shared between them count once per process.
 
+use crate::cgroup::RunCgroup;
 use protocol::Job;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -133,20 +134,20 @@ fn all_stats() -> impl Iterator<Item = ProcStat> {
 }
 
 /// Fill `cpu_ms` and `memory_bytes` of every job that has a live process group (its pid
-/// leads the group). Others keep `null`. Blocking: call it in `spawn_blocking`.
+/// leads the group). Others keep `null`. `cgroups`: the cgroup of each job's run, where
+/// runs have one. Blocking: call it in `spawn_blocking`.
 ///
 /// A run in a cgroup of its own is measured from the cgroup: `cpu.stat`'s `usage_usec`
 /// (every process the run ever had, `setsid` ones included; the kernel keeps it even
-/// without the cpu controller), and `memory.current` where the memory controller is on,
-/// else the resident memory of each process in `cgroup.procs`. The others: one walk of
-/// `/proc`, by process group.
-pub fn fill(jobs: &mut [Job]) {
+/// without the cpu controller; less what the job's earlier runs in the same cgroup used),
+/// and `memory.current` where the memory controller is on, else the resident memory of
+/// each process in `cgroup.procs`. The others: one walk of `/proc`, by process group.
+pub fn fill(jobs: &mut [Job], cgroups: &[(String, RunCgroup)]) {
     let units = Units::get();
+    let cgroups: HashMap<&str, &RunCgroup> =
+        cgroups.iter().map(|(n, cg)| (n.as_str(), cg)).collect();
     for job in jobs.iter_mut().filter(|j| j.alive) {
-        let Some(cg) = job
-            .pid
-            .and_then(|p| crate::cgroup::run_cgroup_of(p, &job.name))
-        else {
+        let Some(cg) = cgroups.get(job.name.as_str()) else {
             continue;
         };
         let Some(cpu_ms) = cg.cpu_ms() else { continue };

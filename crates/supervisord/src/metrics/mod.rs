@@ -12,7 +12,7 @@
 
 pub mod http;
 
-use crate::supervisor::{Call, SupervisorHandle};
+use crate::supervisor::SupervisorHandle;
 use crate::usage::{self, OwnProcess};
 use protocol::{code, Health, Job, JobList, JobState, RpcError, Selection};
 use std::fmt::Write as _;
@@ -54,7 +54,7 @@ pub async fn jobs_with_usage(
     supervisor: &SupervisorHandle,
     selection: Selection,
 ) -> Result<JobList, RpcError> {
-    let answer = supervisor.call(Call::Status(selection)).await?;
+    let (answer, cgroups) = supervisor.usage(selection).await?;
     let list: JobList = serde_json::from_str(answer.get()).map_err(|e| {
         RpcError::new(
             code::INTERNAL_ERROR,
@@ -63,7 +63,7 @@ pub async fn jobs_with_usage(
     })?;
     let mut list = list;
     tokio::task::spawn_blocking(move || {
-        usage::fill(&mut list.jobs);
+        usage::fill(&mut list.jobs, &cgroups);
         list
     })
     .await

@@ -45,31 +45,22 @@ impl Supervisor {
         }
     }
 
-    /// A run's cgroup after its leader ended: removed if empty, else watched until it
-    /// is. True when `exit` is held until then.
-    pub(super) fn keep_cgroup(&mut self, cg: RunCgroup, job: &str, exit: Option<i32>) -> bool {
-        // Most runs' cgroups are empty by the time their leader has ended. When the exit
-        // is reported at once (not held for a stop), an empty one is handed to the
-        // janitor thread, which removes it off the runtime.
-        // Otherwise removing it is the whole work when it is empty, and what tells so.
-        // A cgroup just read as populated goes straight to the watch.
-        let cg = match (&self.janitor, exit) {
-            (Some(janitor), None) => {
-                if cg.populated() {
-                    cg
-                } else {
-                    match janitor.remove(cg) {
-                        Ok(()) => return false,
-                        Err(cg) if cg.remove() => return false,
-                        Err(cg) => cg,
-                    }
-                }
-            }
-            _ => match cg.remove_if_empty() {
-                Ok(true) => return false,
-                _ => cg,
-            },
-        };
+    /// A run's cgroup after its leader ended (`populated`: with processes left in it):
+    /// kept for the job's next run if empty, else watched until it is. True when `exit`
+    /// is held until then.
+    pub(super) fn keep_cgroup(
+        &mut self,
+        cg: RunCgroup,
+        job: &str,
+        populated: bool,
+        exit: Option<i32>,
+    ) -> bool {
+        // Almost always empty by the time its leader has ended: the job's next run uses
+        // it again, sparing the kernel a `rmdir` now and a `mkdir` then.
+        if !populated {
+            self.spare(job, cg);
+            return false;
+        }
         if self.cgroup_watch.is_none() {
             match Watcher::new() {
                 Ok(w) => self.cgroup_watch = Some(w),
@@ -85,7 +76,7 @@ impl Supervisor {
             None => false,
         };
         if !watched {
-            cg.remove();
+            self.spare(job, cg);
             return false;
         }
         let held = exit.is_some();
@@ -99,13 +90,44 @@ impl Supervisor {
         held
     }
 
-    /// Cgroups that emptied: removed, and a stopped run's exit reported at last.
+    /// An empty cgroup of `job`'s: kept for its next run. Removed instead when the job
+    /// is going (at once, so a `remove` or reload answers with it gone), or already has
+    /// one, or it was killed (by the janitor).
+    fn spare(&mut self, job: &str, cg: RunCgroup) {
+        match self.jobs.get(job) {
+            Some(e) if !e.removing && e.spare_cgroup.is_none() && cg.reusable() => {
+                if let Some(e) = self.jobs.get_mut(job) {
+                    e.spare_cgroup = Some(cg);
+                }
+            }
+            Some(e) if !e.removing => self.discard_cgroup(cg),
+            _ => {
+                cg.remove();
+            }
+        }
+    }
+
+    /// Remove an empty cgroup: by the janitor thread, off the runtime, where there is one.
+    fn discard_cgroup(&self, cg: RunCgroup) {
+        let cg = match &self.janitor {
+            Some(janitor) => match janitor.remove(cg) {
+                Ok(()) => return,
+                Err(cg) => cg,
+            },
+            None => cg,
+        };
+        cg.remove();
+    }
+
+    /// Cgroups that emptied: kept for their job's next run (or removed), and a stopped
+    /// run's exit reported at last.
     pub(super) fn cgroups_emptied(&mut self, emptied: Vec<RunCgroup>) {
         for cg in emptied {
-            cg.remove();
             let Some(left) = self.cgroups_left.remove(&cg) else {
+                self.discard_cgroup(cg);
                 continue;
             };
+            self.spare(&left.job, cg);
             if let Some(code) = left.exit {
                 self.feed(&left.job, Input::Exited(code));
             }
@@ -115,7 +137,19 @@ impl Supervisor {
     /// At shutdown: kill what is left in runs' cgroups, wait a moment for them to empty,
     /// remove them and the subtree.
     pub(super) async fn end_cgroups(&mut self) {
-        // What the janitor was given is removed before the subtree is.
+        // Jobs' spare cgroups, and what the janitor was given, are removed before the
+        // subtree is.
+        let names: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|e| e.spare_cgroup.is_some())
+            .map(|e| e.spec.name.clone())
+            .collect();
+        for name in names {
+            if let Some(cg) = self.jobs.get_mut(&name).and_then(|e| e.spare_cgroup.take()) {
+                self.discard_cgroup(cg);
+            }
+        }
         if let Some(janitor) = self.janitor.take() {
             let _ = tokio::task::spawn_blocking(move || janitor.finish()).await;
         }

@@ -165,6 +165,14 @@ pub enum Command {
         /// The log file, or why there is none.
         reply: oneshot::Sender<Result<PathBuf, RpcError>>,
     },
+    /// `status` with `usage`: the table, and the cgroup of each run in it, from the same
+    /// instant (usage is measured by the caller, off the actor).
+    Usage {
+        /// The jobs.
+        selection: protocol::Selection,
+        /// The table's text and each contained run's cgroup by job name.
+        reply: oneshot::Sender<Result<WithCgroups, RpcError>>,
+    },
     /// Apply a freshly read job file (or refuse it); answered once applied.
     Reload {
         /// The file as read.
@@ -173,6 +181,9 @@ pub enum Command {
         reply: Reply,
     },
 }
+
+/// A `status` answer, and the cgroup of each run in it by job name.
+pub type WithCgroups = (Answer, Vec<(String, RunCgroup)>);
 
 /// A cheap handle on the supervisor: what the server and signal handlers hold.
 #[derive(Clone)]
@@ -211,6 +222,12 @@ impl SupervisorHandle {
             reply,
         })
         .await?
+    }
+
+    /// The table, and the cgroups of the runs in it, for `status` with `usage`.
+    pub async fn usage(&self, selection: protocol::Selection) -> Result<WithCgroups, RpcError> {
+        self.ask(|reply| Command::Usage { selection, reply })
+            .await?
     }
 
     /// Apply a job file read from disk; answers once removed jobs are gone, changed ones
@@ -255,6 +272,8 @@ struct Entry {
     slot_ticket: Option<u64>,
     /// Its `status` text while it does not change (dropped by the table on every change).
     encoded: status::Encoded,
+    /// Its cgroup from an earlier run, empty, for the next run to use again.
+    spare_cgroup: Option<RunCgroup>,
 }
 
 /// Where a job came from.
@@ -281,6 +300,7 @@ impl Entry {
             queued_run: false,
             slot_ticket: None,
             encoded: status::Encoded::default(),
+            spare_cgroup: None,
         }
     }
 }
@@ -593,6 +613,20 @@ impl Supervisor {
             } => {
                 let _ = reply.send(self.log_source(&name, stream));
             }
+            Command::Usage { selection, reply } => {
+                let answer = self.status_text(&selection).map(|text| {
+                    let cgroups = self
+                        .jobs
+                        .values()
+                        .filter_map(|e| {
+                            let cg = e.run.as_ref()?.cgroup.as_ref()?;
+                            Some((e.spec.name.clone(), cg.clone()))
+                        })
+                        .collect();
+                    (text, cgroups)
+                });
+                let _ = reply.send(answer);
+            }
             Command::Reload { config, reply } => {
                 let outcome = self.reload(*config);
                 self.settle(outcome, reply);
@@ -629,12 +663,16 @@ impl Supervisor {
                 let pgid = finished.pid;
                 let stopping = entry.life.state() == protocol::JobState::Stopping;
                 let ends_all = stopping && finished.kill_group;
+                // Whether the run's cgroup still holds processes.
+                let populated = finished.cgroup.as_ref().map(RunCgroup::populated);
                 if ends_all {
                     // A stop ends the whole group: members that outlived the leader
                     // already had the stop signal. The leader is an unreaped zombie, so
-                    // the group is still ours.
+                    // the group is still ours. An empty cgroup is not killed: it stays
+                    // fit for the job's next run.
                     match &finished.cgroup {
-                        Some(cg) => cg.kill(),
+                        Some(cg) if populated == Some(true) => cg.kill(),
+                        Some(_) => {}
                         None => os::kill_group(pgid),
                     }
                 }
@@ -643,7 +681,8 @@ impl Supervisor {
                 // Where the memory controller is on, the run's cgroup counts OOM kills.
                 let oom = finished.cgroup.as_ref().is_some_and(RunCgroup::oom_killed);
                 if let Some(cg) = finished.cgroup {
-                    if self.keep_cgroup(cg, &name, ends_all.then_some(exitcode)) {
+                    let exit = ends_all.then_some(exitcode);
+                    if self.keep_cgroup(cg, &name, populated == Some(true), exit) {
                         // The exit is reported once the cgroup is empty.
                         return;
                     }
@@ -865,6 +904,7 @@ impl Supervisor {
         self.next_run += 1;
         let notify_env = self.open_notify(name, run_id);
         let line_watch = self.open_line_watch(name);
+        let spare = self.jobs.get_mut(name).and_then(|e| e.spare_cgroup.take());
         let Some(entry) = self.jobs.get(name) else {
             return;
         };
@@ -888,7 +928,7 @@ impl Supervisor {
             }
             None => entry.spec.clone(),
         };
-        match process::spawn(&spec, run_id, &ctx) {
+        match process::spawn(&spec, run_id, &ctx, spare) {
             Ok(run) => {
                 let pid = run.pid;
                 if let Some(g) = self.guard.as_mut() {

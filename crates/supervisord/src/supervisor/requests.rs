@@ -149,6 +149,11 @@ impl Supervisor {
     /// The table (or the selected part of it), written straight into the answer's text.
     /// The history's failure rides along, for `supctl status`'s header.
     fn status(&self, sel: &Selection) -> Result<Outcome, RpcError> {
+        Ok(Outcome::Now(Ok(self.status_text(sel)?)))
+    }
+
+    /// The `status` answer for the jobs `sel` names.
+    pub(super) fn status_text(&self, sel: &Selection) -> Result<Answer, RpcError> {
         let history_error = self.runs.error();
         let text = if sel.is_empty() {
             super::status::job_list(self.jobs.values(), history_error)
@@ -157,7 +162,7 @@ impl Supervisor {
             let entries: Vec<&Entry> = names.iter().filter_map(|n| self.jobs.get(n)).collect();
             super::status::job_list(entries.into_iter(), history_error)
         };
-        Ok(Outcome::Now(Ok(Answer::trusted(text))))
+        Ok(Answer::trusted(text))
     }
 
     fn start(&mut self, p: &protocol::StartParams) -> Result<Outcome, RpcError> {

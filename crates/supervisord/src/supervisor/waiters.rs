@@ -265,7 +265,10 @@ impl Supervisor {
             .map(|e| e.spec.name.clone())
             .collect();
         for name in removed {
-            self.jobs.shift_remove(&name);
+            // Its cgroup goes with it, before the answer that says it is gone.
+            if let Some(cg) = self.jobs.shift_remove(&name).and_then(|e| e.spare_cgroup) {
+                cg.remove();
+            }
             tracing::info!(job = %name, "job removed");
         }
     }
