@@ -483,6 +483,10 @@ start_secs = 0
     ) else {
         return;
     };
+    // Usage asked for once: from then on a run in a cgroup used again counts from the
+    // CPU counter's value at its start (before, it would be measured by process group).
+    let r = d.ok("status", json!({ "names": ["twice"], "usage": true }));
+    assert_eq!(r["jobs"][0]["cpu_ms"], Value::Null, "not running: {r}");
     // The first run burns CPU for a second of wall time, then exits 0.
     d.ok("start", json!({ "names": ["twice"] }));
     let r = d.ok("wait", json!({ "names": ["twice"] }));

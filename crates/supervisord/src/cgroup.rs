@@ -827,16 +827,22 @@ impl Tree {
     /// earlier run, found empty when that run ended: it is used again when it has the
     /// same limits (no `mkdir`/`rmdir` for the kernel to do on every run), else removed.
     /// A new one is `<job>@<run>`. An error names the file.
+    ///
+    /// `measure`: usage has been asked for, so a cgroup used again has its CPU counter
+    /// read now, for this run's to count from. Not otherwise: reading `cpu.stat` makes
+    /// the kernel flush every CPU's pending counts (tens of microseconds a run), and
+    /// nothing is measured unless asked.
     pub fn create(
         &self,
         job: &str,
         run: u64,
         limits: &Limits,
         spare: Option<RunCgroup>,
+        measure: bool,
     ) -> io::Result<(RunCgroup, OwnedFd)> {
         if let Some(spare) = spare {
             if spare.limits == *limits && spare.reusable() {
-                match spare.again() {
+                match spare.again(measure) {
                     Ok(again) => return Ok(again),
                     Err(e) => {
                         tracing::debug!(cgroup = %spare.dir.display(), error = %e, "cannot use a job's cgroup again; making another")
@@ -912,12 +918,22 @@ pub struct RunCgroup {
 }
 
 /// A cgroup's cumulative counters as they stood when a run began in it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Baseline {
-    /// `cpu.stat` `usage_usec`.
-    pub cpu_usec: u64,
+    /// `cpu.stat` `usage_usec`; `None` when not read (see [`Tree::create`]'s `measure`).
+    pub cpu_usec: Option<u64>,
     /// `memory.events` `oom_kill`.
     pub oom_kills: u64,
+}
+
+impl Default for Baseline {
+    /// A new cgroup's: nothing counted yet.
+    fn default() -> Self {
+        Baseline {
+            cpu_usec: Some(0),
+            oom_kills: 0,
+        }
+    }
 }
 
 // A cgroup is its folder: the same one whatever run it is counted for.
@@ -995,10 +1011,15 @@ impl RunCgroup {
     }
 
     /// The cgroup for another run of the same job, found empty when the last one ended:
-    /// its counters read as they stand now (this run's start), its folder opened.
-    fn again(&self) -> io::Result<(RunCgroup, OwnedFd)> {
+    /// its counters read as they stand now (this run's start; the CPU counter only if
+    /// `measure`), its folder opened.
+    fn again(&self, measure: bool) -> io::Result<(RunCgroup, OwnedFd)> {
         let fd = open_path(&self.dir)?;
-        let cpu_usec = read_counter(&self.dir.join("cpu.stat"), "usage_usec")?;
+        let cpu_usec = if measure {
+            Some(read_counter(&self.dir.join("cpu.stat"), "usage_usec")?)
+        } else {
+            None
+        };
         let oom_kills = if self.memory {
             read_counter(&self.dir.join("memory.events"), "oom_kill")?
         } else {
@@ -1021,10 +1042,12 @@ impl RunCgroup {
 
     /// CPU time of every process the run had (`cpu.stat` `usage_usec`, kept by the kernel
     /// even without the cpu controller, less what earlier runs in the cgroup used), in
-    /// milliseconds.
+    /// milliseconds. `None` when that is not known (the counter was not read when the run
+    /// began in a cgroup used again).
     pub fn cpu_ms(&self) -> Option<u64> {
+        let base = self.base.cpu_usec?;
         let text = std::fs::read_to_string(self.dir.join("cpu.stat")).ok()?;
-        counter(&text, "usage_usec").map(|us| us.saturating_sub(self.base.cpu_usec) / 1000)
+        counter(&text, "usage_usec").map(|us| us.saturating_sub(base) / 1000)
     }
 
     /// Memory charged to the cgroup (`memory.current`), where the memory controller is on.
@@ -1294,7 +1317,9 @@ mod tests {
             memory: true,
             ..Tree::at(dir.path().to_path_buf())
         };
-        let (first, _fd) = tree.create("j", 1, &Limits::default(), None).expect("made");
+        let (first, _fd) = tree
+            .create("j", 1, &Limits::default(), None, true)
+            .expect("made");
         assert_eq!(first.dir(), dir.path().join("j@1"));
         assert_eq!(first.baseline(), Baseline::default());
         // What the kernel keeps in a cgroup across runs: the first run used 5 ms of CPU
@@ -1306,15 +1331,31 @@ mod tests {
         assert_eq!(first.cpu_ms(), Some(5));
         assert!(first.oom_killed());
 
+        // Used again before anyone asked for usage: the CPU counter is not read (its
+        // usage is not known from the cgroup), the OOM count is.
+        let (unmeasured, _fd) = tree
+            .create("j", 2, &Limits::default(), Some(first.clone()), false)
+            .expect("used again");
+        assert_eq!(unmeasured, first, "the same cgroup");
+        assert_eq!(
+            unmeasured.baseline(),
+            Baseline {
+                cpu_usec: None,
+                oom_kills: 1
+            }
+        );
+        assert_eq!(unmeasured.cpu_ms(), None);
+        assert!(!unmeasured.oom_killed());
+
         let (second, _fd) = tree
-            .create("j", 2, &Limits::default(), Some(first.clone()))
+            .create("j", 2, &Limits::default(), Some(first.clone()), true)
             .expect("used again");
         assert_eq!(second, first, "the same cgroup");
         assert!(!dir.path().join("j@2").exists(), "no new one made");
         assert_eq!(
             second.baseline(),
             Baseline {
-                cpu_usec: 5000,
+                cpu_usec: Some(5000),
                 oom_kills: 1
             }
         );
@@ -1332,14 +1373,14 @@ mod tests {
         // Killed (`cgroup.kill` written, as a stop that found processes left does): never
         // used again.
         let (killed, _fd) = tree
-            .create("j", 5, &Limits::default(), Some(second.clone()))
+            .create("j", 5, &Limits::default(), Some(second.clone()), true)
             .expect("used again");
         assert_eq!(killed, second);
         assert!(killed.reusable());
         killed.kill();
         assert!(!second.reusable(), "every copy knows");
         let (other, _fd) = tree
-            .create("j", 6, &Limits::default(), Some(second.clone()))
+            .create("j", 6, &Limits::default(), Some(second.clone()), true)
             .expect("made");
         assert_eq!(other.dir(), dir.path().join("j@6"));
         assert!(other.remove());
@@ -1359,7 +1400,7 @@ mod tests {
         };
         assert!(limited.reusable(), "only its limits differ");
         let (third, _fd) = tree
-            .create("j", 3, &Limits::default(), Some(limited))
+            .create("j", 3, &Limits::default(), Some(limited), true)
             .expect("made");
         assert_eq!(third.dir(), dir.path().join("j@3"));
         assert!(!dir.path().join("j@1").exists(), "the old one is removed");
@@ -1368,7 +1409,7 @@ mod tests {
         // A spare that is gone (removed from outside): a new one is made.
         assert!(third.remove());
         let (fourth, _fd) = tree
-            .create("j", 4, &Limits::default(), Some(third))
+            .create("j", 4, &Limits::default(), Some(third), true)
             .expect("made");
         assert_eq!(fourth.dir(), dir.path().join("j@4"));
     }
@@ -1467,7 +1508,9 @@ mod tests {
         // Tree::create removes the run's cgroup again when it cannot be made whole (a
         // plain folder has no pids.max to write).
         let tree = Tree::at(dir.path().to_path_buf());
-        let e = tree.create("j", 2, &l, None).expect_err("no pids.max here");
+        let e = tree
+            .create("j", 2, &l, None, false)
+            .expect_err("no pids.max here");
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
         assert!(
             !dir.path().join("j@2").exists(),
@@ -1724,7 +1767,7 @@ mod tests {
             assert!(words(&tree_dir.join("cgroup.subtree_control")).contains(&"hugetlb".to_owned()));
             let tree = Tree::at(tree_dir.clone());
             let (run, _procs) = tree
-                .create("job", 1, &Limits::default(), None)
+                .create("job", 1, &Limits::default(), None, false)
                 .expect("run cgroup");
             assert!(
                 words(&run.dir().join("cgroup.controllers")).contains(&"hugetlb".to_owned()),
@@ -1769,7 +1812,7 @@ mod tests {
                 words(&leaf_tree.join("cgroup.subtree_control")).contains(&"hugetlb".to_owned())
             );
             let (run, _procs) = Tree::at(leaf_tree.clone())
-                .create("job", 2, &Limits::default(), None)
+                .create("job", 2, &Limits::default(), None, false)
                 .expect("run cgroup");
             assert!(words(&run.dir().join("cgroup.controllers")).contains(&"hugetlb".to_owned()));
             assert!(run.remove());

@@ -350,6 +350,9 @@ pub struct SpawnContext<'a> {
     pub line_watch: Option<&'a LineWatch>,
     /// Where runs' cgroups go, when runs are contained in cgroups.
     pub cgroups: Option<&'a Tree>,
+    /// Usage has been asked for: a run in its job's cgroup used again takes the CPU
+    /// counter's value at its start.
+    pub measure: bool,
 }
 
 /// Spawn `spec` as a new process group and start its task. `spare`: the job's cgroup
@@ -367,11 +370,12 @@ pub fn spawn(
         death,
         line_watch,
         cgroups,
+        measure,
     } = *ctx;
     let io = child_io(spec)?;
     let cgroup = match cgroups {
         Some(tree) => Some(
-            tree.create(&spec.name, run, &spec.cgroup_limits, spare)
+            tree.create(&spec.name, run, &spec.cgroup_limits, spare, measure)
                 .map_err(|e| SpawnError::Other {
                     program: spec.command[0].clone(),
                     reason: format!("cannot create its cgroup: {e}"),

@@ -378,6 +378,9 @@ pub struct Supervisor {
     /// cgroup is empty), or none (the exit was reported; what is left goes at the job's
     /// next stop or at shutdown).
     cgroups_left: HashMap<RunCgroup, CgroupLeft>,
+    /// A client asked for usage (`status --usage`, `metrics`): from then on runs in
+    /// cgroups used again take the CPU counter's value at their start.
+    usage_asked: bool,
 }
 
 impl Supervisor {
@@ -436,6 +439,7 @@ impl Supervisor {
             cgroup_watch: None,
             janitor: None,
             cgroups_left: HashMap::new(),
+            usage_asked: false,
         };
         (sup, SupervisorHandle { tx })
     }
@@ -614,6 +618,7 @@ impl Supervisor {
                 let _ = reply.send(self.log_source(&name, stream));
             }
             Command::Usage { selection, reply } => {
+                self.usage_asked = true;
                 let answer = self.status_text(&selection).map(|text| {
                     let cgroups = self
                         .jobs
@@ -919,6 +924,7 @@ impl Supervisor {
             },
             line_watch: line_watch.as_ref(),
             cgroups: self.cgroups.as_ref(),
+            measure: self.usage_asked,
         };
         let spec = match notify_env {
             Some((k, v)) => {
