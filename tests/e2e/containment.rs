@@ -275,9 +275,9 @@ start_secs = 0
     d.ok("terminate", json!({ "names": ["forker"] }));
 }
 
-/// A run killed with SIGKILL (`cgroup.kill`) or stopped with processes left: the job's
-/// next runs still start and run (a cgroup that was killed is never used again), and a
-/// stop that found the cgroup empty keeps it for the next run.
+/// A run killed with SIGKILL (`cgroup.kill`): the job's next run still starts and runs
+/// (a cgroup that was killed is never used again), and a stop that found the cgroup
+/// empty keeps it for the next run, until the job is removed.
 #[test]
 fn after_a_kill_or_a_stop_the_next_run_runs() {
     let d = Daemon::start(&jobs(
@@ -292,38 +292,46 @@ backoff = "100ms"
     let Some(tree) = subtree(&d, "after_a_kill_or_a_stop_the_next_run_runs") else {
         return;
     };
+    // Each run's cgroup as it printed it (waited for, so a run is not ended before).
+    let printed = |n: usize| -> Vec<String> {
+        wait_until(&format!("run {n}'s line in the log"), DEADLINE, || {
+            let log = std::fs::read_to_string(d.dir.path().join("logs/svc.stdout.log")).ok()?;
+            let runs: Vec<String> = log
+                .lines()
+                .filter_map(|l| l.strip_prefix("0::"))
+                .map(str::to_owned)
+                .collect();
+            (runs.len() == n).then_some(runs)
+        })
+    };
     let first = d.running_pid("svc");
+    printed(1);
     let r = d.ok("kill", json!({ "names": ["svc"], "signal": "KILL" }));
     assert!(r.is_object(), "{r}");
     d.wait_job("svc", "running again", |j| {
         j.state.as_str() == "running" && j.pid.is_some_and(|p| p != first)
     });
-    let second = d.running_pid("svc");
+    printed(2);
     // A stop of a run whose cgroup empties with its leader: not killed, so kept.
     d.ok("terminate", json!({ "names": ["svc"] }));
     d.ok("start", json!({ "names": ["svc"] }));
     let third = d.running_pid("svc");
-    assert!(alive(third));
-    let log = wait_until("the third run's line in the log", DEADLINE, || {
-        let log = std::fs::read_to_string(d.dir.path().join("logs/svc.stdout.log")).ok()?;
-        (log.lines().filter(|l| l.starts_with("0::")).count() == 3).then_some(log)
-    });
-    let runs: Vec<&str> = log.lines().filter_map(|l| l.strip_prefix("0::")).collect();
+    let runs = printed(3);
     assert_ne!(
         runs[0], runs[1],
-        "the killed cgroup was not used again: {log}"
+        "the killed cgroup was not used again: {runs:?}"
     );
     assert_eq!(
         runs[1], runs[2],
-        "the stopped run's empty cgroup was: {log}"
+        "the stopped run's empty cgroup was: {runs:?}"
     );
-    assert_eq!(cgroup_of(third).as_deref(), Some(runs[2]));
-    let status = d.job("svc");
-    assert_eq!(status.state.as_str(), "running", "{second} then {third}");
+    assert_eq!(cgroup_of(third).as_deref(), Some(runs[2].as_str()));
+    assert!(alive(third), "the third run runs");
+    assert_eq!(d.job("svc").state.as_str(), "running");
     assert_eq!(cgroups_in(&tree).len(), 1, "{:?}", cgroups_in(&tree));
     // Stopped, its empty cgroup is kept until the job goes: then at once.
     d.ok("terminate", json!({ "names": ["svc"] }));
-    let kept = tree.join(Path::new(runs[2]).file_name().expect("name"));
+    let kept = tree.join(Path::new(&runs[2]).file_name().expect("name"));
     assert!(empty(&kept), "{} kept, empty", kept.display());
     d.ok("remove", json!({ "names": ["svc"] }));
     assert!(!kept.exists(), "{} removed with the job", kept.display());

@@ -178,6 +178,7 @@ impl Supervisor {
             Due::Queue => {
                 if let Some(e) = self.jobs.get_mut(name) {
                     e.queued_run = true;
+                    self.scans.queued = true;
                 }
             }
             Due::Replace => self.feed(name, Input::Restart),
@@ -189,12 +190,24 @@ impl Supervisor {
     /// After every turn: start the runs that `overlap = "queue"` held for jobs whose run
     /// has now ended.
     pub(super) fn start_queued_runs(&mut self) {
+        if !self.scans.queued {
+            return;
+        }
+        let mut queued = false;
         let ready: Vec<String> = self
             .jobs
             .values()
-            .filter(|e| e.queued_run && e.life.state().is_settled())
+            .filter(|e| e.queued_run)
+            .inspect(|_| queued = true)
+            .filter(|e| e.life.state().is_settled())
             .map(|e| e.spec.name.clone())
             .collect();
+        // Set while any is queued (those started below included: the next turn sees them
+        // unqueued and clears it).
+        self.scans.queued = queued;
+        if ready.is_empty() {
+            return;
+        }
         for name in ready {
             if let Some(e) = self.jobs.get_mut(&name) {
                 e.queued_run = false;
@@ -255,12 +268,19 @@ impl Supervisor {
     pub(super) fn waiting_in_line(&mut self) -> Vec<String> {
         let mut waiting = Vec::new();
         let mut done = Vec::new();
+        if !self.scans.waiting {
+            return Vec::new();
+        }
         for e in self.jobs.values() {
             if e.life.state() == JobState::Waiting {
                 waiting.push((e.slot_ticket.unwrap_or(u64::MAX), e.spec.name.clone()));
             } else if e.slot_ticket.is_some() {
                 done.push(e.spec.name.clone());
             }
+        }
+        // None waits and none holds a ticket: nothing to look at until one comes to wait.
+        if waiting.is_empty() {
+            self.scans.waiting = false;
         }
         // Only the entries that change are taken to change (which drops their status text;
         // this runs after every turn).

@@ -141,6 +141,7 @@ impl Supervisor {
                 e.life = Lifecycle::remembered(*state, &remembered(run));
             }
         }
+        self.scans = super::Scans::default();
     }
 
     /// Each job's last run as the history said when supervisord started, by job name:

@@ -305,6 +305,31 @@ impl Entry {
     }
 }
 
+/// Which of the after-turn scans of the whole table may find something: set wherever a
+/// job may come to need one, cleared by the scan that finds nothing. Each scan is
+/// O(jobs) and a turn comes with every exit, so without them a burst of N runs ending
+/// cost O(N²) (touching every entry four times a turn).
+#[derive(Debug, Clone, Copy)]
+struct Scans {
+    /// A job may have a scheduled run queued (`queued_run`).
+    queued: bool,
+    /// A job may be `waiting`, or hold a place in its group's line.
+    waiting: bool,
+    /// A job may be being removed.
+    removing: bool,
+}
+
+impl Default for Scans {
+    /// Everything looked at once.
+    fn default() -> Self {
+        Scans {
+            queued: true,
+            waiting: true,
+            removing: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct TimerEntry {
     name: String,
@@ -381,6 +406,8 @@ pub struct Supervisor {
     /// A client asked for usage (`status --usage`, `metrics`): from then on runs in
     /// cgroups used again take the CPU counter's value at their start.
     usage_asked: bool,
+    /// Which of the after-turn scans of the whole table may find something.
+    scans: Scans,
 }
 
 impl Supervisor {
@@ -440,6 +467,7 @@ impl Supervisor {
             janitor: None,
             cgroups_left: HashMap::new(),
             usage_asked: false,
+            scans: Scans::default(),
         };
         (sup, SupervisorHandle { tx })
     }
@@ -954,6 +982,9 @@ impl Supervisor {
 
     fn publish(&mut self, spec: &JobSpec, t: &Transition) {
         self.published = true;
+        if t.to == protocol::JobState::Waiting {
+            self.scans.waiting = true;
+        }
         let signal = t.exitcode.and_then(signal_name);
         tracing::info!(
             job = %spec.name,

@@ -154,6 +154,7 @@ impl Supervisor {
         for name in &plan.removed {
             if let Some(e) = self.jobs.get_mut(name) {
                 e.removing = true;
+                self.scans.removing = true;
             }
             self.stop(name, None);
         }

@@ -260,6 +260,7 @@ impl Supervisor {
         for n in &names {
             if let Some(e) = self.jobs.get_mut(n) {
                 e.removing = true;
+                self.scans.removing = true;
             }
             self.stop(n, None);
         }
@@ -306,6 +307,7 @@ impl Supervisor {
         for (_, name) in &extra {
             if let Some(e) = self.jobs.get_mut(name) {
                 e.removing = true;
+                self.scans.removing = true;
             }
             self.stop(name, None);
         }

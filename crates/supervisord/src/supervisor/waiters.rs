@@ -247,7 +247,11 @@ impl Supervisor {
     /// so that `remove a b` answers with both last statuses even when `b` went at once.
     fn forget_removed(&mut self) {
         // Every turn: no set of the awaited names unless a job is being removed.
+        if !self.scans.removing {
+            return;
+        }
         if !self.jobs.values().any(|e| e.removing) {
+            self.scans.removing = false;
             return;
         }
         let awaited: HashSet<&str> = self
@@ -281,6 +285,11 @@ impl Supervisor {
                 self.begin_stop();
                 return;
             }
+        }
+        // Only batch mode and a drain end when every non-daemon job has settled.
+        let batch = self.batch && self.phase == Phase::Serving;
+        if !batch && self.phase != Phase::Draining {
+            return;
         }
         let non_daemon_settled = self
             .jobs
