@@ -14,6 +14,7 @@ mod logs;
 mod pipe;
 mod render;
 mod report;
+mod row;
 mod suggest;
 mod top;
 
@@ -407,10 +408,28 @@ fn run(cli: Cli, socket: &Path) -> Result<(), Failure> {
         usage,
     } = &cli.command
     {
+        let one_named = names.len() == 1 && group.is_none();
+        if !out.json && !one_named && !usage {
+            // The plain table: rows that borrow from the answer's line, rendered into
+            // one text before the line goes.
+            let text = client.call_then(&request, |line, id| {
+                let rows = match row::quick(line, id) {
+                    Some(rows) => Ok(rows),
+                    None => client::answer::<row::Rows<'_>>(line, id)?,
+                };
+                Some(rows.map(|rows| {
+                    let mut text = history_warning(rows.history_error.as_deref());
+                    render::rows_table(&mut text, &rows.jobs, out.colour);
+                    text
+                }))
+            })?;
+            print!("{text}");
+            return Ok(());
+        }
         if !out.json {
             let list: JobList = client.call_decoded(&request)?;
-            print!("{}", history_warning(&list));
-            print_status(out, &list, names.len() == 1 && group.is_none(), *usage);
+            print!("{}", history_warning(list.history_error.as_deref()));
+            print_status(out, &list, one_named, *usage);
             return Ok(());
         }
     }
@@ -835,8 +854,8 @@ fn print_ping(reply: &Reply, socket: &Path) -> Result<(), Failure> {
 
 /// The status table's header line when the daemon's run history is not being written
 /// (the `status` result says so); empty otherwise.
-fn history_warning(list: &JobList) -> String {
-    match &list.history_error {
+fn history_warning(history_error: Option<&str>) -> String {
+    match history_error {
         Some(e) => format!("warning: run history off: {e}\n"),
         None => String::new(),
     }

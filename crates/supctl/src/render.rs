@@ -1,6 +1,7 @@
 //! Output for people: aligned tables, short durations, exits in words, colour on a
 //! terminal only (never with `NO_COLOR`).
 
+use crate::row::Row;
 use protocol::{describe_exit, Cause, Event, HealthChange, Job, JobState};
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -14,14 +15,42 @@ pub fn colour_enabled() -> bool {
 
 /// `2m13s`, `1h4m`, `3d2h`, `850ms`.
 pub fn short_duration(d: Duration) -> String {
+    let mut s = String::new();
+    push_duration(&mut s, d);
+    s
+}
+
+/// [`short_duration`], written at the end of `out`.
+fn push_duration(out: &mut String, d: Duration) {
     let s = d.as_secs();
-    match s {
-        0 => format!("{}ms", d.as_millis()),
-        1..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    let (big, big_unit, small, small_unit) = match s {
+        0 => (u64::from(d.subsec_millis()), "ms", None, ""),
+        1..=59 => (s, "s", None, ""),
+        60..=3599 => (s / 60, "m", Some(s % 60), "s"),
+        3600..=86_399 => (s / 3600, "h", Some((s % 3600) / 60), "m"),
+        _ => (s / 86_400, "d", Some((s % 86_400) / 3600), "h"),
+    };
+    push_number(out, big);
+    out.push_str(big_unit);
+    if let Some(n) = small {
+        push_number(out, n);
+        out.push_str(small_unit);
     }
+}
+
+/// `n` in decimal at the end of `out`, as `n.to_string()` writes it.
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 fn paint(state: JobState, text: &str, colour: bool) -> String {
@@ -40,31 +69,51 @@ fn paint(state: JobState, text: &str, colour: bool) -> String {
 
 /// What the last column says: uptime while alive, why it is not running otherwise.
 pub fn uptime_or_exit(job: &Job) -> String {
+    let mut s = String::new();
+    push_uptime_or_exit(&mut s, &Row::from(job));
+    s
+}
+
+/// [`uptime_or_exit`] of a row, written at the end of `out`.
+fn push_uptime_or_exit(out: &mut String, job: &Row<'_>) {
     if job.alive {
-        let mut s = job.uptime_ms.map_or_else(
-            || "-".into(),
-            |ms| format!("up {}", short_duration(Duration::from_millis(ms))),
-        );
-        if let Some(h) = health(job) {
-            s.push_str(&format!(", {h}"));
+        match job.uptime_ms {
+            Some(ms) => {
+                out.push_str("up ");
+                push_duration(out, Duration::from_millis(ms));
+            }
+            None => out.push('-'),
+        }
+        if job.health.is_some() {
+            out.push_str(", ");
+            push_health(out, job);
         }
         if let Some(r) = &job.reason {
-            s.push_str(&format!(" ({r})"));
+            out.push_str(" (");
+            out.push_str(r);
+            out.push(')');
         }
-        return s;
+        return;
     }
     if job.state == JobState::Waiting {
-        return job.reason.clone().unwrap_or_else(|| "waiting".into());
+        out.push_str(job.reason.as_deref().unwrap_or("waiting"));
+        return;
     }
-    match (why(job), next_run(job)) {
-        (why, Some(next)) if why == "-" => format!("next run {next}"),
-        (why, Some(next)) => format!("{why}; next run {next}"),
-        (why, None) => why,
+    let start = out.len();
+    push_why(out, job);
+    if let Some(next) = next_run(job) {
+        if &out[start..] == "-" {
+            out.truncate(start);
+            out.push_str("next run ");
+        } else {
+            out.push_str("; next run ");
+        }
+        out.push_str(&next);
     }
 }
 
 /// When a scheduled job runs next, from now: `in 42s` (`now` when already due).
-pub fn next_run(job: &Job) -> Option<String> {
+fn next_run(job: &Row<'_>) -> Option<String> {
     let at = humantime::parse_rfc3339(job.next_run_at.as_deref()?).ok()?;
     Some(match at.duration_since(std::time::SystemTime::now()) {
         Ok(d) if d >= Duration::from_secs(1) => format!("in {}", short_duration(d)),
@@ -75,30 +124,45 @@ pub fn next_run(job: &Job) -> Option<String> {
 /// A job's health in words: `healthy`, `unknown`, `unhealthy (3 failed: connection
 /// refused)`; `None` for a job without a health check.
 pub fn health(job: &Job) -> Option<String> {
-    let h = job.health?;
+    job.health?;
+    let mut s = String::new();
+    push_health(&mut s, &Row::from(job));
+    Some(s)
+}
+
+/// [`health`] of a row (nothing without a health check), written at the end of `out`.
+fn push_health(out: &mut String, job: &Row<'_>) {
+    let Some(h) = job.health else {
+        return;
+    };
     if h != protocol::Health::Unhealthy {
-        return Some(h.as_str().to_owned());
+        out.push_str(h.as_str());
+        return;
     }
     let output = job
         .health_output
         .as_deref()
         .and_then(|o| o.lines().next())
         .unwrap_or("");
-    Some(format!(
-        "unhealthy ({} failed: {output})",
-        job.health_failures.unwrap_or(0)
-    ))
+    out.push_str("unhealthy (");
+    push_number(out, u64::from(job.health_failures.unwrap_or(0)));
+    out.push_str(" failed: ");
+    out.push_str(output);
+    out.push(')');
 }
 
 /// Why a job is not running, in words: its `reason`, with the exit where the reason
 /// does not already say it (`stopped by request, killed by SIGTERM (-15)`).
-pub fn why(job: &Job) -> String {
-    let exit = job.exitcode.map(describe_exit);
-    match (job.cause, &job.reason, exit) {
-        (Some(Cause::Stopped), Some(reason), Some(exit)) => format!("{reason}, {exit}"),
-        (Some(_), Some(reason), _) => reason.clone(),
-        (_, _, Some(exit)) => exit,
-        _ => job.spawn_error.clone().unwrap_or_else(|| "-".into()),
+fn push_why(out: &mut String, job: &Row<'_>) {
+    match (job.cause, &job.reason, job.exitcode) {
+        (Some(Cause::Stopped), Some(reason), Some(code)) => {
+            out.push_str(reason);
+            out.push_str(", ");
+            out.push_str(&describe_exit(code));
+        }
+        (Some(_), Some(reason), _) => out.push_str(reason),
+        (_, _, Some(code)) => out.push_str(&describe_exit(code)),
+        _ => out.push_str(job.spawn_error.as_deref().unwrap_or("-")),
     }
 }
 
@@ -147,13 +211,19 @@ pub fn block(job: &Job) -> String {
 
 /// The status table: NAME GROUP STATE PID [RESTARTS] UPTIME/EXIT. The RESTARTS column
 /// appears only when some job has been restarted, so a quiet table stays narrow.
-///
-/// Written cell by cell into one string (the widths first, then each line): `supctl
-/// status` of thousands of jobs spends its time here and in decoding.
 pub fn table(jobs: &[Job], colour: bool) -> String {
+    let rows: Vec<Row<'_>> = jobs.iter().map(Row::from).collect();
+    let mut out = String::new();
+    rows_table(&mut out, &rows, colour);
+    out
+}
+
+/// [`table`] of rows, written at the end of `out` cell by cell (the widths first, then
+/// each line): `supctl status` of thousands of jobs spends its time here and in
+/// decoding.
+pub fn rows_table(out: &mut String, jobs: &[Row<'_>], colour: bool) {
     const DAEMON: &str = " (daemon)";
     let restarts = jobs.iter().any(|j| j.restarts > 0);
-    let lasts: Vec<String> = jobs.iter().map(uptime_or_exit).collect();
     // NAME, GROUP, STATE, PID, RESTARTS: the columns that are padded.
     let mut widths = [4, 5, 5, 3, 8];
     for j in jobs {
@@ -165,49 +235,47 @@ pub fn table(jobs: &[Job], colour: bool) -> String {
         widths[4] = widths[4].max(digits(u64::from(j.restarts)));
     }
     let line_len: usize = widths.iter().sum::<usize>() + 10 + 24;
-    let mut out = String::with_capacity((jobs.len() + 1) * line_len);
-    pad(&mut out, "NAME", widths[0]);
-    pad(&mut out, "GROUP", widths[1]);
-    pad(&mut out, "STATE", widths[2]);
-    pad(&mut out, "PID", widths[3]);
+    out.reserve((jobs.len() + 1) * line_len);
+    pad(out, "NAME", widths[0]);
+    pad(out, "GROUP", widths[1]);
+    pad(out, "STATE", widths[2]);
+    pad(out, "PID", widths[3]);
     if restarts {
-        pad(&mut out, "RESTARTS", widths[4]);
+        pad(out, "RESTARTS", widths[4]);
     }
     out.push_str("UPTIME/EXIT\n");
-    let mut number = String::new();
-    for (j, last) in jobs.iter().zip(&lasts) {
+    for j in jobs {
         let start = out.len();
         out.push_str(&j.name);
         if j.daemon {
             out.push_str(DAEMON);
         }
         let name = width(&j.name) + if j.daemon { DAEMON.len() } else { 0 };
-        spaces(&mut out, widths[0] - name + 2);
-        pad(&mut out, &j.group, widths[1]);
+        spaces(out, widths[0] - name + 2);
+        pad(out, &j.group, widths[1]);
         if colour {
             let mut cell = String::new();
             pad(&mut cell, j.state.as_str(), widths[2]);
             out.push_str(&paint(j.state, &cell, true));
         } else {
-            pad(&mut out, j.state.as_str(), widths[2]);
+            pad(out, j.state.as_str(), widths[2]);
         }
-        number.clear();
+        let cell = out.len();
         match j.pid {
-            Some(p) => number.push_str(&p.to_string()),
-            None => number.push('-'),
+            Some(p) => push_number(out, u64::from(p)),
+            None => out.push('-'),
         }
-        pad(&mut out, &number, widths[3]);
+        spaces(out, widths[3] - (out.len() - cell) + 2);
         if restarts {
-            number.clear();
-            number.push_str(&j.restarts.to_string());
-            pad(&mut out, &number, widths[4]);
+            let cell = out.len();
+            push_number(out, u64::from(j.restarts));
+            spaces(out, widths[4] - (out.len() - cell) + 2);
         }
-        out.push_str(last);
+        push_uptime_or_exit(out, j);
         let kept = out[start..].trim_end().len();
         out.truncate(start + kept);
         out.push('\n');
     }
-    out
 }
 
 /// How wide a cell is on a terminal, as `format!`'s padding counts it (in chars).
@@ -611,6 +679,145 @@ mod tests {
             for colour in [false, true] {
                 assert_eq!(table(jobs, colour), table_model(jobs, colour));
             }
+        }
+    }
+
+    /// The last column as it was written before it was written in place: with
+    /// `format!`, through owned strings.
+    fn uptime_or_exit_model(job: &Job) -> String {
+        let health = |job: &Job| {
+            let h = job.health?;
+            if h != protocol::Health::Unhealthy {
+                return Some(h.as_str().to_owned());
+            }
+            let output = job.health_output.as_deref().and_then(|o| o.lines().next());
+            Some(format!(
+                "unhealthy ({} failed: {})",
+                job.health_failures.unwrap_or(0),
+                output.unwrap_or("")
+            ))
+        };
+        let short = |d: Duration| {
+            let s = d.as_secs();
+            match s {
+                0 => format!("{}ms", d.as_millis()),
+                1..=59 => format!("{s}s"),
+                60..=3599 => format!("{}m{}s", s / 60, s % 60),
+                3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+                _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+            }
+        };
+        if job.alive {
+            let mut s = job.uptime_ms.map_or_else(
+                || "-".into(),
+                |ms| format!("up {}", short(Duration::from_millis(ms))),
+            );
+            if let Some(h) = health(job) {
+                s.push_str(&format!(", {h}"));
+            }
+            if let Some(r) = &job.reason {
+                s.push_str(&format!(" ({r})"));
+            }
+            return s;
+        }
+        if job.state == JobState::Waiting {
+            return job.reason.clone().unwrap_or_else(|| "waiting".into());
+        }
+        let exit = job.exitcode.map(describe_exit);
+        let why = match (job.cause, &job.reason, exit) {
+            (Some(Cause::Stopped), Some(reason), Some(exit)) => format!("{reason}, {exit}"),
+            (Some(_), Some(reason), _) => reason.clone(),
+            (_, _, Some(exit)) => exit,
+            _ => job.spawn_error.clone().unwrap_or_else(|| "-".into()),
+        };
+        let next = job
+            .next_run_at
+            .as_deref()
+            .and_then(|at| humantime::parse_rfc3339(at).ok())
+            .map(|_| "now".to_owned());
+        match (why, next) {
+            (why, Some(next)) if why == "-" => format!("next run {next}"),
+            (why, Some(next)) => format!("{why}; next run {next}"),
+            (why, None) => why,
+        }
+    }
+
+    /// Every shape of the last column is the text it was before it was written in
+    /// place (scheduled runs in the past, which read `now` whenever they are read).
+    #[test]
+    fn the_last_column_is_the_same_text_as_before() {
+        let mut jobs = Vec::new();
+        for ms in [
+            None,
+            Some(0),
+            Some(999),
+            Some(1_000),
+            Some(59_999),
+            Some(60_000),
+        ] {
+            for ms2 in [ms, ms.map(|m| m * 61), ms.map(|m| m * 3_601 + 7)] {
+                let mut j = job("a", JobState::Running, None);
+                j.uptime_ms = ms2;
+                jobs.push(j);
+            }
+        }
+        let mut more = Vec::new();
+        for j in &jobs {
+            for (health, failures, output) in [
+                (Some(protocol::Health::Healthy), None, None),
+                (Some(protocol::Health::Unknown), Some(0), None),
+                (
+                    Some(protocol::Health::Unhealthy),
+                    Some(3),
+                    Some("HTTP 500\nmore"),
+                ),
+                (Some(protocol::Health::Unhealthy), None, None),
+            ] {
+                let mut h = j.clone();
+                (h.health, h.health_failures) = (health, failures);
+                h.health_output = output.map(str::to_owned);
+                h.reason = output.map(|_| "unhealthy".into());
+                more.push(h);
+            }
+        }
+        jobs.extend(more);
+        for state in [
+            JobState::Stopped,
+            JobState::Exited,
+            JobState::Fatal,
+            JobState::Waiting,
+        ] {
+            for exitcode in [None, Some(0), Some(3), Some(-15), Some(-99)] {
+                for (cause, reason) in [
+                    (None, None),
+                    (Some(Cause::Stopped), Some("stopped by request")),
+                    (Some(Cause::Exit), Some("exit 3")),
+                    (Some(Cause::SpawnError), None),
+                    (None, Some("-")),
+                ] {
+                    for spawn_error in [None, Some("cannot spawn")] {
+                        for next in [None, Some("2001-02-03T04:05:06.789Z"), Some("soon")] {
+                            let mut j = job("b", state, exitcode);
+                            j.cause = cause;
+                            j.reason = reason.map(str::to_owned);
+                            j.spawn_error = spawn_error.map(str::to_owned);
+                            j.next_run_at = next.map(str::to_owned);
+                            jobs.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        for j in &jobs {
+            assert_eq!(uptime_or_exit(j), uptime_or_exit_model(j), "{j:?}");
+        }
+        for ms in [0, 999, 59_999, 86_399_999, 86_400_000, u64::MAX] {
+            let model = uptime_or_exit_model(&Job {
+                uptime_ms: Some(ms),
+                ..job("c", JobState::Running, None)
+            });
+            let d = Duration::from_millis(ms);
+            assert_eq!(format!("up {}", short_duration(d)), model);
         }
     }
 
