@@ -153,7 +153,9 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
-    /// Whether `lit` comes next (then it is passed).
+    /// Whether `lit` comes next (then it is passed). Inlined, so that each literal's
+    /// comparison is compiled for its length.
+    #[inline(always)]
     fn eat(&mut self, lit: &str) -> bool {
         let found = self.text.as_bytes()[self.at..].starts_with(lit.as_bytes());
         if found {
@@ -162,6 +164,7 @@ impl<'a> Scan<'a> {
         found
     }
 
+    #[inline(always)]
     fn lit(&mut self, lit: &str) -> Option<()> {
         self.eat(lit).then_some(())
     }
