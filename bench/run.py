@@ -1080,6 +1080,13 @@ def setup(need_python):
         cwd=ROOT,
         check=True,
     )
+    log("linking supctl statically, as the README's Install says ...")
+    subprocess.run(
+        ["cargo", "rustc", "--release", "-p", "supctl", "--bin", "supctl", "--",
+         "-C", "target-feature=+crt-static"],
+        cwd=ROOT,
+        check=True,
+    )
     log("compiling the floor ...")
     subprocess.run(
         ["rustc", "-O", "--edition", "2021", "-o", FLOOR, os.path.join(BENCH, "floor.rs")],
