@@ -1076,11 +1076,12 @@ def setup(need_python):
     os.makedirs(OUT, exist_ok=True)
     log("building release binaries ...")
     subprocess.run(
-        ["cargo", "build", "--release", "--bin", "supervisord", "--bin", "supctl"],
+        ["cargo", "build", "--release", "--bin", "supervisord"],
         cwd=ROOT,
         check=True,
     )
-    log("linking supctl statically, as the README's Install says ...")
+    # Not in the build above: that would link the dynamic one first, every run.
+    log("building supctl linked statically, as the README's Install says ...")
     subprocess.run(
         ["cargo", "rustc", "--release", "-p", "supctl", "--bin", "supctl", "--",
          "-C", "target-feature=+crt-static"],
