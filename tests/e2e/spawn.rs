@@ -34,13 +34,28 @@ fn says_fallback(d: &Daemon) -> bool {
 }
 
 /// supervisord started with SIGQUIT and SIGTTIN ignored (as `nohup` ignores SIGHUP) and
-/// ignoring SIGPIPE itself: its jobs ignore none of them and block nothing.
+/// ignoring SIGPIPE itself: its jobs ignore none of them and block nothing — whether the
+/// kernel clears the handled signals (`CLONE_CLEAR_SIGHAND`) and the child resets the
+/// ignored ones, or the child resets every signal (a kernel without that flag, forced with
+/// `SUPERVISORD_NO_CLEAR_SIGHAND`), or the fork-and-exec fallback does.
 #[test]
 fn a_job_starts_with_every_signal_at_its_default_and_none_blocked() {
     use nix::sys::signal::Signal;
-    for (path, no_clone3) in PATHS {
-        let d = prepare("[job.s]\ncommand = \"sleep 60\"\n", no_clone3)
-            .launch_via(&["sh", "-c", "trap '' QUIT TTIN; exec \"$@\"", "sh"], &[]);
+    let paths = PATHS
+        .iter()
+        .map(|&(path, no_clone3)| (path, no_clone3, false))
+        .chain(std::iter::once((
+            "clone3, every signal reset by the child",
+            None,
+            true,
+        )));
+    for (path, no_clone3, no_clear) in paths {
+        let mut d = prepare("[job.s]\ncommand = \"sleep 60\"\n", no_clone3);
+        if no_clear {
+            d.env
+                .push(("SUPERVISORD_NO_CLEAR_SIGHAND".into(), "1".into()));
+        }
+        let d = d.launch_via(&["sh", "-c", "trap '' QUIT TTIN; exec \"$@\"", "sh"], &[]);
         let daemon = sigset(d.pid(), "SigIgn");
         let ignored = bit(Signal::SIGQUIT) | bit(Signal::SIGTTIN) | bit(Signal::SIGPIPE);
         assert_eq!(daemon & ignored, ignored, "{path}: the daemon ignores them");
