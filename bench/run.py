@@ -408,6 +408,8 @@ def cgroup_floor_parent():
 def spawn_join(n, reps, systems):
     """(a) start N short jobs and wait until all have ended."""
     out = {}
+    # Whatever ran before (a daemon that just removed its runs' cgroups) done first.
+    machine_quiet()
     if "floor" in systems:
         out["floor"] = summary([wall([FLOOR, "spawn", str(n)]) * 1e3 for _ in range(reps)], "ms")
         # With a cgroup per run, the same spawns each born in a cgroup of their own: the
@@ -420,6 +422,7 @@ def spawn_join(n, reps, systems):
                 )
             finally:
                 os.rmdir(parent)
+            machine_quiet()
     if "ours" in systems:
         d = Ours(true_jobs(n), {"autostart": False, "start_secs": 0})
         try:
@@ -455,6 +458,27 @@ def wait_running(d, n, timeout):
     wait_for(
         lambda: sum(s == "running" for s in d.states()) == n, timeout, f"{n} jobs running", 0.2
     )
+
+
+def machine_quiet(window=0.5, busy=0.05, timeout=15):
+    """Wait until the whole machine has been idle (under `busy` of its CPU time) for a
+    `window`, or `timeout`: e.g. until the kernel has finished tearing down the
+    cgroups a floor run removed (css offlining runs in kernel workers after `rmdir`
+    returns), which would otherwise land in the next system's figures."""
+
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+
+    deadline = time.monotonic() + timeout
+    total, idle = sample()
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        t, i = sample()
+        if t > total and 1 - (i - idle) / (t - total) < busy:
+            return
+        total, idle = t, i
 
 
 def settle(pid, quiet=1.0, timeout=60):
