@@ -841,11 +841,11 @@ impl Tree {
         measure: bool,
     ) -> io::Result<(RunCgroup, OwnedFd)> {
         if let Some(spare) = spare {
-            if spare.limits == *limits && spare.reusable() {
+            if spare.at.limits == *limits && spare.reusable() {
                 match spare.again(measure) {
                     Ok(again) => return Ok(again),
                     Err(e) => {
-                        tracing::debug!(cgroup = %spare.dir.display(), error = %e, "cannot use a job's cgroup again; making another")
+                        tracing::debug!(cgroup = %spare.dir().display(), error = %e, "cannot use a job's cgroup again; making another")
                     }
                 }
             }
@@ -853,17 +853,11 @@ impl Tree {
         }
         let dir = self.dir.join(format!("{job}@{run}"));
         std::fs::create_dir(&dir)?;
-        let cg = RunCgroup {
-            dir,
-            memory: self.memory,
-            limits: *limits,
-            base: Baseline::default(),
-            killed: Arc::default(),
-        };
+        let cg = RunCgroup::new(dir, self.memory, *limits);
         // The folder itself: what a spawn born in the cgroup (`CLONE_INTO_CGROUP`) needs
         // (a path descriptor is enough, and spares the kernel opening the folder), and
         // where a fork-and-exec spawn finds `cgroup.procs` to write itself to.
-        match write_limits(&cg.dir, limits).and_then(|()| open_path(&cg.dir)) {
+        match write_limits(cg.dir(), limits).and_then(|()| open_path(cg.dir())) {
             Ok(fd) => Ok((cg, fd)),
             Err(e) => {
                 cg.remove();
@@ -900,21 +894,43 @@ fn open_path(dir: &Path) -> io::Result<OwnedFd> {
 
 /// One run's cgroup. A job's next run uses it again once it is empty (never two runs at
 /// once), so the counters that are the run's own are read against where they stood when
-/// the run began.
+/// the run began. Small (the folder is shared: the supervisor, the run's task and the
+/// watcher each hold a copy, and a job's entry holds one between runs).
 #[derive(Debug, Clone)]
 pub struct RunCgroup {
+    at: Arc<CgroupAt>,
+    /// Its counters when this run began (zero in a new cgroup).
+    base: Baseline,
+}
+
+/// What every run in a cgroup shares.
+#[derive(Debug)]
+struct CgroupAt {
     dir: PathBuf,
     /// Whether it has the memory controller (`memory.events` counts OOM kills).
     memory: bool,
     /// The limits written into it.
     limits: Limits,
-    /// Its counters when this run began (zero in a new cgroup).
-    base: Baseline,
     /// Set once `cgroup.kill` was written (by any copy): such a cgroup is never used
     /// again. Linux 6.18 (at least) SIGKILLs every child later born into a cgroup whose
     /// `cgroup.kill` was ever written (`clone3` with `CLONE_INTO_CGROUP` compares the
     /// target's kill count with the parent cgroup's), so its next run would die at once.
-    killed: Arc<AtomicBool>,
+    killed: AtomicBool,
+}
+
+impl RunCgroup {
+    /// The cgroup at `dir`, new (nothing counted yet).
+    fn new(dir: PathBuf, memory: bool, limits: Limits) -> RunCgroup {
+        RunCgroup {
+            at: Arc::new(CgroupAt {
+                dir,
+                memory,
+                limits,
+                killed: AtomicBool::new(false),
+            }),
+            base: Baseline::default(),
+        }
+    }
 }
 
 /// A cgroup's cumulative counters as they stood when a run began in it.
@@ -939,7 +955,7 @@ impl Default for Baseline {
 // A cgroup is its folder: the same one whatever run it is counted for.
 impl PartialEq for RunCgroup {
     fn eq(&self, other: &Self) -> bool {
-        self.dir == other.dir
+        self.at.dir == other.at.dir
     }
 }
 
@@ -947,14 +963,14 @@ impl Eq for RunCgroup {}
 
 impl std::hash::Hash for RunCgroup {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.dir.hash(state);
+        self.at.dir.hash(state);
     }
 }
 
 impl RunCgroup {
     /// The cgroup's folder.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.at.dir
     }
 
     /// Send `sig` to every process of the run. `leader` is the run's leader, still
@@ -962,29 +978,29 @@ impl RunCgroup {
     /// `cgroup.kill`, which also reaches a process forked while the list was read.
     pub fn signal(&self, leader: u32, sig: Signal) {
         if sig == Signal::Kill {
-            self.killed.store(true, Ordering::Relaxed);
-            if std::fs::write(self.dir.join("cgroup.kill"), b"1").is_ok() {
+            self.at.killed.store(true, Ordering::Relaxed);
+            if std::fs::write(self.at.dir.join("cgroup.kill"), b"1").is_ok() {
                 return;
             }
         }
         os::send_signal(leader, false, sig);
-        signal_listed(&self.dir, sig, Some(leader));
+        signal_listed(&self.at.dir, sig, Some(leader));
     }
 
     /// SIGKILL everything left in the cgroup.
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::Relaxed);
-        kill(&self.dir);
+        self.at.killed.store(true, Ordering::Relaxed);
+        kill(&self.at.dir);
     }
 
     /// Whether a later run may use the cgroup again: never once it was killed.
     pub fn reusable(&self) -> bool {
-        !self.killed.load(Ordering::Relaxed)
+        !self.at.killed.load(Ordering::Relaxed)
     }
 
     /// Whether processes are left (`cgroup.events`).
     pub fn populated(&self) -> bool {
-        populated(&self.dir)
+        populated(&self.at.dir)
     }
 
     /// Remove the cgroup (it must be empty). True once it is gone.
@@ -992,7 +1008,7 @@ impl RunCgroup {
         match self.remove_if_empty() {
             Ok(gone) => gone,
             Err(e) => {
-                tracing::debug!(cgroup = %self.dir.display(), error = %e, "cannot remove a run's cgroup yet");
+                tracing::debug!(cgroup = %self.at.dir.display(), error = %e, "cannot remove a run's cgroup yet");
                 false
             }
         }
@@ -1002,7 +1018,7 @@ impl RunCgroup {
     /// processes are left in it (the kernel refuses with `EBUSY`). One system call, and
     /// the quickest way to learn that a run's cgroup emptied when it almost always has.
     pub fn remove_if_empty(&self) -> io::Result<bool> {
-        match std::fs::remove_dir(&self.dir) {
+        match std::fs::remove_dir(&self.at.dir) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
             Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => Ok(false),
@@ -1014,14 +1030,14 @@ impl RunCgroup {
     /// its counters read as they stand now (this run's start; the CPU counter only if
     /// `measure`), its folder opened.
     fn again(&self, measure: bool) -> io::Result<(RunCgroup, OwnedFd)> {
-        let fd = open_path(&self.dir)?;
+        let fd = open_path(&self.at.dir)?;
         let cpu_usec = if measure {
-            Some(read_counter(&self.dir.join("cpu.stat"), "usage_usec")?)
+            Some(read_counter(&self.at.dir.join("cpu.stat"), "usage_usec")?)
         } else {
             None
         };
-        let oom_kills = if self.memory {
-            read_counter(&self.dir.join("memory.events"), "oom_kill")?
+        let oom_kills = if self.at.memory {
+            read_counter(&self.at.dir.join("memory.events"), "oom_kill")?
         } else {
             0
         };
@@ -1046,26 +1062,26 @@ impl RunCgroup {
     /// began in a cgroup used again).
     pub fn cpu_ms(&self) -> Option<u64> {
         let base = self.base.cpu_usec?;
-        let text = std::fs::read_to_string(self.dir.join("cpu.stat")).ok()?;
+        let text = std::fs::read_to_string(self.at.dir.join("cpu.stat")).ok()?;
         counter(&text, "usage_usec").map(|us| us.saturating_sub(base) / 1000)
     }
 
     /// Memory charged to the cgroup (`memory.current`), where the memory controller is on.
     pub fn memory_bytes(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.dir.join("memory.current")).ok()?;
+        let text = std::fs::read_to_string(self.at.dir.join("memory.current")).ok()?;
         text.trim().parse().ok()
     }
 
     /// The processes in the cgroup now.
     pub fn pids(&self) -> Vec<u32> {
-        procs(&self.dir)
+        procs(&self.at.dir)
     }
 
     /// Whether the OOM killer killed a process of this run (`memory.events` `oom_kill`
     /// above where it stood when the run began), where the memory controller is on.
     pub fn oom_killed(&self) -> bool {
-        self.memory
-            && std::fs::read_to_string(self.dir.join("memory.events"))
+        self.at.memory
+            && std::fs::read_to_string(self.at.dir.join("memory.events"))
                 .ok()
                 .and_then(|t| counter(&t, "oom_kill"))
                 .is_some_and(|n| n > self.base.oom_kills)
@@ -1154,7 +1170,7 @@ impl Watcher {
             .fd
             .get_ref()
             .0
-            .add_watch(&cg.dir.join("cgroup.events"), AddWatchFlags::IN_MODIFY)?;
+            .add_watch(&cg.dir().join("cgroup.events"), AddWatchFlags::IN_MODIFY)?;
         if !cg.populated() {
             let _ = self.fd.get_ref().0.rm_watch(wd);
             return Ok(false);
@@ -1270,13 +1286,7 @@ mod tests {
     #[test]
     fn usage_and_oom_come_from_the_cgroup_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cg = RunCgroup {
-            dir: dir.path().to_path_buf(),
-            memory: true,
-            limits: Limits::default(),
-            base: Baseline::default(),
-            killed: Arc::default(),
-        };
+        let cg = RunCgroup::new(dir.path().to_path_buf(), true, Limits::default());
         assert_eq!(cg.cpu_ms(), None);
         assert_eq!(cg.memory_bytes(), None);
         assert!(!cg.oom_killed(), "no memory controller: no OOM cause");
@@ -1300,10 +1310,7 @@ mod tests {
         )
         .expect("write");
         assert!(cg.oom_killed());
-        let without = RunCgroup {
-            memory: false,
-            ..cg.clone()
-        };
+        let without = RunCgroup::new(dir.path().to_path_buf(), false, Limits::default());
         assert!(
             !without.oom_killed(),
             "a cgroup without the memory controller is not asked"
@@ -1390,14 +1397,14 @@ mod tests {
         // (with the new limits written, which a plain folder here cannot show).
         std::fs::remove_file(&stat).expect("rm");
         std::fs::remove_file(&events).expect("rm");
-        let limited = RunCgroup {
-            limits: Limits {
+        let limited = RunCgroup::new(
+            second.dir().to_path_buf(),
+            true,
+            Limits {
                 tasks: Some(Some(7)),
                 ..Limits::default()
             },
-            killed: Arc::default(),
-            ..second
-        };
+        );
         assert!(limited.reusable(), "only its limits differ");
         let (third, _fd) = tree
             .create("j", 3, &Limits::default(), Some(limited), true)
@@ -1412,6 +1419,14 @@ mod tests {
             .create("j", 4, &Limits::default(), Some(third), true)
             .expect("made");
         assert_eq!(fourth.dir(), dir.path().join("j@4"));
+    }
+
+    #[test]
+    fn a_runs_cgroup_handle_stays_small() {
+        // Every job's entry holds one inline (its run's, or its cgroup kept between
+        // runs): what the folder and limits take is behind one shared pointer.
+        assert!(std::mem::size_of::<RunCgroup>() <= 32);
+        assert!(std::mem::size_of::<Option<RunCgroup>>() <= 32);
     }
 
     #[test]
