@@ -462,21 +462,31 @@ def wait_running(d, n, timeout):
 
 def machine_quiet(window=0.5, busy=0.05, timeout=15):
     """Wait until the whole machine has been idle (under `busy` of its CPU time) for a
-    `window`, or `timeout`: e.g. until the kernel has finished tearing down the
-    cgroups a floor run removed (css offlining runs in kernel workers after `rmdir`
-    returns), which would otherwise land in the next system's figures."""
+    `window` and no removed cgroup is still being torn down, or `timeout`: the kernel
+    finishes a cgroup's `rmdir` in workers after it returns (a thousand from a floor run
+    take up to a second here), which would otherwise land in the next system's figures."""
 
     def sample():
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
         return sum(v), v[3] + v[4]
 
+    def dying():
+        # Removed cgroups the kernel has not finished with yet (cgroup v2's root count).
+        try:
+            with open("/proc/self/mountinfo") as f:
+                root = next(l.split()[4] for l in f if " - cgroup2 " in l)
+            with open(os.path.join(root, "cgroup.stat")) as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("nr_dying_descendants "))
+        except (OSError, StopIteration, ValueError, IndexError):
+            return 0
+
     deadline = time.monotonic() + timeout
     total, idle = sample()
     while time.monotonic() < deadline:
         time.sleep(window)
         t, i = sample()
-        if t > total and 1 - (i - idle) / (t - total) < busy:
+        if t > total and 1 - (i - idle) / (t - total) < busy and dying() == 0:
             return
         total, idle = t, i
 
