@@ -173,6 +173,45 @@ fn main() {
             }
             println!("{}", t.elapsed().as_micros());
         }
+        Some("spawn-cgroup-kept") => {
+            // The same, each child born into a cgroup kept from an earlier round (made
+            // here, untimed, when missing; never removed): what a cgroup per job that its
+            // runs use again costs the kernel.
+            let (Some(n), Some(parent)) = (
+                args.get(2).and_then(|s| s.parse::<usize>().ok()),
+                args.get(3),
+            ) else {
+                panic!("usage: floor spawn-cgroup-kept N DIR");
+            };
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .expect("open /dev/null");
+            let dirs: Vec<std::path::PathBuf> = (0..n)
+                .map(|i| std::path::Path::new(parent).join(format!("j{i}")))
+                .collect();
+            for dir in &dirs {
+                if !dir.exists() {
+                    std::fs::create_dir(dir).expect("mkdir a cgroup");
+                }
+            }
+            let t = Instant::now();
+            let mut children = Vec::with_capacity(n);
+            for dir in &dirs {
+                let cg = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(O_PATH | O_DIRECTORY)
+                    .open(dir)
+                    .expect("open the cgroup");
+                children.push(spawn_into(cg.as_raw_fd(), null.as_raw_fd()));
+            }
+            for pid in children {
+                let mut status = 0;
+                unsafe { waitpid(pid, &mut status, 0) };
+            }
+            println!("{}", t.elapsed().as_micros());
+        }
         Some("stamp") => {
             let path = args.get(2).expect("usage: floor stamp FILE");
             let mut f = std::fs::File::create(path).expect("create stamp file");
@@ -201,7 +240,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: floor spawn N | floor spawn-sleep N | floor spawn-cgroup N DIR | floor stamp FILE | floor answer SOCK FILE");
+            eprintln!("usage: floor spawn N | floor spawn-sleep N | floor spawn-cgroup N DIR | floor spawn-cgroup-kept N DIR | floor stamp FILE | floor answer SOCK FILE");
             std::process::exit(2);
         }
     }
