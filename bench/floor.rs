@@ -111,6 +111,22 @@ fn spawn_all(n: usize, program: &str, args: &[&str]) -> Vec<std::process::Child>
         .collect()
 }
 
+/// `N DIR` of `spawn-cgroup` and `spawn-cgroup-kept`, and /dev/null for the children.
+fn cgroup_args(args: &[String]) -> (usize, &str, std::fs::File) {
+    let (Some(n), Some(parent)) = (
+        args.get(2).and_then(|s| s.parse::<usize>().ok()),
+        args.get(3),
+    ) else {
+        panic!("usage: floor {} N DIR", args.get(1).map_or("", String::as_str));
+    };
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .expect("open /dev/null");
+    (n, parent, null)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -142,17 +158,7 @@ fn main() {
             }
         }
         Some("spawn-cgroup") => {
-            let (Some(n), Some(parent)) = (
-                args.get(2).and_then(|s| s.parse::<usize>().ok()),
-                args.get(3),
-            ) else {
-                panic!("usage: floor spawn-cgroup N DIR");
-            };
-            let null = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .expect("open /dev/null");
+            let (n, parent, null) = cgroup_args(&args);
             let t = Instant::now();
             let mut children = Vec::with_capacity(n);
             for i in 0..n {
@@ -177,17 +183,7 @@ fn main() {
             // The same, each child born into a cgroup kept from an earlier round (made
             // here, untimed, when missing; never removed): what a cgroup per job that its
             // runs use again costs the kernel.
-            let (Some(n), Some(parent)) = (
-                args.get(2).and_then(|s| s.parse::<usize>().ok()),
-                args.get(3),
-            ) else {
-                panic!("usage: floor spawn-cgroup-kept N DIR");
-            };
-            let null = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .expect("open /dev/null");
+            let (n, parent, null) = cgroup_args(&args);
             let dirs: Vec<std::path::PathBuf> = (0..n)
                 .map(|i| std::path::Path::new(parent).join(format!("j{i}")))
                 .collect();
