@@ -67,17 +67,25 @@ impl Supervisor {
                 Err(e) => tracing::warn!(error = %e, "cannot watch cgroups"),
             }
         }
-        let watched = match self.cgroup_watch.as_mut().map(|w| w.watch(&cg)) {
-            Some(Ok(w)) => w,
+        match self.cgroup_watch.as_mut().map(|w| w.watch(&cg)) {
+            Some(Ok(true)) => {}
+            // Emptied between the two looks: fit for the next run after all.
+            Some(Ok(false)) => {
+                self.spare(job, cg);
+                return false;
+            }
+            // Not watched, and processes may be left: never another run's. Removed if it
+            // is empty by now; else it stays (as before the reuse) until a supervisord
+            // clears stale subtrees.
             Some(Err(e)) => {
                 tracing::warn!(cgroup = %cg.dir().display(), error = %e, "cannot watch a cgroup");
-                false
+                cg.remove();
+                return false;
             }
-            None => false,
-        };
-        if !watched {
-            self.spare(job, cg);
-            return false;
+            None => {
+                cg.remove();
+                return false;
+            }
         }
         let held = exit.is_some();
         self.cgroups_left.insert(
